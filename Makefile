@@ -1,0 +1,31 @@
+# The README's two commands: `make demo` (main job) and `make test` (whole test suite).
+# Both create .venv and install everything on first use.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# CPU wheel on machines without an NVIDIA GPU; the package itself asks only torch>=2.1.
+TORCH_SPEC ?= torch==2.13.0
+PYTEST_ARGS ?=
+
+.PHONY: setup demo test system-deps clean
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q "$(TORCH_SPEC)"
+	$(PY) -m pip install -q -e ".[pyqt5,test]"
+	touch $@
+
+setup: $(VENV)/.installed
+
+system-deps:
+	bash scripts/install-system-deps.sh
+
+demo: setup
+	$(PY) -m napari_inceptseg demo
+
+test: setup system-deps
+	xvfb-run -a -s "-screen 0 1280x1024x24" $(PY) -m pytest $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(VENV) build dist .pytest_cache inceptseg-demo

@@ -1,0 +1,42 @@
+"""napari-inceptseg: unsupervised image segmentation by differentiable feature clustering.
+
+Public API (importing this package does not import torch; a run does)::
+
+    from napari_inceptseg import segment, segment_iter, score
+    result = segment(image, arch="inception", max_iter=100)
+    result.labels  # int32, numbered 1..K
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "segment": "._engine",
+    "segment_iter": "._engine",
+    "run_to_end": "._engine",
+    "available_devices": "._engine",
+    "Progress": "._engine",
+    "SegmentationResult": "._engine",
+    "SegmentationError": "._engine",
+    "SegmentParams": "._params",
+    "prepare_image": "._preprocess",
+    "score": "._metrics",
+    "contingency_table": "._metrics",
+}
+
+__all__ = ["__version__", *_LAZY]
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(_LAZY[name], __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(__all__)

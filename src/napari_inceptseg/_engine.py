@@ -1,0 +1,291 @@
+"""The optimisation loop: one generator that every caller drives.
+
+``segment_iter`` yields a :class:`Progress` record per iteration and returns a
+:class:`SegmentationResult`; :func:`segment` drains it. No Qt, no napari; torch
+is imported when a run starts, not when this module is imported.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Dict, Generator, List, Optional
+
+import numpy as np
+
+from ._params import SegmentParams
+from ._preprocess import is_constant, prepare_image
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+
+
+class SegmentationError(RuntimeError):
+    """A run failed for a reason the user can act on (e.g. out of memory)."""
+
+
+@dataclass(frozen=True)
+class Progress:
+    """One optimisation step.
+
+    ``labels`` is set only on preview iterations (every ``preview_every``
+    steps): the current clusters numbered 1..K, the image's spatial shape.
+    """
+
+    iteration: int
+    max_iter: int
+    loss: float
+    loss_sim: float
+    loss_con: float
+    n_labels: int
+    labels: Optional[np.ndarray] = None
+
+
+@dataclass
+class SegmentationResult:
+    """What a finished run returns."""
+
+    labels: np.ndarray
+    n_iter: int
+    history: Dict[str, List[float]]
+    params: SegmentParams
+    device: str
+    seconds: float
+    stop_reason: str
+    seed: int
+    model: Any = field(default=None, repr=False)
+
+    @property
+    def n_labels(self) -> int:
+        return int(self.labels.max()) if self.labels.size else 0
+
+    @property
+    def final_loss(self) -> Optional[float]:
+        return self.history["loss"][-1] if self.history["loss"] else None
+
+    def metadata(self) -> Dict[str, Any]:
+        """JSON-friendly description of the run (for napari layer metadata, files)."""
+        return {
+            "params": {**self.params.to_dict(), "seed": self.seed},
+            "n_iter": self.n_iter,
+            "n_labels": self.n_labels,
+            "final_loss": self.final_loss,
+            "device": self.device,
+            "seconds": round(self.seconds, 3),
+            "stop_reason": self.stop_reason,
+        }
+
+
+def available_devices() -> List[str]:
+    """Devices present on this machine, best first (always ends with 'cpu')."""
+    import torch
+
+    found = []
+    if torch.cuda.is_available():
+        found.append("cuda")
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        found.append("mps")
+    return found + ["cpu"]
+
+
+def resolve_device(device: str = "auto") -> "torch.device":
+    """Turn 'auto' / 'cuda' / 'cuda:N' / 'mps' / 'cpu' into a torch.device.
+
+    Asking for a device that is absent raises a ValueError that says what is.
+    """
+    import torch
+
+    present = available_devices()
+    name = str(device).strip().lower()
+    if name == "auto":
+        return torch.device(present[0])
+    kind, _, index = name.partition(":")
+    if kind not in ("cuda", "mps", "cpu") or (index and not index.isdigit()):
+        raise ValueError(
+            f"unknown device {device!r}: use 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'"
+        )
+    if kind not in present:
+        raise ValueError(
+            f"device {device!r} was requested but is not available here "
+            f"(available: {', '.join(present)}); use device='auto' or 'cpu'"
+        )
+    if kind == "cuda" and index and int(index) >= torch.cuda.device_count():
+        raise ValueError(
+            f"device {device!r} does not exist: this machine has "
+            f"{torch.cuda.device_count()} CUDA device(s)"
+        )
+    return torch.device(name)
+
+
+def continuity_loss(response: "torch.Tensor") -> "torch.Tensor":
+    """Mean |vertical differences| + mean |horizontal differences| of an
+    ``(N, C, H, W)`` response (the L1 losses against zero of the reference)."""
+    dy = response[:, :, 1:, :] - response[:, :, :-1, :]
+    dx = response[:, :, :, 1:] - response[:, :, :, :-1]
+    return dy.abs().mean() + dx.abs().mean()
+
+
+def similarity_loss(response: "torch.Tensor", target: "torch.Tensor") -> "torch.Tensor":
+    """Cross-entropy of an ``(N, C, H, W)`` response against its own argmax ``(N, H, W)``."""
+    import torch.nn.functional as F
+
+    return F.cross_entropy(response, target)
+
+
+def consecutive_labels(raw: np.ndarray) -> np.ndarray:
+    """Renumber cluster ids to 1..K (in order of their channel index), as int32."""
+    flat = raw.ravel()
+    present = np.bincount(flat)
+    lut = np.zeros(present.size, dtype=np.int32)
+    nz = present > 0
+    lut[nz] = np.arange(1, int(nz.sum()) + 1, dtype=np.int32)
+    return lut[raw]
+
+
+def _oom_types():
+    import torch
+
+    types = [MemoryError]
+    oom = getattr(torch.cuda, "OutOfMemoryError", None)
+    if oom is not None:
+        types.append(oom)
+    return tuple(types)
+
+
+def segment_iter(
+    image,
+    *,
+    channel_axis: Optional[int] = None,
+    params: Optional[SegmentParams] = None,
+    preview_every: int = 0,
+    **kwargs: Any,
+) -> Generator[Progress, None, SegmentationResult]:
+    """Segment one 2D image, yielding a :class:`Progress` per iteration.
+
+    Parameters are those of :class:`SegmentParams`, given either as ``params``
+    or as keyword arguments (``arch='vanilla', max_iter=200, ...``). With
+    ``preview_every=k > 0`` every k-th record (and the last) carries the current
+    labels. The generator's return value is the :class:`SegmentationResult`;
+    closing the generator cancels the run after the current iteration.
+    """
+    if params is None:
+        params = SegmentParams(**kwargs)
+    elif kwargs:
+        params = params.replace(**kwargs)
+    if isinstance(preview_every, bool) or int(preview_every) != preview_every or preview_every < 0:
+        raise ValueError(f"preview_every must be an integer >= 0, got {preview_every!r}")
+
+    data = prepare_image(image, channel_axis=channel_axis)
+    device = resolve_device(params.device)
+    seed = params.seed
+    if seed is None:
+        seed = int(np.random.SeedSequence().generate_state(1)[0])
+    history: Dict[str, List[float]] = {"loss": [], "loss_sim": [], "loss_con": [], "n_labels": []}
+    t0 = time.perf_counter()
+    h, w = data.shape[1:]
+
+    if is_constant(data):
+        # Nothing to cluster: every pixel is the same cluster.
+        return SegmentationResult(
+            labels=np.ones((h, w), dtype=np.int32), n_iter=0, history=history, params=params,
+            device=str(device), seconds=time.perf_counter() - t0, stop_reason="constant image",
+            seed=seed,
+        )
+
+    import torch
+
+    from ._models import build_model
+
+    try:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            model = build_model(params.arch, data.shape[0], params.n_channels, params.n_conv, params.init)
+        model.to(device).train()  # BN uses batch statistics in every pass
+        x = torch.from_numpy(data).unsqueeze(0).to(device)
+        optimizer = torch.optim.SGD(model.parameters(), lr=params.lr, momentum=0.9)
+
+        stop_reason = "max_iter"
+        n_iter = 0
+        for it in range(1, params.max_iter + 1):
+            optimizer.zero_grad(set_to_none=True)
+            response = model(x)
+            with torch.no_grad():
+                target = response.argmax(1)
+                n_labels = int(torch.bincount(target.view(-1), minlength=params.n_channels).count_nonzero())
+            l_sim = similarity_loss(response, target)
+            l_con = continuity_loss(response)
+            loss = params.w_sim * l_sim + params.w_con * l_con
+            loss.backward()
+            optimizer.step()
+            n_iter = it
+
+            loss_v, sim_v, con_v = float(loss.detach()), float(l_sim.detach()), float(l_con.detach())
+            history["loss"].append(loss_v)
+            history["loss_sim"].append(sim_v)
+            history["loss_con"].append(con_v)
+            history["n_labels"].append(n_labels)
+            done = n_labels <= params.min_labels
+            preview = None
+            if preview_every and (it % preview_every == 0 or done or it == params.max_iter):
+                preview = consecutive_labels(target[0].cpu().numpy())
+            yield Progress(it, params.max_iter, loss_v, sim_v, con_v, n_labels, preview)
+            if done:
+                stop_reason = "min_labels"
+                break
+
+        with torch.no_grad():  # final prediction, BN still on batch statistics
+            raw = model(x).argmax(1)[0].cpu().numpy()
+    except _oom_types() as exc:
+        raise SegmentationError(
+            f"out of memory on {device} for a {h} x {w} image with "
+            f"{params.n_channels} channels ({params.arch}): use a smaller image or "
+            f"fewer channels, or device='cpu'"
+        ) from exc
+
+    return SegmentationResult(
+        labels=consecutive_labels(raw), n_iter=n_iter, history=history, params=params,
+        device=str(device), seconds=time.perf_counter() - t0, stop_reason=stop_reason,
+        seed=seed, model=model,
+    )
+
+
+def run_to_end(gen: Generator[Progress, None, SegmentationResult], callback=None) -> SegmentationResult:
+    """Drain a :func:`segment_iter` generator, calling ``callback(progress)``
+    for every record, and return its result."""
+    while True:
+        try:
+            progress = next(gen)
+        except StopIteration as stop:
+            return stop.value
+        if callback is not None:
+            callback(progress)
+
+
+def segment(
+    image,
+    *,
+    arch: str = "inception",
+    channel_axis: Optional[int] = None,
+    n_channels: int = 100,
+    n_conv: int = 2,
+    max_iter: int = 1000,
+    min_labels: int = 3,
+    lr: float = 0.1,
+    w_sim: float = 1.0,
+    w_con: float = 1.0,
+    device: str = "auto",
+    seed: Optional[int] = None,
+    init: str = "default",
+    callback=None,
+) -> SegmentationResult:
+    """Segment a 2D image (grayscale, RGB/RGBA, or multichannel with
+    ``channel_axis``) without labels. Returns a :class:`SegmentationResult`
+    whose ``.labels`` are numbered 1..K. ``callback(progress)`` is called
+    after every iteration."""
+    params = SegmentParams(
+        arch=arch, n_channels=n_channels, n_conv=n_conv, max_iter=max_iter,
+        min_labels=min_labels, lr=lr, w_sim=w_sim, w_con=w_con, device=device,
+        seed=seed, init=init,
+    )
+    return run_to_end(segment_iter(image, channel_axis=channel_axis, params=params), callback)

@@ -1,0 +1,117 @@
+"""Reading images and writing labels / overlays (no torch, no napari)."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Dict, Optional
+
+import numpy as np
+
+LABEL_FORMATS = ("png", "tif")
+
+
+def read_image(path) -> np.ndarray:
+    """Read an image file (PNG, JPEG, TIFF, ...) as a numpy array.
+
+    Raises ``ValueError`` naming the file when it cannot be read.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"{path}: no such file")
+    try:
+        if path.suffix.lower() in (".tif", ".tiff"):
+            import tifffile
+
+            return np.asarray(tifffile.imread(path))
+        import imageio.v3 as iio
+
+        return np.asarray(iio.imread(path))
+    except Exception as exc:  # any decoder error means "not a readable image"
+        raise ValueError(f"{path}: not a readable image ({type(exc).__name__}: {exc})") from None
+
+
+def _atomic_write(path: Path, write, overwrite: bool) -> None:
+    """Write through a temporary file in the same folder, then move it into place.
+
+    With ``overwrite=False`` an existing file is never replaced.
+    """
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"{path} exists; pass overwrite=True (--overwrite) to replace it")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}-", suffix=path.suffix, dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        if not overwrite:
+            # link() fails if the target appeared meanwhile: never clobber
+            os.link(tmp, path)
+        else:
+            os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def write_labels(path, labels: np.ndarray, *, overwrite: bool = False) -> Path:
+    """Write labels as a 16-bit PNG (``.png``) or a TIFF (``.tif``/``.tiff``)."""
+    path = Path(path)
+    labels = np.asarray(labels)
+    ext = path.suffix.lower()
+    if ext == ".png":
+        if labels.min() < 0 or labels.max() > 65535:
+            raise ValueError("labels outside 0..65535 do not fit a 16-bit PNG: write a .tif")
+        import imageio.v3 as iio
+
+        _atomic_write(path, lambda p: iio.imwrite(p, labels.astype(np.uint16), extension=".png"), overwrite)
+    elif ext in (".tif", ".tiff"):
+        import tifffile
+
+        _atomic_write(path, lambda p: tifffile.imwrite(p, labels), overwrite)
+    else:
+        raise ValueError(f"unsupported labels format {ext!r}: use .png or .tif")
+    return path
+
+
+def display_rgb(image: np.ndarray, channel_axis: Optional[int] = None) -> np.ndarray:
+    """An 8-bit RGB view of any supported image (for overlays and thumbnails)."""
+    from ._preprocess import prepare_image
+
+    data = prepare_image(image, channel_axis=channel_axis)  # (C, H, W), ~0..1
+    if data.shape[0] >= 3:
+        rgb = data[:3]
+    else:
+        rgb = np.repeat(data[:1], 3, axis=0)
+    rgb = np.clip(np.moveaxis(rgb, 0, -1), 0, 1)
+    return (rgb * 255 + 0.5).astype(np.uint8)
+
+
+def colour_overlay(image: np.ndarray, labels: np.ndarray, channel_axis=None, alpha: float = 0.45) -> np.ndarray:
+    """The image with every cluster tinted in its own colour and cluster borders drawn."""
+    from skimage.color import label2rgb
+    from skimage.segmentation import find_boundaries
+
+    base = display_rgb(image, channel_axis)
+    tinted = label2rgb(labels, image=base, alpha=alpha, bg_label=0, image_alpha=1.0, kind="overlay")
+    tinted[find_boundaries(labels, mode="inner")] = (1.0, 1.0, 1.0)
+    return (np.clip(tinted, 0, 1) * 255 + 0.5).astype(np.uint8)
+
+
+def write_png(path, rgb: np.ndarray, *, overwrite: bool = False) -> Path:
+    import imageio.v3 as iio
+
+    _atomic_write(Path(path), lambda p: iio.imwrite(p, rgb, extension=".png"), overwrite)
+    return Path(path)
+
+
+def write_json(path, payload: Dict[str, Any], *, overwrite: bool = False) -> Path:
+    def _w(p):
+        with open(p, "w") as fh:
+            json.dump(payload, fh, indent=2, default=str)
+            fh.write("\n")
+
+    _atomic_write(Path(path), _w, overwrite)
+    return Path(path)

@@ -1,0 +1,162 @@
+"""Scores of a clustering against ground truth (numpy/scipy only).
+
+Everything is computed from one contingency table (clusters x classes), built
+with a single ``bincount``: no per-label loops over pixels.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict, Optional, Tuple
+
+import numpy as np
+
+MATCHINGS = ("hungarian", "majority")
+
+
+def _dense_ids(x: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    """Return ``(ids, index)`` with ``ids[index] == x`` and ids sorted, unique."""
+    if x.dtype.kind in "bui" and x.size:
+        lo, hi = int(x.min()), int(x.max())
+        if lo >= 0 and hi < max(1 << 20, 4 * x.size):
+            counts = np.bincount(x, minlength=hi + 1)
+            ids = np.flatnonzero(counts)
+            lut = np.zeros(hi + 1, dtype=np.intp)
+            lut[ids] = np.arange(ids.size)
+            return ids, lut[x]
+    ids, index = np.unique(x, return_inverse=True)
+    return ids, index.ravel()
+
+
+def contingency_table(pred, gt, ignore_index: Optional[int] = None):
+    """``(table, pred_ids, gt_ids)``: ``table[i, j]`` counts pixels of cluster
+    ``pred_ids[i]`` that have class ``gt_ids[j]``. Pixels whose ground truth is
+    ``ignore_index`` are left out."""
+    pred = np.asarray(pred)
+    gt = np.asarray(gt)
+    if pred.shape != gt.shape:
+        raise ValueError(
+            f"prediction and ground truth differ in shape: {pred.shape} vs {gt.shape}; "
+            "score labels of the same image"
+        )
+    for name, a in (("prediction", pred), ("ground truth", gt)):
+        if a.dtype.kind not in "biu":
+            if a.dtype.kind == "f" and np.all(np.isfinite(a)) and np.all(a == np.round(a)):
+                continue
+            raise ValueError(f"the {name} must hold integer labels, got dtype {a.dtype}")
+    pred = pred.ravel()
+    gt = gt.ravel()
+    if pred.dtype.kind == "f":
+        pred = pred.astype(np.int64)
+    if gt.dtype.kind == "f":
+        gt = gt.astype(np.int64)
+    if ignore_index is not None:
+        keep = gt != ignore_index
+        pred, gt = pred[keep], gt[keep]
+    if pred.size == 0:
+        raise ValueError("no pixel left to score (is every ground-truth pixel the ignore label?)")
+    p_ids, p_idx = _dense_ids(pred)
+    g_ids, g_idx = _dense_ids(gt)
+    table = np.bincount(p_idx * g_ids.size + g_idx, minlength=p_ids.size * g_ids.size)
+    return table.reshape(p_ids.size, g_ids.size), p_ids, g_ids
+
+
+def _entropy(counts: np.ndarray) -> float:
+    p = counts[counts > 0] / counts.sum()
+    return float(-(p * np.log(p)).sum())
+
+
+def _mutual_information(table: np.ndarray) -> float:
+    n = table.sum()
+    pi = table.sum(1, keepdims=True)
+    pj = table.sum(0, keepdims=True)
+    nz = table > 0
+    nij = table[nz].astype(np.float64)
+    outer = (pi * pj)[nz].astype(np.float64)
+    return float((nij / n * (np.log(nij) + np.log(n) - np.log(outer))).sum())
+
+
+def match_clusters(table: np.ndarray, matching: str = "hungarian", on: str = "iou") -> np.ndarray:
+    """For each cluster (row) the matched class column, or -1 when unmatched.
+
+    ``hungarian``: one-to-one assignment maximising total IoU (``on='iou'``) or
+    pixel count (``on='count'``). ``majority``: each cluster to its most common class.
+    """
+    n_p, n_g = table.shape
+    if matching == "majority":
+        return table.argmax(1)
+    if matching != "hungarian":
+        raise ValueError(f"unknown matching {matching!r}: use one of {', '.join(MATCHINGS)}")
+    from scipy.optimize import linear_sum_assignment
+
+    if on == "iou":
+        union = table.sum(1)[:, None] + table.sum(0)[None, :] - table
+        weight = table / np.maximum(union, 1)
+    else:
+        weight = table.astype(np.float64)
+    rows, cols = linear_sum_assignment(weight, maximize=True)
+    out = np.full(n_p, -1, dtype=np.intp)
+    out[rows] = cols
+    return out
+
+
+def _class_iou(table: np.ndarray, assign: np.ndarray) -> np.ndarray:
+    """IoU of each class after merging clusters into their assigned class."""
+    n_g = table.shape[1]
+    merged = np.zeros((n_g, n_g), dtype=np.int64)
+    ok = assign >= 0
+    np.add.at(merged, assign[ok], table[ok])  # loop over clusters, not pixels
+    inter = np.diag(merged)
+    pred_size = merged.sum(1)
+    union = pred_size + table.sum(0) - inter
+    return inter / np.maximum(union, 1)
+
+
+def score(
+    pred,
+    gt,
+    *,
+    ignore_index: Optional[int] = None,
+    matching: str = "hungarian",
+) -> Dict[str, Any]:
+    """Score a clustering ``pred`` against ground truth ``gt`` (same shape).
+
+    ``matching='hungarian'`` matches clusters to classes one-to-one (mIoU on IoU,
+    accuracy on pixel counts); ``'majority'`` sends each cluster to its majority
+    class (many-to-one). Returns ``miou``, ``accuracy``, ``nmi`` (arithmetic
+    normalisation), ``homogeneity``, ``n_clusters``, ``n_classes``,
+    ``per_class_iou`` ({class id: IoU}) and ``mapping`` ({cluster id: class id}).
+    Classes no cluster is matched to count as IoU 0.
+    """
+    if matching not in MATCHINGS:
+        raise ValueError(f"unknown matching {matching!r}: use one of {', '.join(MATCHINGS)}")
+    table, p_ids, g_ids = contingency_table(pred, gt, ignore_index)
+    n = int(table.sum())
+
+    assign_iou = match_clusters(table, matching, on="iou")
+    ious = _class_iou(table, assign_iou)
+    assign_acc = assign_iou if matching == "majority" else match_clusters(table, matching, on="count")
+    ok = assign_acc >= 0
+    accuracy = float(table[np.flatnonzero(ok), assign_acc[ok]].sum()) / n
+
+    h_class = _entropy(table.sum(0))
+    h_clust = _entropy(table.sum(1))
+    mi = _mutual_information(table)
+    denom = 0.5 * (h_class + h_clust)
+    nmi = 1.0 if denom == 0 else float(mi / denom)
+    homogeneity = 1.0 if h_class == 0 else float(mi / h_class)
+
+    mapping = {
+        p_ids[i].item(): g_ids[assign_iou[i]].item() for i in range(p_ids.size) if assign_iou[i] >= 0
+    }
+    return {
+        "miou": float(ious.mean()),
+        "accuracy": accuracy,
+        "nmi": min(max(nmi, 0.0), 1.0),
+        "homogeneity": min(max(homogeneity, 0.0), 1.0),
+        "n_clusters": int(p_ids.size),
+        "n_classes": int(g_ids.size),
+        "n_pixels": n,
+        "matching": matching,
+        "per_class_iou": {g_ids[j].item(): float(ious[j]) for j in range(g_ids.size)},
+        "mapping": mapping,
+    }

@@ -1,0 +1,124 @@
+"""The two networks: ``vanilla`` (Kim et al. 2020) and ``inception`` (Azad & Hamid 2025).
+
+Both map an ``(N, in_ch, H, W)`` image to an ``(N, n_channels, H, W)`` response of
+the same spatial size (any H, W). Layer order follows the published code exactly;
+BatchNorm is meant to stay in training mode (batch statistics) for every pass.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class VanillaNet(nn.Module):
+    """conv3x3(in->C)+ReLU+BN, (n_conv-1) x [conv3x3(C->C)+ReLU+BN], conv1x1(C->C)+BN."""
+
+    def __init__(self, in_channels: int, n_channels: int = 100, n_conv: int = 2):
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_channels, n_channels, kernel_size=3, padding=1)
+        self.bn1 = nn.BatchNorm2d(n_channels)
+        self.conv2 = nn.ModuleList(
+            nn.Conv2d(n_channels, n_channels, kernel_size=3, padding=1) for _ in range(n_conv - 1)
+        )
+        self.bn2 = nn.ModuleList(nn.BatchNorm2d(n_channels) for _ in range(n_conv - 1))
+        self.conv3 = nn.Conv2d(n_channels, n_channels, kernel_size=1)
+        self.bn3 = nn.BatchNorm2d(n_channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.bn1(F.relu(self.conv1(x)))
+        for conv, bn in zip(self.conv2, self.bn2):
+            x = bn(F.relu(conv(x)))
+        return self.bn3(self.conv3(x))
+
+
+class ConvBlock(nn.Module):
+    """Conv + BN + ReLU, the unit of every Inception branch."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int):
+        super().__init__()
+        self.conv = nn.Conv2d(in_channels, out_channels, kernel_size, padding=kernel_size // 2)
+        self.bn = nn.BatchNorm2d(out_channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.relu(self.bn(self.conv(x)))
+
+
+class InceptionBlock(nn.Module):
+    """Four parallel branches, concatenated along channels.
+
+    [1x1 -> out1 | 1x1 -> red3, 3x3 -> out3 | 1x1 -> red5, 5x5 -> out5 |
+    maxpool3x3 (stride 1) -> 1x1 -> out_pool]
+    """
+
+    def __init__(self, in_channels, out1, red3, out3, red5, out5, out_pool):
+        super().__init__()
+        self.branch1 = ConvBlock(in_channels, out1, 1)
+        self.branch2 = nn.Sequential(ConvBlock(in_channels, red3, 1), ConvBlock(red3, out3, 3))
+        self.branch3 = nn.Sequential(ConvBlock(in_channels, red5, 1), ConvBlock(red5, out5, 5))
+        self.branch4 = nn.Sequential(
+            nn.MaxPool2d(kernel_size=3, stride=1, padding=1), ConvBlock(in_channels, out_pool, 1)
+        )
+        self.out_channels = out1 + out3 + out5 + out_pool
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([self.branch1(x), self.branch2(x), self.branch3(x), self.branch4(x)], 1)
+
+
+class InceptionNet(nn.Module):
+    """conv1x1(in->15)+ReLU+BN; Inception 15->256 +ReLU+BN; n_conv x [Inception ->128
+    +ReLU+BN]; conv1x1(128->C)+BN."""
+
+    STEM = 15
+    FIRST = (160, 96, 64, 16, 16, 16)  # -> 256
+    NEXT = (96, 32, 16, 16, 8, 8)  # -> 128
+
+    def __init__(self, in_channels: int, n_channels: int = 100, n_conv: int = 2):
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_channels, self.STEM, kernel_size=1)
+        self.bn1 = nn.BatchNorm2d(self.STEM)
+        self.inception1 = InceptionBlock(self.STEM, *self.FIRST)
+        self.bn_i1 = nn.BatchNorm2d(self.inception1.out_channels)
+        blocks, bns = [], []
+        width = self.inception1.out_channels
+        for _ in range(n_conv):
+            block = InceptionBlock(width, *self.NEXT)
+            width = block.out_channels
+            blocks.append(block)
+            bns.append(nn.BatchNorm2d(width))
+        self.inception2 = nn.ModuleList(blocks)
+        self.bn_i2 = nn.ModuleList(bns)
+        self.conv3 = nn.Conv2d(width, n_channels, kernel_size=1)
+        self.bn3 = nn.BatchNorm2d(n_channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.bn1(F.relu(self.conv1(x)))
+        x = self.bn_i1(F.relu(self.inception1(x)))
+        for block, bn in zip(self.inception2, self.bn_i2):
+            x = bn(F.relu(block(x)))
+        return self.bn3(self.conv3(x))
+
+
+MODELS = {"vanilla": VanillaNet, "inception": InceptionNet}
+
+
+def build_model(
+    arch: str, in_channels: int, n_channels: int = 100, n_conv: int = 2, init: str = "default"
+) -> nn.Module:
+    """Create a network by name. ``init='xavier'`` re-initialises conv weights
+    with Xavier-uniform and zero biases (the paper's text); ``'default'`` keeps
+    PyTorch's initialisation (the published code)."""
+    try:
+        cls = MODELS[arch]
+    except KeyError:
+        raise ValueError(f"unknown architecture {arch!r}: choose one of {', '.join(MODELS)}") from None
+    model = cls(in_channels, n_channels=n_channels, n_conv=n_conv)
+    if init == "xavier":
+        for m in model.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.xavier_uniform_(m.weight)
+                nn.init.zeros_(m.bias)
+    elif init != "default":
+        raise ValueError(f"unknown init {init!r}: choose 'default' or 'xavier'")
+    return model

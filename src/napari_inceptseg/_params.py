@@ -1,0 +1,116 @@
+"""Engine parameters: one definition with defaults, help text and validation.
+
+The Python API, the CLI (``--help``) and the widgets all read their defaults and
+help strings from :class:`SegmentParams`, so they cannot drift apart.
+No torch import here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Dict, Optional
+
+ARCHITECTURES = ("inception", "vanilla")
+INITS = ("default", "xavier")
+DEVICES = ("auto", "cuda", "mps", "cpu")
+
+
+def _f(default: Any, help: str, **kw: Any) -> Any:
+    return field(default=default, metadata={"help": help, **kw})
+
+
+@dataclass(frozen=True)
+class SegmentParams:
+    """Settings of one unsupervised segmentation run (defaults of the papers)."""
+
+    arch: str = _f(
+        "inception",
+        "Network: 'inception' (multi-scale Inception blocks, Azad & Hamid 2025) "
+        "or 'vanilla' (3x3 convolutions, Kim et al. 2020).",
+        choices=ARCHITECTURES,
+    )
+    n_channels: int = _f(
+        100,
+        "Channels of the response map = the largest possible number of clusters.",
+        minimum=2,
+    )
+    n_conv: int = _f(
+        2,
+        "Depth: number of 3x3 conv layers (vanilla) or of Inception blocks after "
+        "the first (inception).",
+        minimum=1,
+    )
+    max_iter: int = _f(1000, "Stop after this many optimisation steps.", minimum=1)
+    min_labels: int = _f(
+        3,
+        "Stop as soon as the image has at most this many clusters.",
+        minimum=1,
+    )
+    lr: float = _f(0.1, "SGD learning rate (momentum 0.9).", minimum=0.0)
+    w_sim: float = _f(
+        1.0,
+        "Weight of the feature-similarity loss (cross-entropy against the argmax); "
+        "larger values favour fewer, more confident clusters.",
+        minimum=0.0,
+    )
+    w_con: float = _f(
+        1.0,
+        "Weight of the spatial-continuity loss (L1 of neighbour differences); "
+        "larger values give smoother, larger segments.",
+        minimum=0.0,
+    )
+    init: str = _f(
+        "default",
+        "Weight initialisation: 'default' (PyTorch's, as the published code) or "
+        "'xavier' (as the paper's text says).",
+        choices=INITS,
+    )
+    device: str = _f(
+        "auto",
+        "Where to run: 'auto' picks CUDA, then MPS, then CPU; or 'cuda', 'cuda:N', "
+        "'mps', 'cpu'.",
+    )
+    seed: Optional[int] = _f(
+        None,
+        "Random seed for the network's initial weights; the same seed gives the "
+        "same labels on the CPU. None draws one (it is recorded in the result).",
+    )
+
+    def __post_init__(self) -> None:
+        if self.arch not in ARCHITECTURES:
+            raise ValueError(
+                f"unknown architecture {self.arch!r}: choose one of {', '.join(ARCHITECTURES)}"
+            )
+        if self.init not in INITS:
+            raise ValueError(f"unknown init {self.init!r}: choose one of {', '.join(INITS)}")
+        for f in dataclasses.fields(self):
+            lo = f.metadata.get("minimum")
+            if lo is None:
+                continue
+            value = getattr(self, f.name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ValueError(f"{f.name} must be a number, got {value!r}")
+            if f.type in ("int", int) and int(value) != value:
+                raise ValueError(f"{f.name} must be a whole number, got {value!r}")
+            if value < lo or (f.name == "lr" and value == 0):
+                raise ValueError(f"{f.name} must be {'> 0' if f.name == 'lr' else f'>= {lo}'}, got {value!r}")
+        if self.seed is not None and (isinstance(self.seed, bool) or int(self.seed) != self.seed):
+            raise ValueError(f"seed must be an integer or None, got {self.seed!r}")
+        if not isinstance(self.device, str) or not self.device:
+            raise ValueError(f"device must be a string such as 'auto' or 'cpu', got {self.device!r}")
+
+    def replace(self, **changes: Any) -> "SegmentParams":
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> Dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def param_help(name: str) -> str:
+    """The help text of one parameter (for CLI help and widget tooltips)."""
+    return SegmentParams.__dataclass_fields__[name].metadata["help"]
+
+
+def param_default(name: str) -> Any:
+    return SegmentParams.__dataclass_fields__[name].default

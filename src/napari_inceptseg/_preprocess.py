@@ -1,0 +1,138 @@
+"""Input checking and normalisation (numpy only, no torch).
+
+Every image the engine accepts goes through :func:`prepare_image`, which either
+returns a float32 ``(C, H, W)`` array ready for the network or raises a
+``ValueError`` that says what to do.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+
+MIN_SIZE = 8
+MAX_CHANNELS = 64
+#: Percentiles used to normalise non-uint8 images, per channel.
+NORM_PERCENTILES = (1.0, 99.8)
+
+
+def _as_array(image) -> np.ndarray:
+    try:
+        arr = np.asarray(image)
+    except Exception as exc:  # pragma: no cover - exotic array-likes
+        raise ValueError(f"could not read the image as an array: {exc}") from exc
+    if arr.dtype == object or arr.dtype.kind not in "biuf":
+        raise ValueError(
+            f"unsupported image dtype {arr.dtype}: give a numeric array "
+            "(bool, integer or float)"
+        )
+    return arr
+
+
+def spatial_layout(shape, channel_axis: Optional[int] = None):
+    """Return ``(spatial_shape, channel_axis, drop_alpha)`` for an image shape.
+
+    Without ``channel_axis``, a 2D array is grayscale and a 3D array whose last
+    axis has length 3 or 4 is RGB / RGBA (alpha is dropped). Anything else needs
+    an explicit ``channel_axis``.
+    """
+    ndim = len(shape)
+    if channel_axis is None:
+        if ndim == 2:
+            return tuple(shape), None, False
+        if ndim == 3 and shape[-1] in (3, 4):
+            return tuple(shape[:2]), 2, shape[-1] == 4
+        if ndim < 2:
+            raise ValueError(
+                f"the image has shape {tuple(shape)}: it needs two spatial "
+                "dimensions (Y, X), optionally with a channel axis"
+            )
+        raise ValueError(
+            f"cannot tell the channels of an image of shape {tuple(shape)}: pass "
+            "channel_axis=<axis> for multichannel data (e.g. channel_axis=0 for "
+            "(C, Y, X)); for Z-stacks or time series segment one 2D plane at a time"
+        )
+    if isinstance(channel_axis, bool) or not isinstance(channel_axis, (int, np.integer)):
+        raise ValueError(f"channel_axis must be an integer axis or None, got {channel_axis!r}")
+    if not -ndim <= channel_axis < ndim:
+        raise ValueError(
+            f"channel_axis={channel_axis} is out of range for an image of shape "
+            f"{tuple(shape)} ({ndim} axes)"
+        )
+    ax = int(channel_axis) % ndim
+    spatial = tuple(s for i, s in enumerate(shape) if i != ax)
+    if len(spatial) != 2:
+        raise ValueError(
+            f"with channel_axis={channel_axis}, the image of shape {tuple(shape)} has "
+            f"{len(spatial)} spatial dimension(s); it needs exactly two (Y, X)"
+        )
+    if shape[ax] > MAX_CHANNELS:
+        raise ValueError(
+            f"channel_axis={channel_axis} has {shape[ax]} entries, more than the "
+            f"{MAX_CHANNELS} channels supported: is it a spatial axis? Pass the axis "
+            "that holds the channels"
+        )
+    if shape[ax] < 1:
+        raise ValueError(f"channel_axis={channel_axis} is empty in shape {tuple(shape)}")
+    return spatial, ax, False
+
+
+def normalize_channels(data: np.ndarray) -> np.ndarray:
+    """Normalise a ``(C, H, W)`` array to float32.
+
+    uint8 is divided by 255 (as the reference implementation does). Every other
+    dtype is scaled per channel so that the 1st and 99.8th percentiles map to 0
+    and 1 (falling back to min/max for sparse channels; constant channels become 0).
+    """
+    if data.dtype == np.uint8:
+        return data.astype(np.float32) / np.float32(255.0)
+    if data.dtype == bool:
+        return data.astype(np.float32)
+    out = np.empty(data.shape, dtype=np.float32)
+    lo_p, hi_p = NORM_PERCENTILES
+    for c in range(data.shape[0]):
+        ch = data[c].astype(np.float64, copy=False)
+        lo, hi = np.percentile(ch, [lo_p, hi_p])
+        if hi <= lo:
+            lo, hi = float(ch.min()), float(ch.max())
+        if hi <= lo:
+            out[c] = 0.0
+        else:
+            out[c] = ((ch - lo) / (hi - lo)).astype(np.float32)
+    return out
+
+
+def prepare_image(image, channel_axis: Optional[int] = None) -> np.ndarray:
+    """Validate an image and return a float32 ``(C, H, W)`` network input.
+
+    Raises ``ValueError`` with a message that says what to do for: non-numeric
+    dtypes, NaN/inf, fewer or more than two spatial dimensions, images smaller
+    than 8 x 8, and a wrong ``channel_axis``.
+    """
+    arr = _as_array(image)
+    (h, w), ax, drop_alpha = spatial_layout(arr.shape, channel_axis)
+    if h < MIN_SIZE or w < MIN_SIZE:
+        raise ValueError(
+            f"the image is {h} x {w} pixels; it must be at least {MIN_SIZE} x {MIN_SIZE} "
+            "(upsample it first if it really is this small)"
+        )
+    if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+        n_bad = int(arr.size - np.isfinite(arr).sum())
+        raise ValueError(
+            f"the image contains {n_bad} NaN or infinite value(s): replace them "
+            "first, e.g. with numpy.nan_to_num(image)"
+        )
+    if ax is None:
+        data = arr[np.newaxis]
+    else:
+        data = np.moveaxis(arr, ax, 0)
+        if drop_alpha:
+            data = data[:3]
+    return np.ascontiguousarray(normalize_channels(data))
+
+
+def is_constant(data: np.ndarray) -> bool:
+    """True when every channel of a ``(C, H, W)`` array holds a single value."""
+    flat = data.reshape(data.shape[0], -1)
+    return bool((flat == flat[:, :1]).all())

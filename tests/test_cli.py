@@ -1,0 +1,124 @@
+"""The command line: outputs, no overwrite, bad files skipped, help."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import imageio.v3 as iio
+import numpy as np
+import pytest
+
+from napari_inceptseg._cli import build_parser, main
+from napari_inceptseg._params import SegmentParams
+
+FAST = ["--arch", "vanilla", "--n-channels", "16", "--max-iter", "4", "--seed", "0", "--device", "cpu", "-q"]
+
+
+@pytest.fixture
+def inputs(tmp_path, small_rgb):
+    a = tmp_path / "in" / "a.png"
+    a.parent.mkdir()
+    iio.imwrite(a, small_rgb)
+    b = tmp_path / "in" / "b.tif"
+    import tifffile
+
+    tifffile.imwrite(b, (small_rgb[..., 0].astype(np.uint16) * 100))
+    bad = tmp_path / "in" / "broken.jpg"
+    bad.write_bytes(b"this is not a jpeg")
+    return a, b, bad
+
+
+def test_writes_labels_overlay_and_run_record(tmp_path, inputs, small_rgb):
+    a, b, _ = inputs
+    out = tmp_path / "out"
+    assert main(["segment", str(a), str(b), "-o", str(out), *FAST]) == 0
+    labels = iio.imread(out / "a_labels.png")
+    assert labels.dtype == np.uint16 and labels.shape == small_rgb.shape[:2] and labels.min() >= 1
+    overlay = iio.imread(out / "a_overlay.png")
+    assert overlay.shape == (*small_rgb.shape[:2], 3)
+    run = json.loads((out / "a_run.json").read_text())
+    assert run["params"]["arch"] == "vanilla" and run["n_iter"] >= 1 and run["image"].endswith("a.png")
+    assert (out / "b_labels.png").exists()
+
+
+def test_tif_format(tmp_path, inputs):
+    import tifffile
+
+    a, _, _ = inputs
+    assert main(["segment", str(a), "-o", str(tmp_path / "o"), "--format", "tif", *FAST]) == 0
+    assert tifffile.imread(tmp_path / "o" / "a_labels.tif").min() >= 1
+
+
+def test_never_overwrites_without_flag(tmp_path, inputs, capsys):
+    a, _, _ = inputs
+    out = tmp_path / "out"
+    out.mkdir()
+    mine = out / "a_overlay.png"
+    mine.write_bytes(b"user's file")
+    assert main(["segment", str(a), "-o", str(out), *FAST]) == 1
+    assert mine.read_bytes() == b"user's file"
+    assert not (out / "a_labels.png").exists()  # nothing half-written for that image
+    assert "--overwrite" in capsys.readouterr().err
+    assert main(["segment", str(a), "-o", str(out), "--overwrite", *FAST]) == 0
+    assert iio.imread(mine).ndim == 3
+
+
+def test_bad_file_is_reported_and_others_processed(tmp_path, inputs, capsys):
+    a, b, bad = inputs
+    out = tmp_path / "out"
+    missing = tmp_path / "nope.png"
+    code = main(["segment", str(bad), str(a), str(missing), str(b), "-o", str(out), *FAST])
+    err = capsys.readouterr()
+    assert code == 1
+    assert (out / "a_labels.png").exists() and (out / "b_labels.png").exists()
+    assert "broken.jpg" in err.err and "not a readable image" in err.err
+    assert "nope.png: no such file" in err.err
+    assert "2 of 4 image(s) segmented" in err.out
+
+
+def test_help_documents_every_option_with_default():
+    sub = build_parser()._subparsers._group_actions[0].choices["segment"]
+    text = sub.format_help()
+    import dataclasses
+
+    for f in dataclasses.fields(SegmentParams):
+        flag = "--" + f.name.replace("_", "-")
+        assert flag in text
+    actions = {a.dest: a for a in sub._actions}
+    for f in dataclasses.fields(SegmentParams):
+        assert actions[f.name].default == f.default
+        assert "default" in actions[f.name].help
+    assert "--overwrite" in text and "--channel-axis" in text
+
+
+def test_bad_option_is_one_line_error(tmp_path, inputs):
+    a, _, _ = inputs
+    proc = subprocess.run(
+        [sys.executable, "-m", "napari_inceptseg", "segment", str(a), "-o", str(tmp_path), "--lr", "-1"],
+        capture_output=True, text=True,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == "napari-inceptseg: error: lr must be > 0, got -1.0"
+    assert "Traceback" not in proc.stderr
+
+
+def test_absent_device_fails_before_any_image(tmp_path, inputs):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("CUDA present")
+    a, _, _ = inputs
+    assert main(["segment", str(a), "-o", str(tmp_path / "o"), "--device", "cuda"]) == 2
+    assert not (tmp_path / "o").exists()
+
+
+def test_demo_headless(tmp_path, capsys):
+    assert main(["demo", "--headless", "--max-iter", "3", "-o", str(tmp_path), "--device", "cpu"]) == 0
+    out = capsys.readouterr().out
+    assert "pixel accuracy, one-to-one" in out and "Outputs written to" in out
+    (run_dir,) = tmp_path.iterdir()
+    assert {p.name for p in run_dir.iterdir()} == {
+        "synthetic_labels.png", "synthetic_overlay.png", "astronaut_labels.png", "astronaut_overlay.png"
+    }

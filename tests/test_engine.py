@@ -1,0 +1,169 @@
+"""The optimisation loop: stop rule, reproducibility, progress records, devices, quality."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from napari_inceptseg import SegmentParams, score, segment, segment_iter
+from napari_inceptseg._engine import consecutive_labels, resolve_device, run_to_end
+
+
+def _fast(**kw):
+    base = dict(arch="vanilla", n_channels=16, max_iter=5, seed=0, device="cpu")
+    base.update(kw)
+    return base
+
+
+# --- quality on known ground truth ----------------------------------------------------
+
+
+@pytest.mark.parametrize("arch", ["vanilla", "inception"])
+def test_quality_on_synthetic_regions(arch, quality_runs, synthetic):
+    """4 flat regions + noise (sigma 12), 100 iterations: median over three seeds
+    of one-to-one accuracy >= 0.85 and of many-to-one accuracy >= 0.95."""
+    _, gt = synthetic
+    one = [score(r.labels, gt, matching="hungarian")["accuracy"] for r in quality_runs[arch]]
+    many = [score(r.labels, gt, matching="majority")["accuracy"] for r in quality_runs[arch]]
+    assert np.median(one) >= 0.85, f"{arch}: one-to-one accuracies {np.round(one, 3)}"
+    assert np.median(many) >= 0.95, f"{arch}: many-to-one accuracies {np.round(many, 3)}"
+    assert min(many) >= 0.9, f"{arch}: many-to-one accuracies {np.round(many, 3)}"
+
+
+@pytest.mark.parametrize("arch", ["vanilla", "inception"])
+def test_result_record(arch, quality_runs, synthetic):
+    image, _ = synthetic
+    res = quality_runs[arch][0]
+    assert res.labels.shape == image.shape[:2]
+    assert res.labels.dtype == np.int32
+    ids = np.unique(res.labels)
+    assert ids[0] == 1 and np.array_equal(ids, np.arange(1, ids.size + 1))  # 1..K, no 0
+    assert res.n_labels == ids.size
+    assert 1 <= res.n_iter <= 100 and len(res.history["loss"]) == res.n_iter
+    for name in ("loss", "loss_sim", "loss_con", "n_labels"):
+        assert len(res.history[name]) == res.n_iter
+    # the optimisation actually reduces the number of clusters
+    assert res.history["n_labels"][-1] < res.history["n_labels"][0]
+    md = res.metadata()
+    assert md["params"]["arch"] == arch and md["params"]["seed"] == 0 and md["device"] == "cpu"
+
+
+# --- the loop -------------------------------------------------------------------------
+
+
+def test_stops_as_soon_as_few_labels(small_rgb):
+    """Replaying a run with min_labels set to a count it reaches must stop exactly at
+    the first iteration with that few labels, with the same history up to there."""
+    full = segment(small_rgb, **_fast(n_channels=40, max_iter=30, min_labels=1))
+    counts = full.history["n_labels"]
+    assert counts[-1] < counts[0]
+    threshold = counts[-1]
+    first = next(i for i, c in enumerate(counts, 1) if c <= threshold)
+    res = segment(small_rgb, **_fast(n_channels=40, max_iter=30, min_labels=threshold))
+    assert res.stop_reason == "min_labels"
+    assert res.n_iter == first
+    assert res.history["n_labels"] == counts[:first]
+    assert res.history["loss"] == full.history["loss"][:first]
+
+
+def test_runs_to_max_iter_when_labels_stay(small_rgb):
+    res = segment(small_rgb, **_fast(max_iter=3, min_labels=1))
+    assert res.n_iter == 3 and res.stop_reason == "max_iter"
+
+
+def test_same_seed_same_labels(small_rgb):
+    a = segment(small_rgb, **_fast(seed=7))
+    b = segment(small_rgb, **_fast(seed=7))
+    c = segment(small_rgb, **_fast(seed=8))
+    assert np.array_equal(a.labels, b.labels)
+    assert a.history == b.history
+    assert a.history["loss"] != c.history["loss"]
+
+
+def test_unseeded_run_records_its_seed_and_replays(small_rgb):
+    a = segment(small_rgb, **_fast(seed=None))
+    b = segment(small_rgb, **_fast(seed=a.seed))
+    assert np.array_equal(a.labels, b.labels)
+
+
+def test_global_torch_rng_untouched(small_rgb):
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    segment(small_rgb, **_fast())
+    assert torch.equal(torch.rand(3), expected)
+
+
+def test_generator_yields_progress_and_previews(small_rgb):
+    gen = segment_iter(small_rgb, preview_every=2, **_fast(max_iter=5, min_labels=1))
+    records = []
+    result = run_to_end(gen, records.append)
+    assert [p.iteration for p in records] == [1, 2, 3, 4, 5]
+    assert all(p.max_iter == 5 for p in records)
+    with_preview = [p.iteration for p in records if p.labels is not None]
+    assert with_preview == [2, 4, 5]  # every 2nd and the last
+    for p in records:
+        assert p.loss == pytest.approx(p.loss_sim + p.loss_con, rel=1e-5)  # w_sim = w_con = 1
+        if p.labels is not None:
+            assert p.labels.shape == small_rgb.shape[:2] and p.labels.min() == 1
+            assert p.labels.max() == p.n_labels
+    assert result.history["loss"] == [p.loss for p in records]
+
+
+def test_closing_the_generator_cancels(small_rgb):
+    gen = segment_iter(small_rgb, **_fast(max_iter=50, min_labels=1))
+    first = next(gen)
+    gen.close()
+    assert first.iteration == 1
+    with pytest.raises(StopIteration):
+        next(gen)
+
+
+def test_loss_weights_apply(small_rgb):
+    gen = segment_iter(small_rgb, **_fast(max_iter=1, w_sim=2.0, w_con=0.5))
+    p = next(gen)
+    assert p.loss == pytest.approx(2.0 * p.loss_sim + 0.5 * p.loss_con, rel=1e-5)
+
+
+def test_params_object_and_keyword_override(small_rgb):
+    params = SegmentParams(**_fast(max_iter=2, min_labels=1))
+    res = run_to_end(segment_iter(small_rgb, params=params, max_iter=3))
+    assert res.n_iter == 3 and res.params.max_iter == 3
+
+
+def test_consecutive_labels():
+    raw = np.array([[5, 5, 9], [0, 9, 5]])
+    assert consecutive_labels(raw).tolist() == [[2, 2, 3], [1, 3, 2]]
+
+
+# --- devices --------------------------------------------------------------------------
+
+
+def test_auto_device_is_available():
+    dev = resolve_device("auto")
+    expected = "cuda" if torch.cuda.is_available() else "cpu"
+    if not torch.cuda.is_available() and getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        expected = "mps"
+    assert dev.type == expected
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA present")
+def test_absent_cuda_is_a_clear_error(small_rgb):
+    with pytest.raises(ValueError, match="not available here.*cpu"):
+        segment(small_rgb, **_fast(device="cuda"))
+
+
+@pytest.mark.parametrize("device", ["gpu", "cuda:x", "tpu"])
+def test_unknown_device_is_a_clear_error(device, small_rgb):
+    with pytest.raises(ValueError, match="unknown device"):
+        segment(small_rgb, **_fast(device=device))
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_run_matches_quality(synthetic):
+    image, gt = synthetic
+    res = segment(image, arch="inception", max_iter=100, seed=0, device="cuda")
+    assert res.device.startswith("cuda")
+    assert score(res.labels, gt, matching="majority")["accuracy"] >= 0.95

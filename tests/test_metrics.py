@@ -1,0 +1,81 @@
+"""Scores against cases worked out by hand."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from napari_inceptseg import contingency_table, score
+
+
+def test_perfect_clustering_with_other_ids():
+    gt = np.array([[1, 1, 2, 2], [1, 1, 3, 3]])
+    pred = np.array([[7, 7, 4, 4], [7, 7, 9, 9]])
+    for matching in ("hungarian", "majority"):
+        s = score(pred, gt, matching=matching)
+        assert s["accuracy"] == 1 and s["miou"] == 1
+        assert s["nmi"] == pytest.approx(1) and s["homogeneity"] == pytest.approx(1)
+    assert s["mapping"] == {4: 2, 7: 1, 9: 3}
+    assert s["n_clusters"] == 3 and s["n_classes"] == 3
+
+
+def test_split_region_hungarian_vs_majority():
+    # class 1 (4 px) split into clusters 1 and 2; class 2 (4 px) = cluster 3
+    gt = np.array([[1, 1, 2, 2], [1, 1, 2, 2]])
+    pred = np.array([[1, 2, 3, 3], [1, 2, 3, 3]])
+    one = score(pred, gt)
+    many = score(pred, gt, matching="majority")
+    assert one["accuracy"] == pytest.approx(6 / 8)  # one of the halves is unmatched
+    assert one["miou"] == pytest.approx((2 / 4 + 1) / 2)
+    assert many["accuracy"] == 1 and many["miou"] == 1
+    # homogeneity: every cluster is pure -> 1; NMI < 1 because of the split
+    assert one["homogeneity"] == pytest.approx(1)
+    h_class, h_clust = math.log(2), -(2 * 0.25 * math.log(0.25) + 0.5 * math.log(0.5))
+    assert one["nmi"] == pytest.approx(math.log(2) / ((h_class + h_clust) / 2))
+
+
+def test_merged_classes_and_unmatched_class_counts_zero():
+    gt = np.array([1, 1, 2, 2, 3, 3])
+    pred = np.array([5, 5, 5, 5, 6, 6])
+    s = score(pred, gt)
+    assert s["per_class_iou"][3] == 1
+    # cluster 5 matches class 1 or 2 with IoU 2/4; the other class is unmatched: 0
+    assert sorted([s["per_class_iou"][1], s["per_class_iou"][2]]) == [0, 0.5]
+    assert s["miou"] == pytest.approx((1 + 0.5 + 0) / 3)
+    assert s["accuracy"] == pytest.approx(4 / 6)
+    assert s["homogeneity"] == pytest.approx(1 - (4 / 6 * math.log(2)) / math.log(3))
+
+
+def test_ignore_index_removes_pixels():
+    gt = np.array([1, 1, 255, 255, 2, 2])
+    pred = np.array([1, 1, 2, 2, 2, 2])
+    assert score(pred, gt)["accuracy"] < 1
+    assert score(pred, gt, ignore_index=255)["accuracy"] == 1
+
+
+def test_contingency_table_counts():
+    table, p_ids, g_ids = contingency_table(np.array([3, 3, 8, 8, 8]), np.array([0, 1, 1, 1, 0]))
+    assert p_ids.tolist() == [3, 8] and g_ids.tolist() == [0, 1]
+    assert table.tolist() == [[1, 1], [1, 2]]
+
+
+def test_negative_and_huge_ids():
+    gt = np.array([-1, -1, 10**9, 10**9])
+    pred = np.array([0, 0, 1, 1])
+    assert score(pred, gt)["accuracy"] == 1
+
+
+@pytest.mark.parametrize(
+    "pred, gt, kw, match",
+    [
+        (np.zeros((3, 3), int), np.zeros((3, 4), int), {}, "differ in shape"),
+        (np.zeros(4), np.full(4, 255), {"ignore_index": 255}, "no pixel left"),
+        (np.full(4, 0.5), np.zeros(4, int), {}, "integer labels"),
+        (np.zeros(4, int), np.zeros(4, int), {"matching": "greedy"}, "unknown matching"),
+    ],
+)
+def test_bad_inputs(pred, gt, kw, match):
+    with pytest.raises(ValueError, match=match):
+        score(pred, gt, **kw)
