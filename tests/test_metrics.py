@@ -79,3 +79,17 @@ def test_negative_and_huge_ids():
 def test_bad_inputs(pred, gt, kw, match):
     with pytest.raises(ValueError, match=match):
         score(pred, gt, **kw)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_nmi_and_homogeneity_match_scikit_learn(seed):
+    metrics = pytest.importorskip("sklearn.metrics")
+    rng = np.random.default_rng(seed)
+    gt = rng.integers(0, rng.integers(2, 8), (40, 50))
+    pred = np.where(rng.random(gt.shape) < 0.6, gt * 3 + 1, rng.integers(0, 12, gt.shape))
+    s = score(pred, gt)
+    assert s["nmi"] == pytest.approx(metrics.normalized_mutual_info_score(gt.ravel(), pred.ravel()), abs=1e-9)
+    assert s["homogeneity"] == pytest.approx(metrics.homogeneity_score(gt.ravel(), pred.ravel()), abs=1e-9)
+    # accuracy after many-to-one matching = purity, from sklearn's contingency matrix
+    cm = metrics.cluster.contingency_matrix(gt.ravel(), pred.ravel())
+    assert score(pred, gt, matching="majority")["accuracy"] == pytest.approx(cm.max(0).sum() / gt.size)

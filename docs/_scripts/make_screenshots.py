@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +15,7 @@ OUT = Path(__file__).resolve().parents[1] / "images"
 
 
 def main() -> int:
+    warnings.filterwarnings("ignore", message=".*PyQt5 backend is deprecated.*")
     import imageio.v3 as iio
     import napari
     from skimage.transform import resize
@@ -40,8 +42,56 @@ def main() -> int:
     viewer.reset_view()
     viewer.screenshot(str(OUT / "napari-result.png"), canvas_only=False, flash=False)
     viewer.close()
+
+    widget_screenshots()
     print(f"wrote pictures to {OUT}")
     return 0
+
+
+def _wait(app, condition, timeout=300.0):
+    import time
+
+    t0 = time.perf_counter()
+    while not condition() and time.perf_counter() - t0 < timeout:
+        app.processEvents()
+        time.sleep(0.01)
+
+
+def widget_screenshots() -> None:
+    """The two dock widgets on the synthetic sample: during a run, and scored."""
+    import napari
+    from qtpy.QtWidgets import QApplication
+
+    viewer = napari.Viewer(show=True)
+    app = QApplication.instance()
+    viewer.window.resize(1400, 900)
+    viewer.open_sample("napari-inceptseg", "synthetic_regions")
+    viewer.layers["synthetic regions ground truth"].visible = False
+    viewer.layers.selection.active = viewer.layers["synthetic regions"]
+    _, seg = viewer.window.add_plugin_dock_widget("napari-inceptseg", "Unsupervised segmentation")
+    seg._params["max_iter"].value = 100
+    seg._seed.value = 1
+    seg._device.value = "cpu"
+    seg._preview_every.value = 5
+    _wait(app, lambda: False, timeout=0.5)  # let the dock settle, then fit the image
+    viewer.reset_view()
+    seg.run()
+    _wait(app, lambda: "iteration 21/" in seg._status.value)
+    viewer.screenshot(str(OUT / "segment-widget-running.png"), canvas_only=False, flash=False)
+    _wait(app, lambda: not seg.running)
+    viewer.screenshot(str(OUT / "segment-widget-done.png"), canvas_only=False, flash=False)
+    viewer.window.remove_dock_widget(seg.native)
+    _, sc = viewer.window.add_plugin_dock_widget("napari-inceptseg", "Score against ground truth")
+    sc._pred.value = viewer.layers["synthetic regions clusters"]
+    sc._gt.value = viewer.layers["synthetic regions ground truth"]
+    sc.add_matched_layer()
+    viewer.layers["synthetic regions clusters"].visible = False
+    _wait(app, lambda: False, timeout=0.5)
+    viewer.reset_view()
+    _wait(app, lambda: False, timeout=0.3)
+    viewer.screenshot(str(OUT / "score-widget.png"), canvas_only=False, flash=False)
+    print("score:", {k: round(v, 3) for k, v in sc.result.items() if k in ("miou", "accuracy", "nmi", "homogeneity")})
+    viewer.close()
 
 
 if __name__ == "__main__":

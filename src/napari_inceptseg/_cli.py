@@ -200,6 +200,8 @@ def _open_viewer(image, gt, photo, results) -> int:
     viewer.add_image(image, name="synthetic regions", rgb=True)
     viewer.add_labels(gt, name="synthetic regions ground truth", visible=False)
     viewer.add_labels(results["synthetic"].labels, name="synthetic regions clusters", metadata=results["synthetic"].metadata())
+    viewer.window.add_plugin_dock_widget("napari-inceptseg", "Unsupervised segmentation")
+    viewer.window.add_plugin_dock_widget("napari-inceptseg", "Score against ground truth")
     napari.run()
     return 0
 

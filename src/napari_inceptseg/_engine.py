@@ -54,6 +54,9 @@ class SegmentationResult:
     stop_reason: str
     seed: int
     model: Any = field(default=None, repr=False)
+    #: the network's channel index of every pixel (0..n_channels-1) before
+    #: renumbering; stable across slices when a network is warm-started
+    channel_ids: Optional[np.ndarray] = field(default=None, repr=False)
 
     @property
     def n_labels(self) -> int:
@@ -159,6 +162,7 @@ def segment_iter(
     channel_axis: Optional[int] = None,
     params: Optional[SegmentParams] = None,
     preview_every: int = 0,
+    init_state: Optional[Dict[str, Any]] = None,
     **kwargs: Any,
 ) -> Generator[Progress, None, SegmentationResult]:
     """Segment one 2D image, yielding a :class:`Progress` per iteration.
@@ -168,6 +172,8 @@ def segment_iter(
     ``preview_every=k > 0`` every k-th record (and the last) carries the current
     labels. The generator's return value is the :class:`SegmentationResult`;
     closing the generator cancels the run after the current iteration.
+    ``init_state`` (a ``result.model.state_dict()`` of a network of the same
+    architecture and channel counts) warm-starts from a trained network.
     """
     if params is None:
         params = SegmentParams(**kwargs)
@@ -190,7 +196,7 @@ def segment_iter(
         return SegmentationResult(
             labels=np.ones((h, w), dtype=np.int32), n_iter=0, history=history, params=params,
             device=str(device), seconds=time.perf_counter() - t0, stop_reason="constant image",
-            seed=seed,
+            seed=seed, channel_ids=np.zeros((h, w), dtype=np.int32),
         )
 
     import torch
@@ -201,6 +207,14 @@ def segment_iter(
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             model = build_model(params.arch, data.shape[0], params.n_channels, params.n_conv, params.init)
+        if init_state is not None:
+            try:
+                model.load_state_dict(init_state)
+            except RuntimeError as exc:
+                raise ValueError(
+                    "the warm-start network does not fit this image and these settings "
+                    f"(architecture, channels and depth must match): {exc}"
+                ) from None
         model.to(device).train()  # BN uses batch statistics in every pass
         x = torch.from_numpy(data).unsqueeze(0).to(device)
         optimizer = torch.optim.SGD(model.parameters(), lr=params.lr, momentum=0.9)
@@ -235,7 +249,7 @@ def segment_iter(
                 break
 
         with torch.no_grad():  # final prediction, BN still on batch statistics
-            raw = model(x).argmax(1)[0].cpu().numpy()
+            raw = model(x).argmax(1)[0].cpu().numpy().astype(np.int32)
     except _oom_types() as exc:
         raise SegmentationError(
             f"out of memory on {device} for a {h} x {w} image with "
@@ -246,7 +260,7 @@ def segment_iter(
     return SegmentationResult(
         labels=consecutive_labels(raw), n_iter=n_iter, history=history, params=params,
         device=str(device), seconds=time.perf_counter() - t0, stop_reason=stop_reason,
-        seed=seed, model=model,
+        seed=seed, model=model, channel_ids=raw,
     )
 
 

@@ -94,8 +94,9 @@ def match_clusters(table: np.ndarray, matching: str = "hungarian", on: str = "io
     else:
         weight = table.astype(np.float64)
     rows, cols = linear_sum_assignment(weight, maximize=True)
+    keep = weight[rows, cols] > 0  # a pair that shares no pixel is no match
     out = np.full(n_p, -1, dtype=np.intp)
-    out[rows] = cols
+    out[rows[keep]] = cols[keep]
     return out
 
 
@@ -160,3 +161,27 @@ def score(
         "per_class_iou": {g_ids[j].item(): float(ious[j]) for j in range(g_ids.size)},
         "mapping": mapping,
     }
+
+
+def matched_labels(pred, gt, *, ignore_index: Optional[int] = None, matching: str = "hungarian") -> np.ndarray:
+    """``pred`` with every cluster renumbered to the ground-truth class it is
+    matched to (as in :func:`score`), so that prediction and truth share colours.
+    Clusters left unmatched get new ids above the largest class id; pixels that
+    were 0 in ``pred`` stay 0."""
+    pred = np.asarray(pred)
+    s = score(pred, gt, ignore_index=ignore_index, matching=matching)
+    mapping = s["mapping"]
+    ids = np.unique(pred)
+    top = max([int(np.max(gt)), *mapping.values()], default=0)
+    lut = {}
+    nxt = top + 1
+    for cid in ids.tolist():
+        if cid == 0:
+            lut[cid] = 0
+        elif cid in mapping:
+            lut[cid] = mapping[cid]
+        else:
+            lut[cid], nxt = nxt, nxt + 1
+    keys = np.array(list(lut.keys()))
+    vals = np.array(list(lut.values()), dtype=np.int64)
+    return vals[np.searchsorted(keys, pred)].astype(np.int32)

@@ -1,0 +1,178 @@
+"""Segmenting nD images plane by plane (Z-stacks, time series, ...).
+
+The image's last two non-channel axes are Y and X; every other non-channel axis
+is a "leading" axis. :func:`segment_stack_iter` segments each selected plane
+with :func:`segment_iter`, optionally warm-starting each plane from the network
+trained on the previous one so that cluster ids stay consistent, and returns
+one label array of the full (non-channel) shape. No Qt, no napari.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Dict, Generator, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from ._engine import Progress, SegmentationResult, consecutive_labels, segment_iter
+from ._params import SegmentParams
+
+
+@dataclass(frozen=True)
+class PlaneLayout:
+    """Where the channels, leading axes and Y/X axes of an image are."""
+
+    shape: Tuple[int, ...]
+    channel_axis: Optional[int]  # non-negative, or None
+    leading_axes: Tuple[int, ...]
+    yx_axes: Tuple[int, int]
+
+    @property
+    def leading_shape(self) -> Tuple[int, ...]:
+        return tuple(self.shape[a] for a in self.leading_axes)
+
+    @property
+    def labels_shape(self) -> Tuple[int, ...]:
+        """Shape of the labels: every axis but the channel axis."""
+        return tuple(s for i, s in enumerate(self.shape) if i != self.channel_axis)
+
+    @property
+    def n_planes(self) -> int:
+        return int(np.prod(self.leading_shape, dtype=np.int64))
+
+    def labels_index(self, index: Tuple[int, ...]) -> Tuple[Any, ...]:
+        """Index into a labels array (the non-channel shape) that selects one plane."""
+        sel: List[Any] = [slice(None)] * len(self.labels_shape)
+        for a, i in zip(self.leading_axes, index):
+            pos = a - 1 if self.channel_axis is not None and a > self.channel_axis else a
+            sel[pos] = i
+        return tuple(sel)
+
+    def plane(self, image, index: Tuple[int, ...]) -> np.ndarray:
+        """The 2D plane (Y, X[, C]) at a leading index, channels last."""
+        sel: List[Any] = [slice(None)] * len(self.shape)
+        for a, i in zip(self.leading_axes, index):
+            sel[a] = i
+        plane = np.asarray(image[tuple(sel)])
+        if self.channel_axis is not None:
+            # remaining axes keep their order; move the channel axis last
+            ch = sum(1 for a in range(self.channel_axis) if a not in self.leading_axes)
+            plane = np.moveaxis(plane, ch, -1)
+        return plane
+
+
+def plane_layout(shape: Sequence[int], channel_axis: Optional[int] = None, rgb: bool = False) -> PlaneLayout:
+    """Describe an image of ``shape``. ``rgb=True`` means the last axis is colour
+    (as napari's ``Image.rgb``); otherwise ``channel_axis`` names the channel axis."""
+    shape = tuple(int(s) for s in shape)
+    ndim = len(shape)
+    if rgb:
+        if channel_axis not in (None, -1, ndim - 1):
+            raise ValueError("an RGB image has its colour on the last axis; leave channel_axis unset")
+        channel_axis = ndim - 1
+    if channel_axis is not None:
+        if isinstance(channel_axis, bool) or not -ndim <= int(channel_axis) < ndim:
+            raise ValueError(f"channel_axis={channel_axis} is out of range for an image of shape {shape}")
+        channel_axis = int(channel_axis) % ndim
+    others = [a for a in range(ndim) if a != channel_axis]
+    if len(others) < 2:
+        raise ValueError(
+            f"the image of shape {shape} has fewer than two spatial dimensions"
+            + (f" besides channel_axis={channel_axis}" if channel_axis is not None else "")
+        )
+    return PlaneLayout(shape, channel_axis, tuple(others[:-2]), (others[-2], others[-1]))
+
+
+@dataclass(frozen=True)
+class StackProgress:
+    """One iteration of one plane: ``plane`` counts from 0 up to ``n_planes - 1``."""
+
+    plane: int
+    n_planes: int
+    index: Tuple[int, ...]
+    progress: Progress
+
+
+@dataclass
+class StackResult:
+    labels: np.ndarray  # full non-channel shape, ids 1..K consistent over planes
+    planes: List[Tuple[int, ...]]
+    results: List[SegmentationResult] = field(repr=False)
+    seconds: float = 0.0
+
+    @property
+    def n_iter(self) -> int:
+        return sum(r.n_iter for r in self.results)
+
+    @property
+    def n_labels(self) -> int:
+        return int(self.labels.max())
+
+    def metadata(self) -> Dict[str, Any]:
+        first = self.results[0]
+        md = first.metadata()
+        md.update(
+            n_iter=self.n_iter,
+            n_labels=self.n_labels,
+            seconds=round(self.seconds, 3),
+            final_loss=self.results[-1].final_loss,
+            planes=[list(p) for p in self.planes],
+            n_iter_per_plane=[r.n_iter for r in self.results],
+        )
+        return md
+
+
+def segment_stack_iter(
+    image,
+    *,
+    channel_axis: Optional[int] = None,
+    rgb: bool = False,
+    planes: Optional[Sequence[Tuple[int, ...]]] = None,
+    warm_start: bool = True,
+    params: Optional[SegmentParams] = None,
+    preview_every: int = 0,
+    **kwargs: Any,
+) -> Generator[StackProgress, None, StackResult]:
+    """Segment the planes of an nD image, yielding :class:`StackProgress` records.
+
+    ``planes`` lists leading indices to segment (default: all; ``[()]`` for a 2D
+    image). The returned labels have the image's full non-channel shape; planes
+    not segmented stay 0. With ``warm_start`` every plane starts from the network
+    trained on the previous one, so the same kind of region keeps its id.
+    """
+    if params is None:
+        params = SegmentParams(**kwargs)
+    elif kwargs:
+        params = params.replace(**kwargs)
+    layout = plane_layout(np.shape(image), channel_axis, rgb)
+    if planes is None:
+        planes = list(np.ndindex(*layout.leading_shape)) if layout.leading_axes else [()]
+    planes = [tuple(int(i) for i in p) for p in planes]
+    for p in planes:
+        if len(p) != len(layout.leading_axes) or any(not 0 <= i < n for i, n in zip(p, layout.leading_shape)):
+            raise ValueError(f"plane index {p} does not fit the leading axes of shape {layout.leading_shape}")
+
+    t0 = time.perf_counter()
+    raw = np.zeros(layout.labels_shape, dtype=np.int32)  # channel id + 1 per pixel, 0 = not done
+    results: List[SegmentationResult] = []
+    state = None
+    for k, idx in enumerate(planes):
+        plane = layout.plane(image, idx)
+        ch = -1 if (layout.channel_axis is not None and not (rgb and plane.shape[-1] in (3, 4))) else None
+        gen = segment_iter(plane, channel_axis=ch, params=params, preview_every=preview_every,
+                           init_state=state if warm_start else None)
+        while True:
+            try:
+                p = next(gen)
+            except StopIteration as stop:
+                res = stop.value
+                break
+            yield StackProgress(k, len(planes), idx, p)
+        results.append(res)
+        raw[layout.labels_index(idx)] = res.channel_ids + 1
+        if warm_start and res.model is not None:
+            state = {n: t.detach().clone() for n, t in res.model.state_dict().items()}
+    # one numbering for the whole stack: 1..K over the planes done, 0 elsewhere
+    labels = consecutive_labels(raw) - 1 if (raw == 0).any() else consecutive_labels(raw)
+    return StackResult(labels=labels, planes=planes, results=results, seconds=time.perf_counter() - t0)

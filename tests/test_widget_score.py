@@ -1,0 +1,79 @@
+"""The "Score against ground truth" dock widget."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.gui
+
+GT = np.array([[1, 1, 2, 2], [1, 1, 2, 2], [0, 0, 3, 3]], dtype=np.int32)
+PRED = np.array([[5, 6, 7, 7], [5, 6, 7, 7], [8, 8, 7, 7]], dtype=np.int32)
+
+
+@pytest.fixture
+def scored(make_napari_viewer):
+    viewer = make_napari_viewer()
+    pred = viewer.add_labels(PRED.copy(), name="clusters")
+    gt = viewer.add_labels(GT.copy(), name="ground truth")
+    _, widget = viewer.window.add_plugin_dock_widget("napari-inceptseg", "Score against ground truth")
+    return viewer, widget, pred, gt
+
+
+def test_picks_layers_and_scores_a_hand_computed_example(scored):
+    _, widget, pred, gt = scored
+    assert widget._pred.value is pred and widget._gt.value is gt
+    s = widget.result
+    # Hungarian on counts: 5->1 (2 px), 7->2 or 3 (4 px / 2 px), 8->0 (2 px) => (2 + 4 + 2 + 2?) ...
+    # clusters 5,6,7,8 vs classes 0,1,2,3: table rows 5:[0,2,0,0] 6:[0,2,0,0] 7:[0,0,4,2] 8:[2,0,0,0]
+    # best one-to-one: 5->1, 7->2, 8->0 (+6 unmatched or ->3 with 0) = 2 + 4 + 2 = 8 of 12
+    assert s["accuracy"] == pytest.approx(8 / 12)
+    # IoU: class0 8:2/2=1, class1 5: 2/4, class2 7: 4/6, class3 unmatched... (7 is used) -> 0
+    assert s["miou"] == pytest.approx((1 + 0.5 + 4 / 6 + 0) / 4)
+    rows = dict(zip(widget._table.row_headers, [r[0] for r in widget._table.data]))
+    assert rows["pixel accuracy"] == pytest.approx(round(8 / 12, 4))
+    assert rows["IoU class 3"] == 0
+    csv = widget.table_csv()
+    assert csv.startswith("metric,value\nmIoU,") and "NMI," in csv and "homogeneity," in csv
+
+
+def test_ignore_label_and_majority_matching(scored):
+    _, widget, _, _ = scored
+    widget._ignore.value = "0"
+    s = widget.result
+    assert s["n_pixels"] == 10 and 0 not in s["per_class_iou"]
+    widget._matching.value = "majority"
+    s = widget.result
+    # majority: 5->1, 6->1, 7->2 => class 3 pixels (2) wrong: 8/10
+    assert s["accuracy"] == pytest.approx(8 / 10)
+    widget._ignore.value = "abc"
+    assert widget.result is None and "integer" in widget._status.value
+
+
+def test_updates_after_an_edit(scored, qtbot):
+    _, widget, pred, _ = scored
+    before = widget.result["accuracy"]
+    pred.brush_size = 1
+    pred.paint((2, 2), 9)  # the brush tool's call
+    pred.paint((2, 3), 9)
+    qtbot.waitUntil(lambda: widget.result is not None and widget.result["accuracy"] != before, timeout=5000)
+    assert widget.result["accuracy"] == pytest.approx(10 / 12)
+
+
+def test_shape_mismatch_is_a_clear_message(make_napari_viewer):
+    viewer = make_napari_viewer()
+    viewer.add_labels(np.ones((4, 4), np.int32), name="a")
+    viewer.add_labels(np.ones((5, 4), np.int32), name="b ground truth")
+    _, widget = viewer.window.add_plugin_dock_widget("napari-inceptseg", "Score against ground truth")
+    assert widget.result is None
+    assert "differ in shape" in widget._status.value
+
+
+def test_matched_layer_shares_class_ids(scored):
+    viewer, widget, pred, gt = scored
+    layer = widget.add_matched_layer()
+    assert layer.name == "clusters matched"
+    # on IoU: 8 -> 0, 5 -> 1, 7 -> 2; 6 overlaps no class left, so it gets a new id (4)
+    assert layer.data[0, 0] == 1 and layer.data[0, 2] == 2
+    assert layer.data[0, 1] == 4
+    assert layer.data.shape == GT.shape

@@ -1,0 +1,208 @@
+"""The "Unsupervised segmentation" dock widget, in a real (headless) napari viewer."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from napari_inceptseg import score
+
+pytestmark = pytest.mark.gui
+
+
+@pytest.fixture
+def viewer_and_widget(make_napari_viewer, synthetic):
+    viewer = make_napari_viewer()
+    image, gt = synthetic
+    layer = viewer.add_image(image, name="syn", rgb=True, scale=(0.5, 2.0), translate=(10.0, -3.0))
+    viewer.add_labels(gt, name="syn ground truth")
+    _, widget = viewer.window.add_plugin_dock_widget("napari-inceptseg", "Unsupervised segmentation")
+    widget._image.value = layer
+    widget._params["arch"].value = "vanilla"
+    widget._params["n_channels"].value = 32
+    widget._seed.value = 0
+    widget._device.value = "cpu"
+    return viewer, widget
+
+
+def _wait(qtbot, widget, timeout=60_000):
+    qtbot.waitUntil(lambda: not widget.running, timeout=timeout)
+
+
+def test_docked_through_the_manifest(make_napari_viewer):
+    viewer = make_napari_viewer()
+    _, widget = viewer.window.add_plugin_dock_widget("napari-inceptseg", "Unsupervised segmentation")
+    assert type(widget).__name__ == "SegmentWidget"
+    assert widget._params["n_channels"].value == 100 and widget._params["max_iter"].value == 1000
+    assert widget._params["arch"].value == "inception"
+    assert "clusters" in widget._params["n_channels"].tooltip
+    assert "cpu" in widget._device.choices and widget._device.value == "auto"
+    assert widget._slices.native.isHidden()  # no image: no slice options
+
+
+def test_follows_the_active_image(make_napari_viewer):
+    viewer = make_napari_viewer()
+    _, widget = viewer.window.add_plugin_dock_widget("napari-inceptseg", "Unsupervised segmentation")
+    a = viewer.add_image(np.zeros((10, 10)), name="a")
+    b = viewer.add_image(np.zeros((10, 10)), name="b")
+    viewer.layers.selection.active = a
+    assert widget._image.value is a
+    viewer.layers.selection.active = b
+    assert widget._image.value is b
+
+
+def test_run_makes_a_labels_layer_with_geometry_metadata_and_quality(viewer_and_widget, qtbot, synthetic):
+    viewer, widget = viewer_and_widget
+    _, gt = synthetic
+    widget._params["max_iter"].value = 60
+    widget._preview_every.value = 5
+    previews = []
+    viewer.layers.events.inserted.connect(lambda e: previews.append(e.value.name))
+    assert widget._run_btn.enabled and not widget._cancel_btn.enabled
+    widget.run()
+    assert widget.running and not widget._run_btn.enabled and widget._cancel_btn.enabled
+    _wait(qtbot, widget)
+    out = viewer.layers["syn clusters"]
+    assert previews == ["syn clusters"]  # one layer, created at the first preview, then updated
+    assert out.data.shape == gt.shape
+    np.testing.assert_allclose(out.scale, (0.5, 2.0))
+    np.testing.assert_allclose(out.translate, (10.0, -3.0))
+    md = out.metadata["inceptseg"]
+    assert md["params"]["arch"] == "vanilla" and md["params"]["seed"] == 0
+    assert md["device"] == "cpu" and md["n_iter"] == 60 and md["seconds"] > 0 and md["final_loss"] > 0
+    assert score(out.data, gt, matching="majority")["accuracy"] >= 0.95
+    assert widget._run_btn.enabled and not widget._cancel_btn.enabled
+    assert "clusters after 60 iterations" in widget._status.value
+
+
+def test_rerun_makes_a_new_layer_and_leaves_the_edited_one(viewer_and_widget, qtbot):
+    viewer, widget = viewer_and_widget
+    widget._params["max_iter"].value = 3
+    widget.run()
+    _wait(qtbot, widget)
+    first = viewer.layers["syn clusters"]
+    first.data[:5, :5] = 42  # the user edits the result
+    before = first.data.copy()
+    widget.run()
+    _wait(qtbot, widget)
+    assert np.array_equal(first.data, before)
+    assert "syn clusters [1]" in [l.name for l in viewer.layers]
+
+
+@pytest.mark.parametrize("keep", [False, True])
+def test_cancel_in_the_middle(viewer_and_widget, qtbot, keep):
+    viewer, widget = viewer_and_widget
+    widget._params["max_iter"].value = 5000
+    widget._params["min_labels"].value = 1
+    widget._preview_every.value = 1
+    widget._keep_preview.value = keep
+    names_before = [l.name for l in viewer.layers]
+    widget.run()
+    qtbot.waitUntil(lambda: "syn clusters" in [l.name for l in viewer.layers], timeout=30_000)
+    widget.cancel()
+    _wait(qtbot, widget, timeout=30_000)
+    names = [l.name for l in viewer.layers]
+    if keep:
+        assert names == names_before + ["syn clusters"]
+        assert viewer.layers["syn clusters"].data.min() >= 1  # a real preview
+    else:
+        assert names == names_before
+    assert widget._status.value.startswith("cancelled"), widget._status.value
+    assert widget._run_btn.enabled and not widget._cancel_btn.enabled
+
+
+def test_bad_input_is_a_notification_and_the_widget_recovers(make_napari_viewer, qtbot, monkeypatch):
+    viewer = make_napari_viewer()
+    layer = viewer.add_image(np.full((20, 20), np.nan, dtype=np.float32), name="broken")
+    _, widget = viewer.window.add_plugin_dock_widget("napari-inceptseg", "Unsupervised segmentation")
+    errors = []
+    import napari_inceptseg._widgets._segment as seg
+
+    monkeypatch.setattr(seg, "show_error", errors.append)
+    widget._image.value = layer
+    widget._params["max_iter"].value = 2
+    widget._preview_every.value = 1
+    widget.run()
+    _wait(qtbot, widget)
+    assert len(errors) == 1 and "NaN" in errors[0] and "nan_to_num" in errors[0]
+    assert [l.name for l in viewer.layers] == ["broken"]
+    assert widget._run_btn.enabled and not widget._cancel_btn.enabled
+
+
+def test_all_slices_of_a_stack(make_napari_viewer, qtbot):
+    viewer = make_napari_viewer()
+    rng = np.random.default_rng(0)
+    gt = np.ones((3, 32, 40), dtype=np.int32)
+    for z in range(3):
+        gt[z, 8:24, 5 + 6 * z : 20 + 6 * z] = 2
+    stack = (np.where(gt == 2, 0.8, 0.2) + rng.normal(0, 0.03, gt.shape)).astype(np.float32)
+    layer = viewer.add_image(stack, name="stack", scale=(3.0, 1.0, 1.0))
+    _, widget = viewer.window.add_plugin_dock_widget("napari-inceptseg", "Unsupervised segmentation")
+    widget._image.value = layer
+    assert not widget._slices.native.isHidden()  # shown for nD images
+    widget._slices.value = "all slices"
+    widget._params["arch"].value = "vanilla"
+    widget._params["n_channels"].value = 16
+    widget._params["max_iter"].value = 40
+    widget._params["min_labels"].value = 2
+    widget._seed.value = 0
+    widget.run()
+    _wait(qtbot, widget)
+    out = viewer.layers["stack clusters"]
+    assert out.data.shape == gt.shape
+    np.testing.assert_allclose(out.scale, (3.0, 1.0, 1.0))
+    assert score(out.data, gt, matching="majority")["accuracy"] >= 0.95
+    # warm start: the stack scored at once is as good as its slices one by one
+    per_slice = np.mean([score(out.data[z], gt[z])["accuracy"] for z in range(3)])
+    assert score(out.data, gt)["accuracy"] >= per_slice - 0.01
+    assert len(out.metadata["inceptseg"]["n_iter_per_plane"]) == 3
+
+
+def test_current_slice_of_a_multichannel_stack(make_napari_viewer, qtbot):
+    viewer = make_napari_viewer()
+    data = np.random.default_rng(1).random((4, 2, 16, 20)).astype(np.float32)  # (Z, C, Y, X)
+    layer = viewer.add_image(data, name="zc")
+    viewer.dims.set_current_step(0, 2)
+    _, widget = viewer.window.add_plugin_dock_widget("napari-inceptseg", "Unsupervised segmentation")
+    widget._image.value = layer
+    widget._channel_axis.value = 1
+    widget._params["arch"].value = "vanilla"
+    widget._params["n_channels"].value = 8
+    widget._params["max_iter"].value = 2
+    widget.run()
+    _wait(qtbot, widget)
+    out = viewer.layers["zc clusters"]
+    assert out.data.shape == (4, 16, 20)
+    filled = [z for z in range(4) if out.data[z].any()]
+    assert filled == [2]
+
+
+def test_painting_and_undo_work_on_the_output(viewer_and_widget, qtbot):
+    viewer, widget = viewer_and_widget
+    widget._params["max_iter"].value = 2
+    widget.run()
+    _wait(qtbot, widget)
+    out = viewer.layers["syn clusters"]
+    before = out.data.copy()
+    out.paint((20, 20), 99)
+    assert out.data[20, 20] == 99
+    out.undo()
+    assert np.array_equal(out.data, before)
+
+
+def test_demo_opens_napari_with_results_and_both_widgets(make_napari_viewer, monkeypatch, tmp_path):
+    import napari
+
+    from napari_inceptseg import _cli
+
+    made = []
+    monkeypatch.setattr(napari, "Viewer", lambda **kw: made.append(make_napari_viewer()) or made[-1])
+    monkeypatch.setattr(napari, "run", lambda: None)
+    monkeypatch.setattr(_cli, "_has_display", lambda: True)
+    assert _cli.main(["demo", "--max-iter", "2", "-o", str(tmp_path), "--device", "cpu"]) == 0
+    (viewer,) = made
+    names = [l.name for l in viewer.layers]
+    assert "synthetic regions clusters" in names and "astronaut clusters" in names
+    docks = viewer.window.dock_widgets  # public mapping of dock widget names
+    assert any("Unsupervised segmentation" in k for k in docks)
+    assert any("Score against ground truth" in k for k in docks)
