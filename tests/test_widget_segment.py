@@ -29,6 +29,16 @@ def _wait(qtbot, widget, timeout=60_000):
     qtbot.waitUntil(lambda: not widget.running, timeout=timeout)
 
 
+def _run_quick(viewer, widget, qtbot, max_iter):
+    """Run to the end with ``max_iter`` iterations; return the new layer."""
+    before = set(map(id, viewer.layers))
+    widget._params["max_iter"].value = max_iter
+    widget.run()
+    _wait(qtbot, widget)
+    (new,) = [l for l in viewer.layers if id(l) not in before]
+    return new
+
+
 def test_docked_through_the_manifest(make_napari_viewer):
     viewer = make_napari_viewer()
     _, widget = viewer.window.add_plugin_dock_widget("napari-inceptseg", "Unsupervised segmentation")
@@ -77,16 +87,13 @@ def test_run_makes_a_labels_layer_with_geometry_metadata_and_quality(viewer_and_
 
 def test_rerun_makes_a_new_layer_and_leaves_the_edited_one(viewer_and_widget, qtbot):
     viewer, widget = viewer_and_widget
-    widget._params["max_iter"].value = 3
-    widget.run()
-    _wait(qtbot, widget)
-    first = viewer.layers["syn clusters"]
+    first = _run_quick(viewer, widget, qtbot, 3)
+    assert first.name == "syn clusters"
     first.data[:5, :5] = 42  # the user edits the result
     before = first.data.copy()
-    widget.run()
-    _wait(qtbot, widget)
+    second = _run_quick(viewer, widget, qtbot, 3)
     assert np.array_equal(first.data, before)
-    assert "syn clusters [1]" in [l.name for l in viewer.layers]
+    assert second.name == "syn clusters [1]"
 
 
 @pytest.mark.parametrize("keep", [False, True])
@@ -179,10 +186,7 @@ def test_current_slice_of_a_multichannel_stack(make_napari_viewer, qtbot):
 
 def test_painting_and_undo_work_on_the_output(viewer_and_widget, qtbot):
     viewer, widget = viewer_and_widget
-    widget._params["max_iter"].value = 2
-    widget.run()
-    _wait(qtbot, widget)
-    out = viewer.layers["syn clusters"]
+    out = _run_quick(viewer, widget, qtbot, 2)
     before = out.data.copy()
     out.paint((20, 20), 99)
     assert out.data[20, 20] == 99
