@@ -93,3 +93,93 @@ def test_nmi_and_homogeneity_match_scikit_learn(seed):
     # accuracy after many-to-one matching = purity, from sklearn's contingency matrix
     cm = metrics.cluster.contingency_matrix(gt.ravel(), pred.ravel())
     assert score(pred, gt, matching="majority")["accuracy"] == pytest.approx(cm.max(0).sum() / gt.size)
+
+
+# --- the two protocols -------------------------------------------------------------------
+
+
+def _published_paper_scores(pred, gt):
+    """A literal transcription of the published evaluation code (loops and all)."""
+    from scipy.optimize import linear_sum_assignment
+
+    g1, p1 = gt.reshape(-1), pred.reshape(-1)
+    ug, up = np.unique(g1), np.unique(p1)
+    cost = np.zeros((len(ug), len(up)))
+    for i, a in enumerate(ug):
+        for j, b in enumerate(up):
+            gi, pj = np.where(g1 == a)[0], np.where(p1 == b)[0]
+            inter, union = len(np.intersect1d(gi, pj)), len(np.union1d(gi, pj))
+            cost[i, j] = 1 - (inter / union if union > 0 else 0)
+    r, c = linear_sum_assignment(cost)
+    miou = np.mean([1 - cost[i, j] for i, j in zip(r, c)])
+    cost = np.zeros((len(ug), len(up)))
+    for i, a in enumerate(ug):
+        for j, b in enumerate(up):
+            cost[i, j] = -len(np.intersect1d(np.where(g1 == a)[0], np.where(p1 == b)[0]))
+    r, c = linear_sum_assignment(cost)
+    remap = np.zeros_like(p1)
+    for i, j in zip(r, c):
+        remap[p1 == up[j]] = ug[i]
+    return miou, np.mean(remap == g1)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_paper_protocol_equals_the_published_code(seed):
+    rng = np.random.default_rng(seed)
+    n_cls, n_clu = rng.integers(1, 6), rng.integers(1, 9)
+    gt = rng.integers(0, n_cls, (12, 15))
+    gt[rng.random(gt.shape) < 0.1] = 255  # void stays a class in this protocol
+    pred = np.where(rng.random(gt.shape) < 0.5, gt % 7, rng.integers(1, n_clu + 1, gt.shape))
+    miou, acc = _published_paper_scores(pred, gt)
+    s = score(pred, gt, protocol="paper", ignore_index=255)  # ignore_index is not applied
+    assert s["miou"] == pytest.approx(miou, abs=1e-12)
+    assert s["accuracy"] == pytest.approx(acc, abs=1e-12)
+
+
+def test_protocols_on_void():
+    gt = np.array([1, 1, 2, 2, 255, 255])
+    pred = np.array([1, 1, 2, 2, 3, 3])
+    std = score(pred, gt, ignore_index=255)
+    assert std["accuracy"] == 1 and std["miou"] == 1 and std["n_classes"] == 2 and std["n_pixels"] == 4
+    paper = score(pred, gt, ignore_index=255, protocol="paper")
+    assert paper["n_classes"] == 3 and paper["accuracy"] == 1 and paper["miou"] == 1  # void is a class
+
+
+def test_protocols_with_more_clusters_than_classes():
+    gt = np.array([0, 0, 0, 1, 1, 1])
+    pred = np.array([1, 2, 3, 4, 4, 5])
+    std, paper = score(pred, gt), score(pred, gt, protocol="paper")
+    # best one-to-one: cluster 4 -> class 1 (2 px), one of clusters 1..3 -> class 0 (1 px)
+    assert std["accuracy"] == pytest.approx(3 / 6)
+    # paper: unmatched clusters are relabelled 0, so clusters 1..3 all count for class 0
+    assert paper["accuracy"] == pytest.approx(5 / 6)
+    # IoU: class 0 with one single-pixel cluster 1/3, class 1 with cluster 4: 2/3
+    assert std["miou"] == pytest.approx((1 / 3 + 2 / 3) / 2)
+    assert paper["miou"] == pytest.approx((1 / 3 + 2 / 3) / 2)  # 2 pairs matched = 2 classes
+
+
+def test_protocols_with_fewer_clusters_than_classes():
+    gt = np.array([1, 1, 2, 2, 3, 3])
+    pred = np.array([7, 7, 7, 7, 8, 8])
+    std, paper = score(pred, gt), score(pred, gt, protocol="paper")
+    # standard: mean over the 3 classes, an unmatched class counts 0
+    assert std["miou"] == pytest.approx((0.5 + 1 + 0) / 3)
+    # paper: mean over the 2 matched pairs only
+    assert paper["miou"] == pytest.approx((0.5 + 1) / 2)
+    assert std["accuracy"] == paper["accuracy"] == pytest.approx(4 / 6)
+
+
+def test_protocols_with_a_single_class():
+    gt = np.full(8, 5)
+    pred = np.array([1, 1, 1, 1, 1, 1, 2, 2])
+    std, paper = score(pred, gt), score(pred, gt, protocol="paper")
+    assert std["miou"] == paper["miou"] == pytest.approx(6 / 8)
+    assert std["accuracy"] == paper["accuracy"] == pytest.approx(6 / 8)
+    assert std["homogeneity"] == 1.0 and std["accuracy_majority"] == 1.0
+
+
+def test_paper_protocol_only_hungarian():
+    with pytest.raises(ValueError, match="Hungarian"):
+        score(np.zeros(4, int), np.zeros(4, int), protocol="paper", matching="majority")
+    with pytest.raises(ValueError, match="unknown protocol"):
+        score(np.zeros(4, int), np.zeros(4, int), protocol="coco")

@@ -15,10 +15,12 @@ from ._params import SegmentParams
 OUTPUT_SUFFIXES = ("_labels", "_overlay")
 
 
-def _add_engine_options(parser: argparse.ArgumentParser) -> None:
+def _add_engine_options(parser: argparse.ArgumentParser, skip=()) -> None:
     """One option per :class:`SegmentParams` field, with its default and help."""
     group = parser.add_argument_group("engine options")
     for f in dataclasses.fields(SegmentParams):
+        if f.name in skip:
+            continue
         flag = "--" + f.name.replace("_", "-")
         kind = {"int": int, "float": float}.get(str(f.type), None)
         if f.name == "seed":
@@ -37,7 +39,7 @@ def _add_engine_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _params_from_args(args: argparse.Namespace) -> SegmentParams:
-    return SegmentParams(**{f.name: getattr(args, f.name) for f in dataclasses.fields(SegmentParams)})
+    return SegmentParams(**{f.name: getattr(args, f.name) for f in dataclasses.fields(SegmentParams) if hasattr(args, f.name)})
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -62,6 +64,35 @@ def build_parser() -> argparse.ArgumentParser:
     seg.add_argument("--overwrite", action="store_true", help="replace existing outputs (never done otherwise)")
     seg.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     _add_engine_options(seg)
+
+    ev = sub.add_parser(
+        "evaluate",
+        help="score methods on a benchmark dataset",
+        description="Segment every image of a dataset with each --method and score it against the "
+        "ground truth under the standard and the paper protocol (docs/benchmarks.md). Writes "
+        "OUTDIR/results.csv (one row per image and method, resumable), skipped.csv, and "
+        "summary.md/summary.json (mean and std per metric). Data is read where it lies.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    from ._datasets import DATASETS
+    from ._evaluate import METHODS
+
+    ev.add_argument("--dataset", required=True, choices=DATASETS, help="dataset layout")
+    ev.add_argument("--root", help="dataset folder (bsds500, voc, cocostuff, camvid)")
+    ev.add_argument("--split", default="val", help="split name (val, test, train...)")
+    ev.add_argument("--images", help="--dataset folder: folder of images")
+    ev.add_argument("--labels", help="--dataset folder: folder of label maps with the same file stems")
+    ev.add_argument("--ignore-index", type=int, default=None, help="ground-truth value to ignore (folder; overrides the dataset's)")
+    ev.add_argument("--limit", type=int, default=None, help="only the first N images (in sorted order)")
+    ev.add_argument("--method", nargs="+", default=["vanilla", "inception"], choices=METHODS, help="methods to run")
+    ev.add_argument("--scale", type=float, default=1.0, help="segment a copy downscaled by this factor per side (e.g. 0.25), score at full resolution")
+    ev.add_argument("-o", "--out", required=True, metavar="OUTDIR", help="results folder; an interrupted run resumes there")
+    ev.add_argument("--overwrite", action="store_true", help="replace another run's results in OUTDIR")
+    ev.add_argument("--workers", type=int, default=None, help="run on a local Dask cluster of N worker processes")
+    ev.add_argument("--scheduler", default=None, metavar="ADDRESS", help="run on a Dask distributed cluster (e.g. tcp://host:8786)")
+    ev.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    _add_engine_options(ev, skip=("arch",))
+    ev.set_defaults(seed=0)
 
     demo = sub.add_parser(
         "demo",
@@ -144,6 +175,39 @@ def cmd_segment(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from ._datasets import list_items
+    from ._engine import resolve_device
+    from ._evaluate import run_evaluation
+
+    params = _params_from_args(args)
+    resolve_device(params.device)
+    if args.limit is not None and args.limit < 1:
+        raise ValueError("--limit must be >= 1")
+    if args.workers is not None and args.workers < 1:
+        raise ValueError("--workers must be >= 1")
+    items = list_items(args.dataset, args.root, args.split, images=args.images, labels=args.labels,
+                       ignore_index=args.ignore_index)
+    items = items[: args.limit] if args.limit else items
+    if not items:
+        raise ValueError(f"no images found for --dataset {args.dataset} in {args.root or args.images}")
+    config = {
+        "dataset": args.dataset,
+        "root": str(Path(args.root).resolve()) if args.root else None,
+        "images": args.images, "labels": args.labels, "split": args.split,
+        "ignore_index": args.ignore_index, "scale": args.scale, "limit": args.limit,
+        "methods": list(args.method), "params": params.to_dict(),
+    }
+    t0 = time.perf_counter()
+    report = run_evaluation(items, args.method, params, args.out, config=config, scale=args.scale,
+                            overwrite=args.overwrite, workers=args.workers, scheduler=args.scheduler,
+                            progress=not args.quiet)
+    print((Path(args.out) / "summary.md").read_text())
+    print(f"{report.n_new} new, {report.n_done_before} already done, {report.n_skipped} skipped "
+          f"in {time.perf_counter() - t0:.0f} s; results in {Path(args.out).resolve()}")
+    return 0
+
+
 def _has_display() -> bool:
     if sys.platform in ("darwin", "win32"):
         return True
@@ -212,6 +276,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     try:
         if args.command == "segment":
             return cmd_segment(args)
+        if args.command == "evaluate":
+            return cmd_evaluate(args)
         return cmd_demo(args)
     except ValueError as exc:  # bad options (e.g. an absent device): one line, no traceback
         print(f"napari-inceptseg: error: {exc}", file=sys.stderr)

@@ -30,7 +30,8 @@ def read_image(path) -> np.ndarray:
 
         return np.asarray(iio.imread(path))
     except Exception as exc:  # any decoder error means "not a readable image"
-        raise ValueError(f"{path}: not a readable image ({type(exc).__name__}: {exc})") from None
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise ValueError(f"{path}: not a readable image ({type(exc).__name__}: {first})") from None
 
 
 def _atomic_write(path: Path, write, overwrite: bool) -> None:

@@ -11,6 +11,7 @@ from typing import Any, Dict, Optional, Tuple
 import numpy as np
 
 MATCHINGS = ("hungarian", "majority")
+PROTOCOLS = ("standard", "paper")
 
 
 def _dense_ids(x: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
@@ -112,24 +113,75 @@ def _class_iou(table: np.ndarray, assign: np.ndarray) -> np.ndarray:
     return inter / np.maximum(union, 1)
 
 
+def _entropy_scores(table: np.ndarray) -> Tuple[float, float]:
+    """(NMI with arithmetic normalisation, homogeneity) of a contingency table."""
+    h_class = _entropy(table.sum(0))
+    h_clust = _entropy(table.sum(1))
+    mi = _mutual_information(table)
+    denom = 0.5 * (h_class + h_clust)
+    nmi = 1.0 if denom == 0 else mi / denom
+    homogeneity = 1.0 if h_class == 0 else mi / h_class
+    return min(max(nmi, 0.0), 1.0), min(max(homogeneity, 0.0), 1.0)
+
+
+def _paper_scores(table: np.ndarray, g_ids: np.ndarray) -> Tuple[float, float]:
+    """mIoU and accuracy exactly as the published evaluation code computes them.
+
+    mIoU: Hungarian matching on 1 - IoU over all classes x clusters, averaged over
+    the min(n_classes, n_clusters) matched pairs (zero-IoU pairs included).
+    Accuracy: Hungarian matching on pixel counts; every unmatched cluster is
+    relabelled 0, so its pixels count as correct where the ground truth is 0.
+    """
+    from scipy.optimize import linear_sum_assignment
+
+    n = table.sum()
+    union = table.sum(1)[:, None] + table.sum(0)[None, :] - table
+    iou = table / np.maximum(union, 1)
+    rows, cols = linear_sum_assignment(iou, maximize=True)
+    miou = float(iou[rows, cols].mean())
+    rows, cols = linear_sum_assignment(table, maximize=True)
+    correct = table[rows, cols].sum()
+    zero = np.flatnonzero(g_ids == 0)
+    if zero.size:
+        unmatched = np.setdiff1d(np.arange(table.shape[0]), rows)
+        correct += table[unmatched, zero[0]].sum()
+    return miou, float(correct) / n
+
+
 def score(
     pred,
     gt,
     *,
     ignore_index: Optional[int] = None,
     matching: str = "hungarian",
+    protocol: str = "standard",
 ) -> Dict[str, Any]:
     """Score a clustering ``pred`` against ground truth ``gt`` (same shape).
 
-    ``matching='hungarian'`` matches clusters to classes one-to-one (mIoU on IoU,
-    accuracy on pixel counts); ``'majority'`` sends each cluster to its majority
-    class (many-to-one). Returns ``miou``, ``accuracy``, ``nmi`` (arithmetic
-    normalisation), ``homogeneity``, ``n_clusters``, ``n_classes``,
-    ``per_class_iou`` ({class id: IoU}) and ``mapping`` ({cluster id: class id}).
-    Classes no cluster is matched to count as IoU 0.
+    ``protocol='standard'``: pixels whose ground truth is ``ignore_index`` are
+    left out; ``matching='hungarian'`` matches clusters to classes one-to-one
+    (mIoU on IoU, accuracy on pixel counts), ``'majority'`` sends each cluster to
+    its majority class (many-to-one); mIoU is averaged over every ground-truth
+    class, a class no cluster is matched to counting as 0.
+
+    ``protocol='paper'`` reproduces the published evaluation code of Azad &
+    Hamid: every ground-truth value is a class (void included, ``ignore_index``
+    is not applied), mIoU is averaged over the Hungarian-matched pairs only, and
+    accuracy counts unmatched clusters as label 0. Only Hungarian matching.
+
+    Returns ``miou``, ``accuracy``, ``accuracy_majority`` (many-to-one, always),
+    ``nmi`` (arithmetic normalisation), ``homogeneity``, ``n_clusters``,
+    ``n_classes``, ``n_pixels``, ``per_class_iou`` ({class id: IoU}) and
+    ``mapping`` ({cluster id: class id}).
     """
     if matching not in MATCHINGS:
         raise ValueError(f"unknown matching {matching!r}: use one of {', '.join(MATCHINGS)}")
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"unknown protocol {protocol!r}: use one of {', '.join(PROTOCOLS)}")
+    if protocol == "paper":
+        if matching != "hungarian":
+            raise ValueError("the paper protocol uses Hungarian matching only")
+        ignore_index = None
     table, p_ids, g_ids = contingency_table(pred, gt, ignore_index)
     n = int(table.sum())
 
@@ -138,26 +190,26 @@ def score(
     assign_acc = assign_iou if matching == "majority" else match_clusters(table, matching, on="count")
     ok = assign_acc >= 0
     accuracy = float(table[np.flatnonzero(ok), assign_acc[ok]].sum()) / n
-
-    h_class = _entropy(table.sum(0))
-    h_clust = _entropy(table.sum(1))
-    mi = _mutual_information(table)
-    denom = 0.5 * (h_class + h_clust)
-    nmi = 1.0 if denom == 0 else float(mi / denom)
-    homogeneity = 1.0 if h_class == 0 else float(mi / h_class)
+    accuracy_majority = float(table.max(1).sum()) / n
+    miou = float(ious.mean())
+    if protocol == "paper":
+        miou, accuracy = _paper_scores(table, g_ids)
+    nmi, homogeneity = _entropy_scores(table)
 
     mapping = {
         p_ids[i].item(): g_ids[assign_iou[i]].item() for i in range(p_ids.size) if assign_iou[i] >= 0
     }
     return {
-        "miou": float(ious.mean()),
+        "miou": miou,
         "accuracy": accuracy,
-        "nmi": min(max(nmi, 0.0), 1.0),
-        "homogeneity": min(max(homogeneity, 0.0), 1.0),
+        "accuracy_majority": accuracy_majority,
+        "nmi": nmi,
+        "homogeneity": homogeneity,
         "n_clusters": int(p_ids.size),
         "n_classes": int(g_ids.size),
         "n_pixels": n,
         "matching": matching,
+        "protocol": protocol,
         "per_class_iou": {g_ids[j].item(): float(ious[j]) for j in range(g_ids.size)},
         "mapping": mapping,
     }

@@ -1,0 +1,130 @@
+"""The evaluation harness: rows, resume, skips, refusing to mix runs, Dask."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from napari_inceptseg import SegmentParams
+from napari_inceptseg import _evaluate as ev
+from napari_inceptseg._cli import main
+from napari_inceptseg._datasets import list_items
+from napari_inceptseg._sample_data import synthetic_regions
+
+PARAMS = SegmentParams(n_channels=8, max_iter=3, min_labels=1, device="cpu", seed=0)
+FAST = ["--n-channels", "8", "--max-iter", "3", "--min-labels", "1", "--device", "cpu", "-q"]
+
+
+@pytest.fixture
+def folder(tmp_path):
+    """Four small synthetic images with label maps (one of them unreadable)."""
+    (tmp_path / "img").mkdir()
+    (tmp_path / "lab").mkdir()
+    for k in range(3):
+        image, gt = synthetic_regions((24, 30), n_regions=3, seed=k)
+        Image.fromarray(image).save(tmp_path / "img" / f"im{k}.png")
+        Image.fromarray(gt.astype(np.uint8), mode="L").save(tmp_path / "lab" / f"im{k}.png")
+    (tmp_path / "img" / "broken.png").write_bytes(b"not a png")
+    Image.fromarray(np.ones((24, 30), np.uint8), mode="L").save(tmp_path / "lab" / "broken.png")
+    return tmp_path
+
+
+def _rows(out):
+    with open(out / "results.csv", newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def _cli(folder, out, *extra):
+    return main(["evaluate", "--dataset", "folder", "--images", str(folder / "img"), "--labels", str(folder / "lab"),
+                 "--method", "vanilla", "kmeans3", "-o", str(out), *FAST, *extra])
+
+
+def test_rows_summary_and_skipped_image(folder, capsys):
+    out = folder / "out"
+    assert _cli(folder, out) == 0
+    rows = _rows(out)
+    assert sorted((r["image"], r["method"]) for r in rows) == sorted(
+        (f"im{k}", m) for k in range(3) for m in ("vanilla", "kmeans3"))
+    for r in rows:
+        for c in ev.metric_columns(False):
+            assert 0 <= float(r[c]) <= 1
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["n_images_scored"] == 3 and summary["n_images_skipped"] == 1
+    assert summary["methods"]["kmeans3"]["n_images"] == 3
+    md = (out / "summary.md").read_text()
+    assert "standard protocol" in md and "paper protocol" in md and "1 skipped" in md
+    assert "skipped broken" in capsys.readouterr().out
+
+
+def test_quality_is_real(folder):
+    """On clean synthetic regions k-means with k=3 is nearly perfect."""
+    items = [i for i in list_items("folder", images=folder / "img", labels=folder / "lab") if i.name != "broken"]
+    row = ev.evaluate_one(items[0], "kmeans3", PARAMS)
+    assert row["standard_accuracy"] > 0.95 and row["paper_accuracy"] > 0.95
+
+
+def test_scale_segments_small_and_scores_full_resolution(folder):
+    (item,) = [i for i in list_items("folder", images=folder / "img", labels=folder / "lab") if i.name == "im0"]
+    row = ev.evaluate_one(item, "kmeans3", PARAMS, scale=0.5)
+    assert row["standard_accuracy"] > 0.9
+    with pytest.raises(ValueError, match="scale"):
+        ev.run_evaluation([item], ["kmeans3"], PARAMS, folder / "o", config={}, scale=2.0, progress=False)
+
+
+def test_resume_after_interruption_loses_nothing_and_repeats_nothing(folder, monkeypatch):
+    out = folder / "out"
+    real = ev.evaluate_one
+    calls = []
+
+    def flaky(item, method, params, scale=1.0):
+        calls.append((item.name, method))
+        if len(calls) == 5:  # broken x2 (skipped), im0 x2, then Ctrl+C during im1
+            raise KeyboardInterrupt
+        return real(item, method, params, scale)
+
+    monkeypatch.setattr(ev, "evaluate_one", flaky)
+    assert _cli(folder, out) == 130  # interrupted
+    assert len(_rows(out)) == 2
+    # a run killed in the middle of writing a line leaves a torn row behind
+    with open(out / "results.csv", "a") as fh:
+        fh.write("im2,kmeans3,12")
+    monkeypatch.setattr(ev, "evaluate_one", real)
+    calls.clear()
+    assert _cli(folder, out) == 0
+    pairs = [(r["image"], r["method"]) for r in _rows(out)]
+    assert len(pairs) == len(set(pairs)) == 6  # every pair exactly once
+
+
+def test_never_mixes_with_another_run(folder):
+    out = folder / "out"
+    assert _cli(folder, out) == 0
+    before = (out / "results.csv").read_text()
+    assert main(["evaluate", "--dataset", "folder", "--images", str(folder / "img"), "--labels", str(folder / "lab"),
+                 "--method", "kmeans3", "-o", str(out), *FAST, "--max-iter", "5"]) == 2
+    assert (out / "results.csv").read_text() == before
+    assert _cli(folder, out, "--max-iter", "5", "--overwrite") == 0
+    assert json.loads((out / "config.json").read_text())["params"]["max_iter"] == 5
+
+
+def test_per_image_seeds_do_not_depend_on_order():
+    assert ev.image_seed(0, "a") == ev.image_seed(0, "a") != ev.image_seed(0, "b")
+    assert ev.image_seed(1, "a") != ev.image_seed(0, "a")
+
+
+@pytest.mark.slow
+def test_dask_local_cluster_equals_sequential(folder):
+    pytest.importorskip("distributed")
+    items = [i for i in list_items("folder", images=folder / "img", labels=folder / "lab") if i.name != "broken"]
+    seq = ev.run_evaluation(items, ["vanilla", "kmeans3"], PARAMS, folder / "seq", config={"x": 1}, progress=False)
+    par = ev.run_evaluation(items, ["vanilla", "kmeans3"], PARAMS, folder / "par", config={"x": 1}, workers=2, progress=False)
+    assert seq.n_new == par.n_new == 6
+
+    def table(out):
+        keep = [c for c in ev.BASE_COLUMNS if c != "seconds"] + ev.metric_columns(False)
+        return sorted(tuple(r[c] for c in keep) for r in _rows(out))
+
+    assert table(folder / "seq") == table(folder / "par")
