@@ -3,7 +3,8 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-# CPU wheel on machines without an NVIDIA GPU; the package itself asks only torch>=2.1.
+# Pinned for reproducible CI (a local CPU wheel on the project's machines); the package
+# itself asks only torch>=2.1. Extra pip arguments may follow, e.g. --index-url ...
 TORCH_SPEC ?= torch==2.13.0
 PYTEST_ARGS ?=
 
@@ -12,7 +13,7 @@ PYTEST_ARGS ?=
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q "$(TORCH_SPEC)"
+	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q $(TORCH_SPEC)
 	$(PY) -m pip install -q -e ".[pyqt5,test]"
 	touch $@
 

@@ -211,7 +211,7 @@ def prepare_output(out: Path, config: Dict[str, Any], overwrite: bool) -> None:
             )
     elif ours and not overwrite:
         raise ValueError(f"{out} holds result files but no config.json; choose another --out or pass --overwrite")
-    if overwrite and ours and (not cfg.exists() or json.loads(cfg.read_text()) != config):
+    if overwrite:
         for f in ours:
             f.unlink()
     cfg.write_text(json.dumps(config, indent=2, default=str) + "\n")
@@ -322,6 +322,6 @@ def summary_markdown(summary: Dict[str, Any]) -> str:
                     s = st.get(f"{protocol}_{m}{suffix}")
                     cells.append(f"{s['mean']:.3f} ± {s['std']:.3f}" if s else "")
                 if not best:
-                    cells.append(f"{st['seconds']['mean']:.1f}")
+                    cells.append(f"{st['seconds']['mean']:.2f}")
                 lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
