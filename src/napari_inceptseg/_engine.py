@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Dict, Generator, List, Optional
 
 import numpy as np
 
-from ._params import SegmentParams
+from ._params import SegmentParams, resolve_params
 from ._preprocess import is_constant, prepare_image
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -175,10 +175,7 @@ def segment_iter(
     ``init_state`` (a ``result.model.state_dict()`` of a network of the same
     architecture and channel counts) warm-starts from a trained network.
     """
-    if params is None:
-        params = SegmentParams(**kwargs)
-    elif kwargs:
-        params = params.replace(**kwargs)
+    params = resolve_params(params, kwargs)
     if isinstance(preview_every, bool) or int(preview_every) != preview_every or preview_every < 0:
         raise ValueError(f"preview_every must be an integer >= 0, got {preview_every!r}")
 

@@ -187,13 +187,14 @@ def score(
 
     assign_iou = match_clusters(table, matching, on="iou")
     ious = _class_iou(table, assign_iou)
-    assign_acc = assign_iou if matching == "majority" else match_clusters(table, matching, on="count")
-    ok = assign_acc >= 0
-    accuracy = float(table[np.flatnonzero(ok), assign_acc[ok]].sum()) / n
-    accuracy_majority = float(table.max(1).sum()) / n
-    miou = float(ious.mean())
     if protocol == "paper":
         miou, accuracy = _paper_scores(table, g_ids)
+    else:
+        assign_acc = assign_iou if matching == "majority" else match_clusters(table, matching, on="count")
+        ok = assign_acc >= 0
+        accuracy = float(table[np.flatnonzero(ok), assign_acc[ok]].sum()) / n
+        miou = float(ious.mean())
+    accuracy_majority = float(table.max(1).sum()) / n
     nmi, homogeneity = _entropy_scores(table)
 
     mapping = {

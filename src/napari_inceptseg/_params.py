@@ -107,6 +107,13 @@ class SegmentParams:
         return dataclasses.asdict(self)
 
 
+def resolve_params(params: Optional["SegmentParams"], overrides: Dict[str, Any]) -> "SegmentParams":
+    """``params`` (or the defaults) with keyword ``overrides`` applied."""
+    if params is None:
+        return SegmentParams(**overrides)
+    return params.replace(**overrides) if overrides else params
+
+
 def param_help(name: str) -> str:
     """The help text of one parameter (for CLI help and widget tooltips)."""
     return SegmentParams.__dataclass_fields__[name].metadata["help"]

@@ -16,7 +16,7 @@ from typing import Any, Dict, Generator, List, Optional, Sequence, Tuple
 import numpy as np
 
 from ._engine import Progress, SegmentationResult, consecutive_labels, segment_iter
-from ._params import SegmentParams
+from ._params import SegmentParams, resolve_params
 
 
 @dataclass(frozen=True)
@@ -141,10 +141,7 @@ def segment_stack_iter(
     not segmented stay 0. With ``warm_start`` every plane starts from the network
     trained on the previous one, so the same kind of region keeps its id.
     """
-    if params is None:
-        params = SegmentParams(**kwargs)
-    elif kwargs:
-        params = params.replace(**kwargs)
+    params = resolve_params(params, kwargs)
     layout = plane_layout(np.shape(image), channel_axis, rgb)
     if planes is None:
         planes = list(np.ndindex(*layout.leading_shape)) if layout.leading_axes else [()]
