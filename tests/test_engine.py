@@ -167,3 +167,23 @@ def test_cuda_run_matches_quality(synthetic):
     res = segment(image, arch="inception", max_iter=100, seed=0, device="cuda")
     assert res.device.startswith("cuda")
     assert score(res.labels, gt, matching="majority")["accuracy"] >= 0.95
+
+
+def test_reading_back_every_few_iterations_changes_only_when_the_stop_is_seen(small_rgb):
+    """What a GPU run does (sync_every > 1), exercised on the CPU."""
+    full = segment(small_rgb, **_fast(n_channels=40, max_iter=30, min_labels=1))
+    threshold = full.history["n_labels"][-1]
+    kw = _fast(n_channels=40, max_iter=30, min_labels=threshold)
+    ref = run_to_end(segment_iter(small_rgb, **kw))
+    res = run_to_end(segment_iter(small_rgb, sync_every=4, **kw))
+    assert ref.stop_reason == "min_labels"
+    # the stop is noticed at the next read-back: at most sync_every - 1 steps later
+    assert ref.n_iter <= res.n_iter <= min(ref.n_iter + 3, 30)
+    assert res.n_iter % 4 == 0 or res.n_iter == 30
+    assert res.history["loss"][: ref.n_iter] == ref.history["loss"]
+    assert len(res.history["loss"]) == res.n_iter
+
+
+def test_sync_every_must_be_positive(small_rgb):
+    with pytest.raises(ValueError, match="sync_every"):
+        next(segment_iter(small_rgb, max_iter=2, sync_every=0))

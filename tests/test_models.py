@@ -91,3 +91,29 @@ def test_xavier_init_option():
 def test_unknown_architecture_is_a_clear_error():
     with pytest.raises(ValueError, match="unknown architecture"):
         build_model("resnet", 3)
+
+
+@pytest.mark.parametrize("arch", ["vanilla", "inception"])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_fast_forward_is_the_reference_function(arch, channels_last):
+    """Same response, same gradients, same BatchNorm running statistics."""
+    torch.manual_seed(0)
+    ref = build_model(arch, 3, n_channels=10, n_conv=2).train()
+    fast = build_model(arch, 3, n_channels=10, n_conv=2).train()
+    fast.load_state_dict(ref.state_dict())
+    x = torch.rand(1, 3, 23, 31)
+    if channels_last:
+        fast = fast.to(memory_format=torch.channels_last)
+    out_ref = ref(x)
+    out_fast = fast.fast_forward(x.contiguous(memory_format=torch.channels_last) if channels_last else x)
+    torch.testing.assert_close(out_fast, out_ref, rtol=1e-4, atol=1e-4)
+    weights = torch.rand_like(out_ref)
+    (out_ref * weights).sum().backward()
+    (out_fast * weights).sum().backward()
+    # biases right before a BatchNorm have a zero gradient up to rounding: compare
+    # every gradient on the scale of the largest one
+    scale = max(float(p.grad.abs().max()) for p in ref.parameters())
+    for (name, p_ref), p_fast in zip(ref.named_parameters(), fast.parameters()):
+        torch.testing.assert_close(p_fast.grad, p_ref.grad, rtol=1e-3, atol=1e-5 * scale, msg=name)
+    for (name, b_ref), b_fast in zip(ref.named_buffers(), fast.buffers()):
+        torch.testing.assert_close(b_fast, b_ref, rtol=1e-4, atol=1e-5, msg=name)

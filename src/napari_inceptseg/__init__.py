@@ -9,7 +9,15 @@ Public API (importing this package does not import torch; a run does)::
 
 from __future__ import annotations
 
+import os as _os
+
 __version__ = "0.1.0"
+
+# PyTorch reads this once, when it first allocates: large CPU tensors then come
+# from 2 MB transparent huge pages, which halves the time the kernel spends
+# faulting in fresh activation memory every iteration (docs/benchmarks.md).
+# Only effective when this package is imported before torch; set it to 0 to opt out.
+_os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
 
 _LAZY = {
     "segment": "._engine",

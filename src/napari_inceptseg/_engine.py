@@ -20,6 +20,10 @@ if TYPE_CHECKING:  # pragma: no cover
     import torch
 
 
+#: on CUDA, read losses and cluster counts back every this many iterations
+CUDA_SYNC_EVERY = 8
+
+
 class SegmentationError(RuntimeError):
     """A run failed for a reason the user can act on (e.g. out of memory)."""
 
@@ -163,6 +167,7 @@ def segment_iter(
     params: Optional[SegmentParams] = None,
     preview_every: int = 0,
     init_state: Optional[Dict[str, Any]] = None,
+    sync_every: Optional[int] = None,
     **kwargs: Any,
 ) -> Generator[Progress, None, SegmentationResult]:
     """Segment one 2D image, yielding a :class:`Progress` per iteration.
@@ -174,10 +179,18 @@ def segment_iter(
     closing the generator cancels the run after the current iteration.
     ``init_state`` (a ``result.model.state_dict()`` of a network of the same
     architecture and channel counts) warm-starts from a trained network.
+    ``sync_every`` reads the losses and cluster counts back from the device every
+    that many iterations (default: every iteration on the CPU, every
+    ``CUDA_SYNC_EVERY`` on a GPU); the stop rule is checked then, so a GPU run
+    may take up to ``sync_every - 1`` steps more than a CPU run.
     """
     params = resolve_params(params, kwargs)
     if isinstance(preview_every, bool) or int(preview_every) != preview_every or preview_every < 0:
         raise ValueError(f"preview_every must be an integer >= 0, got {preview_every!r}")
+    if sync_every is not None and (
+        isinstance(sync_every, bool) or int(sync_every) != sync_every or sync_every < 1
+    ):
+        raise ValueError(f"sync_every must be an integer >= 1, got {sync_every!r}")
 
     data = prepare_image(image, channel_axis=channel_axis)
     device = resolve_device(params.device)
@@ -196,10 +209,23 @@ def segment_iter(
             seed=seed, channel_ids=np.zeros((h, w), dtype=np.int32),
         )
 
+    from ._memory import check_fits, heap_mode_ok
+
+    try:
+        check_fits(h, w, data.shape[0], params, str(device))
+    except MemoryError as exc:
+        raise SegmentationError(str(exc)) from None
+
     import torch
 
     from ._models import build_model
+    from ._train import (
+        MomentumSGD, cluster_loss, count_labels, heap_allocator, memory_format_for, stats_tuple,
+    )
 
+    if sync_every is None:
+        # CPU ops are synchronous anyway; a GPU should not wait for the host every step
+        sync_every = CUDA_SYNC_EVERY if device.type == "cuda" else 1
     try:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
@@ -212,41 +238,55 @@ def segment_iter(
                     "the warm-start network does not fit this image and these settings "
                     f"(architecture, channels and depth must match): {exc}"
                 ) from None
-        model.to(device).train()  # BN uses batch statistics in every pass
-        x = torch.from_numpy(data).unsqueeze(0).to(device)
-        optimizer = torch.optim.SGD(model.parameters(), lr=params.lr, momentum=0.9)
+        fmt = memory_format_for(device)
+        model.to(device=device, memory_format=fmt).train()  # BN uses batch statistics in every pass
+        x = torch.from_numpy(data).unsqueeze(0).to(device).contiguous(memory_format=fmt)
+        optimizer = MomentumSGD(model.parameters(), lr=params.lr, momentum=0.9)
 
         stop_reason = "max_iter"
         n_iter = 0
-        for it in range(1, params.max_iter + 1):
-            optimizer.zero_grad(set_to_none=True)
-            response = model(x)
-            with torch.no_grad():
-                target = response.argmax(1)
-                n_labels = int(torch.bincount(target.view(-1), minlength=params.n_channels).count_nonzero())
-            l_sim = similarity_loss(response, target)
-            l_con = continuity_loss(response)
-            loss = params.w_sim * l_sim + params.w_con * l_con
-            loss.backward()
-            optimizer.step()
-            n_iter = it
-
-            loss_v, sim_v, con_v = float(loss.detach()), float(l_sim.detach()), float(l_con.detach())
-            history["loss"].append(loss_v)
-            history["loss_sim"].append(sim_v)
-            history["loss_con"].append(con_v)
-            history["n_labels"].append(n_labels)
-            done = n_labels <= params.min_labels
-            preview = None
-            if preview_every and (it % preview_every == 0 or done or it == params.max_iter):
-                preview = consecutive_labels(target[0].cpu().numpy())
-            yield Progress(it, params.max_iter, loss_v, sim_v, con_v, n_labels, preview)
-            if done:
-                stop_reason = "min_labels"
-                break
-
-        with torch.no_grad():  # final prediction, BN still on batch statistics
-            raw = model(x).argmax(1)[0].cpu().numpy().astype(np.int32)
+        pending = []  # (iteration, stats tensor, target) not yet read back from the device
+        heap = device.type == "cpu" and heap_mode_ok(h, w, data.shape[0], params)
+        with heap_allocator(heap):
+            for it in range(1, params.max_iter + 1):
+                optimizer.zero_grad()
+                response = model.fast_forward(x)
+                loss, l_sim, l_con, target = cluster_loss(response, params.w_sim, params.w_con)
+                del response
+                n_labels_t = count_labels(target, params.n_channels)
+                loss.backward()
+                optimizer.step()
+                n_iter = it
+                pending.append((it, (loss, l_sim, l_con, n_labels_t), target if preview_every else None))
+                del loss, target
+                flush = (
+                    len(pending) >= sync_every or it == params.max_iter
+                    or (preview_every and it % preview_every == 0)
+                )
+                if not flush:
+                    continue
+                done = False
+                values = stats_tuple(*(t for _, stats, _ in pending for t in stats))
+                for k, (i, _, tgt) in enumerate(pending):
+                    loss_v, sim_v, con_v, n_v = values[4 * k: 4 * k + 4]
+                    n_labels = int(n_v)
+                    history["loss"].append(loss_v)
+                    history["loss_sim"].append(sim_v)
+                    history["loss_con"].append(con_v)
+                    history["n_labels"].append(n_labels)
+                    done = done or n_labels <= params.min_labels
+                    last = k == len(pending) - 1
+                    preview = None
+                    if tgt is not None and (i % preview_every == 0 or (done and last) or i == params.max_iter):
+                        preview = consecutive_labels(tgt[0].cpu().numpy())
+                    yield Progress(i, params.max_iter, loss_v, sim_v, con_v, n_labels, preview)
+                pending.clear()
+                if done:
+                    stop_reason = "min_labels"
+                    break
+            with torch.no_grad():  # final prediction, BN still on batch statistics
+                raw = model.fast_forward(x).argmax(1)[0].cpu().numpy().astype(np.int32)
+        model.to(memory_format=torch.contiguous_format)
     except _oom_types() as exc:
         raise SegmentationError(
             f"out of memory on {device} for a {h} x {w} image with "

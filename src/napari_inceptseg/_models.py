@@ -3,9 +3,19 @@
 Both map an ``(N, in_ch, H, W)`` image to an ``(N, n_channels, H, W)`` response of
 the same spatial size (any H, W). Layer order follows the published code exactly;
 BatchNorm is meant to stay in training mode (batch statistics) for every pass.
+
+``forward`` is the reference definition, layer by layer as published.
+``fast_forward`` computes the same function with less memory traffic (the engine
+uses it; tests check that both agree, gradients and BatchNorm statistics included):
+ReLUs run in place, the 1x1 convolutions of an Inception block that read the same
+input run as one convolution with their BatchNorms as one, and the ReLU that the
+published code applies to a concatenation of ReLU outputs is skipped (it is the
+identity there).
 """
 
 from __future__ import annotations
+
+from typing import List
 
 import torch
 import torch.nn.functional as F
@@ -32,6 +42,13 @@ class VanillaNet(nn.Module):
             x = bn(F.relu(conv(x)))
         return self.bn3(self.conv3(x))
 
+    def fast_forward(self, x: torch.Tensor) -> torch.Tensor:
+        # a convolution's backward needs its input, not its output: ReLU in place
+        x = self.bn1(F.relu_(self.conv1(x)))
+        for conv, bn in zip(self.conv2, self.bn2):
+            x = bn(F.relu_(conv(x)))
+        return self.bn3(self.conv3(x))
+
 
 class ConvBlock(nn.Module):
     """Conv + BN + ReLU, the unit of every Inception branch."""
@@ -43,6 +60,36 @@ class ConvBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.relu(self.bn(self.conv(x)))
+
+    def fast_forward(self, x: torch.Tensor) -> torch.Tensor:
+        # BatchNorm's backward needs its input, not its output: ReLU in place
+        return F.relu_(self.bn(self.conv(x)))
+
+
+def _joint_conv_bn_relu(blocks, x: torch.Tensor) -> List[torch.Tensor]:
+    """Several ConvBlocks with 1x1 kernels on the same input, as one convolution
+    and one BatchNorm over the stacked channels (BatchNorm is per channel, so this
+    is the same function). Each module's running statistics are updated as if it
+    had run alone."""
+    convs = [b.conv for b in blocks]
+    bns = [b.bn for b in blocks]
+    sizes = [c.out_channels for c in convs]
+    y = F.conv2d(x, torch.cat([c.weight for c in convs]), torch.cat([c.bias for c in convs]))
+    track = bns[0].training and bns[0].track_running_stats
+    mean = torch.cat([b.running_mean for b in bns]) if bns[0].running_mean is not None else None
+    var = torch.cat([b.running_var for b in bns]) if bns[0].running_var is not None else None
+    y = F.batch_norm(
+        y, mean, var, torch.cat([b.weight for b in bns]), torch.cat([b.bias for b in bns]),
+        bns[0].training or mean is None, bns[0].momentum, bns[0].eps,
+    )
+    if track and mean is not None:
+        with torch.no_grad():
+            for bn, m, v in zip(bns, mean.split(sizes), var.split(sizes)):
+                bn.running_mean.copy_(m)
+                bn.running_var.copy_(v)
+                bn.num_batches_tracked.add_(1)
+    F.relu_(y)
+    return list(torch.split(y, sizes, 1))
 
 
 class InceptionBlock(nn.Module):
@@ -64,6 +111,13 @@ class InceptionBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.cat([self.branch1(x), self.branch2(x), self.branch3(x), self.branch4(x)], 1)
+
+    def fast_forward(self, x: torch.Tensor) -> torch.Tensor:
+        y1, y2, y3 = _joint_conv_bn_relu([self.branch1, self.branch2[0], self.branch3[0]], x)
+        y2 = self.branch2[1].fast_forward(y2)
+        y3 = self.branch3[1].fast_forward(y3)
+        y4 = self.branch4[1].fast_forward(self.branch4[0](x))
+        return torch.cat([y1, y2, y3, y4], 1)
 
 
 class InceptionNet(nn.Module):
@@ -97,6 +151,14 @@ class InceptionNet(nn.Module):
         x = self.bn_i1(F.relu(self.inception1(x)))
         for block, bn in zip(self.inception2, self.bn_i2):
             x = bn(F.relu(block(x)))
+        return self.bn3(self.conv3(x))
+
+    def fast_forward(self, x: torch.Tensor) -> torch.Tensor:
+        # every branch ends in a ReLU, so ReLU(cat(branches)) is cat(branches)
+        x = self.bn1(F.relu_(self.conv1(x)))
+        x = self.bn_i1(self.inception1.fast_forward(x))
+        for block, bn in zip(self.inception2, self.bn_i2):
+            x = bn(block.fast_forward(x))
         return self.bn3(self.conv3(x))
 
 

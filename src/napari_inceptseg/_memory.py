@@ -1,0 +1,126 @@
+"""How much memory a run needs, how much there is, and a clear refusal when it
+does not fit -- before anything is allocated (no torch import here).
+
+The model counts the float32 values per pixel that the engine keeps alive at its
+peak (activations saved for the backward pass, the loss gradient, BatchNorm
+outputs, max-pool indices), fitted to peak RSS measured with
+``benchmarks/speed.py`` on the CPU (docs/benchmarks.md).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from typing import Optional
+
+from ._params import SegmentParams
+
+#: process overhead beyond the activations (PyTorch's libraries, the network)
+BASE_BYTES = 0.45e9
+#: measured peaks are at most this much above the model (THP rounding, allocator slack)
+MARGIN = 1.15
+
+
+def bytes_per_pixel(params: SegmentParams, in_channels: int = 3) -> float:
+    """Peak bytes per pixel of one optimisation step."""
+    c, n = params.n_channels, params.n_conv
+    if params.arch == "vanilla":
+        # per 3x3 layer: ReLU output and BatchNorm output; then the 1x1 layer's
+        # output, the response, its loss gradient and the gradients in flight
+        floats = c * (2 * n + 4.2) + in_channels
+    else:
+        # first block (15 -> 256), second (256 -> 128), later ones (128 -> 128),
+        # in float32 values per pixel including max-pool indices (int64), plus the head
+        floats = 1250 + 1376 + 1000 * (n - 1) + 4 * c + in_channels
+    return 4.0 * floats * 1.02
+
+
+def estimate_bytes(h: int, w: int, in_channels: int, params: SegmentParams) -> float:
+    """Peak memory of a run on an ``h x w`` image, in bytes (without the margin)."""
+    return BASE_BYTES + h * w * bytes_per_pixel(params, in_channels)
+
+
+def _cgroup_room() -> Optional[int]:
+    """Bytes left under a cgroup v2 / v1 memory limit, if there is one."""
+    for limit_file, usage_file in (
+        ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
+        ("/sys/fs/cgroup/memory/memory.limit_in_bytes", "/sys/fs/cgroup/memory/memory.usage_in_bytes"),
+    ):
+        try:
+            limit = Path(limit_file).read_text().strip()
+            usage = int(Path(usage_file).read_text().strip())
+        except (OSError, ValueError):
+            continue
+        if limit.isdigit() and int(limit) < 1 << 60:
+            return max(0, int(limit) - usage)
+    return None
+
+
+def available_bytes(device: str = "cpu") -> Optional[int]:
+    """Memory a run may use now on ``device`` ('cpu', 'cuda', 'cuda:N', 'mps'), or None if unknown."""
+    kind = str(device).split(":")[0]
+    if kind == "cuda":
+        import torch
+
+        index = torch.device(device).index
+        free, _total = torch.cuda.mem_get_info(index if index is not None else torch.cuda.current_device())
+        return int(free)
+    if kind != "cpu":
+        return None  # MPS shares system memory, but reports nothing useful
+    room = None
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                room = int(line.split()[1]) * 1024
+                break
+    except (OSError, ValueError, IndexError):
+        pass
+    if room is None:
+        try:
+            import psutil  # optional
+
+            room = int(psutil.virtual_memory().available)
+        except Exception:  # noqa: BLE001 - no way to tell: do not refuse
+            return None
+    cgroup = _cgroup_room()
+    return min(room, cgroup) if cgroup is not None else room
+
+
+def _gb(n: float) -> str:
+    return f"{n / 1e9:.1f} GB"
+
+
+def check_fits(h: int, w: int, in_channels: int, params: SegmentParams, device: str) -> None:
+    """Raise a ``MemoryError`` that says what fits when a run would not fit in memory."""
+    if os.environ.get("NAPARI_INCEPTSEG_NO_MEMORY_CHECK"):
+        return
+    have = available_bytes(device)
+    if have is None:
+        return
+    need = estimate_bytes(h, w, in_channels, params) * MARGIN
+    if need <= have:
+        return
+    per_px = bytes_per_pixel(params, in_channels) * MARGIN
+    max_px = max(0.0, (have - BASE_BYTES * MARGIN) / per_px)
+    scale = math.sqrt(max_px / (h * w)) if max_px > 0 else 0.0
+    side_h, side_w = int(h * scale), int(w * scale)
+    hint = [f"downscale it to about {side_h} x {side_w} (a factor of {scale:.2f} per side)"
+            if scale > 0 else "free some memory"]
+    if params.arch == "inception":
+        alt = estimate_bytes(h, w, in_channels, params.replace(arch="vanilla")) * MARGIN
+        hint.append(f"use arch='vanilla' (needs about {_gb(alt)})")
+    if params.n_channels > 16:
+        hint.append("use fewer channels (n_channels)")
+    raise MemoryError(
+        f"a {h} x {w} image needs about {_gb(need)} of memory with {params.arch!r} "
+        f"({params.n_channels} channels) but about {_gb(have)} is available on {device}: "
+        f"{', or '.join(hint)}"
+    )
+
+
+def heap_mode_ok(h: int, w: int, in_channels: int, params: SegmentParams) -> bool:
+    """Whether a CPU run is small enough to keep freed memory in the heap (faster,
+    but up to twice the peak): the doubled estimate must fit in half of what is free."""
+    have = available_bytes("cpu")
+    return have is not None and 2 * estimate_bytes(h, w, in_channels, params) <= have / 2

@@ -1,0 +1,177 @@
+"""The optimisation step, written for speed (imported lazily: it imports torch).
+
+Everything here computes what the reference loop computes (see
+``_engine.similarity_loss`` / ``_engine.continuity_loss`` and ``torch.optim.SGD``);
+tests compare them value for value and gradient for gradient. What differs is
+the memory traffic:
+
+- :class:`ClusterLoss` computes the loss and its gradient in one pass over the
+  response, so autograd keeps one tensor instead of the log-probabilities, two
+  difference maps, their signs and the zero-filled gradients of four slices;
+- :class:`MomentumSGD` is SGD with momentum in three fused ``_foreach`` calls,
+  without ``torch.optim``'s lazy import of ``torch._dynamo`` (0.85 s, which
+  also stalls napari's event loop once).
+
+On the CPU, :func:`heap_allocator` keeps freed activations in the heap (main
+thread, small runs) and large tensors come from transparent huge pages (``THP_MEM_ALLOC_ENABLE``, set
+in ``napari_inceptseg/__init__``), so the kernel faults fresh activation memory in
+2 MB at a time instead of 4 KB.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import ctypes.util
+import os
+import sys
+import threading
+from typing import Iterator, List, Tuple
+
+import torch
+
+
+class ClusterLoss(torch.autograd.Function):
+    """``w_sim * CE(r, argmax r) + w_con * continuity(r)`` of an ``(N, C, H, W)`` response.
+
+    Returns ``(loss, loss_sim, loss_con, target)`` where ``target`` is the
+    argmax ``(N, H, W)``. The gradient is computed in the forward pass and kept
+    as the only saved tensor.
+    """
+
+    @staticmethod
+    def forward(ctx, response: torch.Tensor, w_sim: float, w_con: float):  # type: ignore[override]
+        n, c, h, w = response.shape
+        with torch.no_grad():
+            target = response.argmax(1, keepdim=True)
+            grad = torch.log_softmax(response, 1)
+            picked = grad.gather(1, target)
+            loss_sim = picked.sum().neg_().div_(n * h * w)
+            grad.exp_()  # softmax
+            grad.scatter_(1, target, picked.exp_().sub_(1))  # softmax - one-hot
+            grad.mul_(w_sim / (n * h * w))
+            loss_con = response.new_zeros(())
+            for dim in (2, 3):
+                size = response.shape[dim]
+                if size < 2:
+                    # the reference takes the mean of an empty tensor (NaN); no neighbours, no loss
+                    continue
+                diff = response.narrow(dim, 1, size - 1) - response.narrow(dim, 0, size - 1)
+                loss_con += torch.linalg.vector_norm(diff, 1) / diff.numel()
+                scale = w_con / diff.numel()
+                diff.sign_()
+                grad.narrow(dim, 1, size - 1).add_(diff, alpha=scale)
+                grad.narrow(dim, 0, size - 1).sub_(diff, alpha=scale)
+                del diff
+            loss = loss_sim * w_sim + loss_con * w_con
+            target = target.squeeze(1)
+        ctx.save_for_backward(grad)
+        ctx.mark_non_differentiable(loss_sim, loss_con, target)
+        return loss, loss_sim, loss_con, target
+
+    @staticmethod
+    def backward(ctx, grad_loss, *_unused):  # type: ignore[override]
+        (grad,) = ctx.saved_tensors
+        return grad.mul_(grad_loss), None, None
+
+
+def cluster_loss(response: torch.Tensor, w_sim: float, w_con: float):
+    """``(loss, loss_sim, loss_con, target)``; see :class:`ClusterLoss`."""
+    return ClusterLoss.apply(response, float(w_sim), float(w_con))
+
+
+def count_labels(target: torch.Tensor, n_channels: int) -> torch.Tensor:
+    """Number of distinct clusters in ``target``, as a tensor on its device (no host sync)."""
+    return torch.bincount(target.reshape(-1), minlength=n_channels).count_nonzero()
+
+
+class MomentumSGD:
+    """``torch.optim.SGD(params, lr, momentum)`` (no dampening, no Nesterov, no
+    weight decay): ``buf = momentum * buf + grad`` (``buf = grad`` at the first
+    step), ``param -= lr * buf``."""
+
+    def __init__(self, params, lr: float, momentum: float = 0.9):
+        self.params: List[torch.Tensor] = [p for p in params if p.requires_grad]
+        self.lr = float(lr)
+        self.momentum = float(momentum)
+        self.buffers: List[torch.Tensor] = []
+
+    def zero_grad(self) -> None:
+        for p in self.params:
+            p.grad = None
+
+    @torch.no_grad()
+    def step(self) -> None:
+        params = [p for p in self.params if p.grad is not None]
+        grads = [p.grad for p in params]
+        if not self.buffers:
+            self.buffers = [g.clone() for g in grads]
+        else:
+            torch._foreach_mul_(self.buffers, self.momentum)
+            torch._foreach_add_(self.buffers, grads)
+        torch._foreach_add_(params, self.buffers, alpha=-self.lr)
+
+
+def memory_format_for(device: torch.device):
+    """Channels-last on CPU and CUDA (oneDNN and cuDNN prefer it), contiguous elsewhere."""
+    return torch.channels_last if device.type in ("cpu", "cuda") else torch.contiguous_format
+
+
+def stats_tuple(*tensors: torch.Tensor) -> Tuple[float, ...]:
+    """Several scalar tensors to Python floats with one device synchronisation."""
+    return tuple(torch.stack([t.detach().float() for t in tensors]).tolist())
+
+
+# -- allocator ---------------------------------------------------------------------------
+
+_M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4
+_DEFAULT_MMAP_MAX, _DEFAULT_TRIM = 65536, 128 * 1024  # glibc's defaults
+_heap_lock = threading.Lock()
+_heap_users = 0
+
+
+def _glibc():
+    if not sys.platform.startswith("linux") or os.environ.get("NAPARI_INCEPTSEG_HEAP", "1") == "0":
+        return None
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc.gnu_get_libc_version  # mallopt's parameters below are glibc's
+        return libc
+    except (OSError, AttributeError):
+        return None
+
+
+@contextlib.contextmanager
+def heap_allocator(enabled: bool = True) -> Iterator[None]:
+    """Keep freed activations in the process heap for the duration of a run.
+
+    glibc hands every tensor over 32 MB to ``mmap`` and back to the kernel when
+    it is freed, so each iteration faults in (and the kernel zeroes) gigabytes
+    of fresh pages: a third to a half of an iteration's time. Here large blocks
+    come from the heap and stay there, at the cost of up to twice the peak
+    memory (fragmentation), so the engine enables it only for runs that use a
+    small part of the free memory. At the end memory goes back with
+    ``malloc_trim``. glibc honours this only in the main thread's arena, so
+    worker threads are left as they are. A no-op elsewhere, or with
+    NAPARI_INCEPTSEG_HEAP=0.
+    """
+    global _heap_users
+    on_main = threading.current_thread() is threading.main_thread()
+    libc = _glibc() if enabled and on_main else None
+    if libc is None:
+        yield
+        return
+    with _heap_lock:
+        _heap_users += 1
+        if _heap_users == 1:
+            libc.mallopt(_M_MMAP_MAX, 0)
+            libc.mallopt(_M_TRIM_THRESHOLD, 2**30)
+    try:
+        yield
+    finally:
+        with _heap_lock:
+            _heap_users -= 1
+            if _heap_users == 0:
+                libc.mallopt(_M_MMAP_MAX, _DEFAULT_MMAP_MAX)
+                libc.mallopt(_M_TRIM_THRESHOLD, _DEFAULT_TRIM)
+                libc.malloc_trim(0)
