@@ -187,3 +187,45 @@ def test_reading_back_every_few_iterations_changes_only_when_the_stop_is_seen(sm
 def test_sync_every_must_be_positive(small_rgb):
     with pytest.raises(ValueError, match="sync_every"):
         next(segment_iter(small_rgb, max_iter=2, sync_every=0))
+
+
+# --- coarse-to-fine ----------------------------------------------------------------------
+
+
+def test_coarse_to_fine_quality_on_synthetic_regions(synthetic):
+    """Coarse stage at 1/2 per side, then full resolution: as good as the full-resolution runs."""
+    image, gt = synthetic
+    accs = []
+    for seed in (0, 1, 2):
+        res = segment(image, arch="vanilla", coarse_scale=0.5, coarse_iter=100, refine_iter=3, seed=seed, device="cpu")
+        assert res.labels.shape == gt.shape
+        accs.append(score(res.labels, gt, matching="hungarian")["accuracy"])
+    assert np.median(accs) >= 0.85, accs
+
+
+def test_coarse_to_fine_progress_and_record(small_rgb):
+    h, w = small_rgb.shape[:2]
+    params = SegmentParams(**_fast(coarse_scale=0.5, coarse_iter=4, refine_iter=2, min_labels=1))
+    assert params.total_iter == 6
+    records = []
+    res = run_to_end(segment_iter(small_rgb, params=params, preview_every=1), records.append)
+    assert [p.iteration for p in records] == [1, 2, 3, 4, 5, 6]
+    assert all(p.max_iter == 6 for p in records)
+    # previews of the coarse stage are upscaled to the image's size
+    assert all(p.labels.shape == (h, w) for p in records)
+    assert res.n_iter == 6 and res.stop_reason == "refine_iter"
+    assert res.labels.shape == (h, w)
+    meta = res.metadata()["params"]
+    assert meta["coarse_scale"] == 0.5 and meta["refine_iter"] == 2
+
+
+def test_coarse_stage_is_capped_by_max_iter(small_rgb):
+    params = SegmentParams(**_fast(coarse_scale=0.5, coarse_iter=50, max_iter=3, refine_iter=1, min_labels=1))
+    assert params.total_iter == 4
+    assert segment(small_rgb, **{k: v for k, v in params.to_dict().items()}).n_iter == 4
+
+
+@pytest.mark.parametrize("bad", [0.0, 1.5, -0.25])
+def test_coarse_scale_must_be_a_fraction(bad):
+    with pytest.raises(ValueError, match="coarse_scale"):
+        SegmentParams(coarse_scale=bad)

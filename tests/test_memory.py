@@ -29,6 +29,7 @@ def test_available_memory_is_known_on_linux():
 
 @pytest.mark.parametrize("arch", ["vanilla", "inception"])
 def test_too_large_is_refused_before_allocating(monkeypatch, arch):
+    monkeypatch.setenv("NAPARI_INCEPTSEG_LEAN", "0")
     params = SegmentParams(arch=arch)
     budget = _memory.estimate_bytes(96, 96, 3, params) * _memory.MARGIN  # room for 96 x 96
     monkeypatch.setattr(_memory, "available_bytes", lambda device="cpu": budget)
@@ -56,3 +57,26 @@ def test_cli_reports_it_in_one_line(monkeypatch, tmp_path, capsys):
     err = capsys.readouterr().err
     assert code != 0
     assert "needs about" in err and "Traceback" not in err
+
+
+def test_lean_vanilla_step_is_chosen_when_memory_is_short(monkeypatch):
+    v = SegmentParams(arch="vanilla")
+    monkeypatch.setattr(_memory, "available_bytes", lambda device="cpu": 20e9)
+    assert not _memory.use_lean(321, 481, 3, v, "cpu")
+    assert _memory.use_lean(2048, 2048, 3, v, "cpu")  # the regular step would need ~14 GB
+    assert not _memory.use_lean(2048, 2048, 3, v.replace(arch="inception"), "cpu")
+    monkeypatch.setattr(_memory, "available_bytes", lambda device="cpu": 1.2e9)
+    assert _memory.use_lean(321, 481, 3, v, "cpu")  # more than half of what is free
+    monkeypatch.setenv("NAPARI_INCEPTSEG_LEAN", "0")
+    assert not _memory.use_lean(2048, 2048, 3, v, "cpu")
+    # the lean step needs about three response planes: a 2048 x 2048 image fits in 6 GB
+    assert _memory.estimate_bytes(2048, 2048, 3, v, lean=True) < 6e9
+
+
+def test_lean_vanilla_segments_as_well(monkeypatch, synthetic):
+    from napari_inceptseg import score
+
+    monkeypatch.setenv("NAPARI_INCEPTSEG_LEAN", "1")
+    image, gt = synthetic
+    res = segment(image, arch="vanilla", max_iter=100, seed=0, device="cpu")
+    assert score(res.labels, gt, matching="hungarian")["accuracy"] >= 0.85

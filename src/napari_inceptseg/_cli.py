@@ -129,7 +129,7 @@ class _Bar:
 def _run_one(image, params, channel_axis, desc, quiet):
     from ._engine import run_to_end, segment_iter
 
-    bar = _Bar(params.max_iter, desc, quiet)
+    bar = _Bar(params.total_iter, desc, quiet)
     try:
         return run_to_end(segment_iter(image, channel_axis=channel_axis, params=params), bar)
     finally:

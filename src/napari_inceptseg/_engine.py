@@ -209,10 +209,11 @@ def segment_iter(
             seed=seed, channel_ids=np.zeros((h, w), dtype=np.int32),
         )
 
-    from ._memory import check_fits, heap_mode_ok
+    from ._memory import check_fits, heap_mode_ok, use_lean
 
+    lean = use_lean(h, w, data.shape[0], params, str(device))
     try:
-        check_fits(h, w, data.shape[0], params, str(device))
+        check_fits(h, w, data.shape[0], params, str(device), lean)
     except MemoryError as exc:
         raise SegmentationError(str(exc)) from None
 
@@ -220,7 +221,7 @@ def segment_iter(
 
     from ._models import build_model
     from ._train import (
-        MomentumSGD, cluster_loss, count_labels, heap_allocator, memory_format_for, stats_tuple,
+        MomentumSGD, heap_allocator, memory_format_for,
     )
 
     if sync_every is None:
@@ -243,47 +244,26 @@ def segment_iter(
         x = torch.from_numpy(data).unsqueeze(0).to(device).contiguous(memory_format=fmt)
         optimizer = MomentumSGD(model.parameters(), lr=params.lr, momentum=0.9)
 
-        stop_reason = "max_iter"
+        stages = [(x, params.max_iter)]
+        if params.coarse_scale < 1.0:
+            small = coarse_size(h, w, params.coarse_scale)
+            x_small = torch.nn.functional.interpolate(x, size=small, mode="area").contiguous(memory_format=fmt)
+            stages = [(x_small, min(params.coarse_iter, params.max_iter)), (x, params.refine_iter)]
+        total = sum(n for _, n in stages)
         n_iter = 0
-        pending = []  # (iteration, stats tensor, target) not yet read back from the device
-        heap = device.type == "cpu" and heap_mode_ok(h, w, data.shape[0], params)
+        stop_reason = "max_iter"
+        heap = device.type == "cpu" and not lean and heap_mode_ok(h, w, data.shape[0], params)
         with heap_allocator(heap):
-            for it in range(1, params.max_iter + 1):
-                optimizer.zero_grad()
-                response = model.fast_forward(x)
-                loss, l_sim, l_con, target = cluster_loss(response, params.w_sim, params.w_con)
-                del response
-                n_labels_t = count_labels(target, params.n_channels)
-                loss.backward()
-                optimizer.step()
-                n_iter = it
-                pending.append((it, (loss, l_sim, l_con, n_labels_t), target if preview_every else None))
-                del loss, target
-                flush = (
-                    len(pending) >= sync_every or it == params.max_iter
-                    or (preview_every and it % preview_every == 0)
-                )
-                if not flush:
+            for k, (x_stage, steps) in enumerate(stages):  # coarse, then full resolution
+                if steps == 0:
                     continue
-                done = False
-                values = stats_tuple(*(t for _, stats, _ in pending for t in stats))
-                for k, (i, _, tgt) in enumerate(pending):
-                    loss_v, sim_v, con_v, n_v = values[4 * k: 4 * k + 4]
-                    n_labels = int(n_v)
-                    history["loss"].append(loss_v)
-                    history["loss_sim"].append(sim_v)
-                    history["loss_con"].append(con_v)
-                    history["n_labels"].append(n_labels)
-                    done = done or n_labels <= params.min_labels
-                    last = k == len(pending) - 1
-                    preview = None
-                    if tgt is not None and (i % preview_every == 0 or (done and last) or i == params.max_iter):
-                        preview = consecutive_labels(tgt[0].cpu().numpy())
-                    yield Progress(i, params.max_iter, loss_v, sim_v, con_v, n_labels, preview)
-                pending.clear()
-                if done:
-                    stop_reason = "min_labels"
-                    break
+                stop_reason = yield from _optimise(
+                    model, optimizer, x_stage, steps, n_iter, total, params, preview_every,
+                    sync_every, history, (h, w), lean and x_stage is x,
+                )
+                if k == 1 and stop_reason == "max_iter":
+                    stop_reason = "refine_iter"
+                n_iter = len(history["loss"])
             with torch.no_grad():  # final prediction, BN still on batch statistics
                 raw = model.fast_forward(x).argmax(1)[0].cpu().numpy().astype(np.int32)
         model.to(memory_format=torch.contiguous_format)
@@ -299,6 +279,72 @@ def segment_iter(
         device=str(device), seconds=time.perf_counter() - t0, stop_reason=stop_reason,
         seed=seed, model=model, channel_ids=raw,
     )
+
+
+def coarse_size(h: int, w: int, scale: float):
+    """Size of the coarse stage's image (at least ``MIN_SIZE`` per side)."""
+    from ._preprocess import MIN_SIZE
+
+    return (max(MIN_SIZE, min(h, round(h * scale))), max(MIN_SIZE, min(w, round(w * scale))))
+
+
+def _optimise(model, optimizer, x, steps, done_before, total, params, preview_every,
+              sync_every, history, full_shape, lean=False):
+    """Run up to ``steps`` optimisation steps on ``x``, yielding :class:`Progress`
+    records numbered from ``done_before + 1`` and appending to ``history``.
+    Returns ``"min_labels"`` or ``"max_iter"``. Previews of a coarse stage are
+    upscaled (nearest neighbour) to ``full_shape``. ``lean`` takes the
+    memory-lean ``vanilla`` step."""
+    import torch
+
+    from ._train import cluster_loss, count_labels, stats_tuple
+
+    coarse = tuple(x.shape[2:]) != tuple(full_shape)
+    if lean:  # the memory-lean vanilla step (see _memory.use_lean)
+        from ._lean import LeanVanillaStep
+
+        lean = LeanVanillaStep(model)
+    else:
+        lean = None
+    pending = []  # (iteration, stats tensors, target) not yet read back from the device
+    last_it = done_before + steps
+    for it in range(done_before + 1, last_it + 1):
+        optimizer.zero_grad()
+        if lean is not None:  # sets the gradients itself
+            loss, l_sim, l_con, target = lean(x, params.w_sim, params.w_con)
+        else:
+            response = model.fast_forward(x)
+            loss, l_sim, l_con, target = cluster_loss(response, params.w_sim, params.w_con)
+            del response
+            loss.backward()
+        n_labels_t = count_labels(target, params.n_channels)
+        optimizer.step()
+        pending.append((it, (loss, l_sim, l_con, n_labels_t), target if preview_every else None))
+        del loss, target
+        if not (len(pending) >= sync_every or it == last_it or (preview_every and it % preview_every == 0)):
+            continue
+        done = False
+        values = stats_tuple(*(t for _, stats, _ in pending for t in stats))
+        for k, (i, _, tgt) in enumerate(pending):
+            loss_v, sim_v, con_v, n_v = values[4 * k: 4 * k + 4]
+            n_labels = int(n_v)
+            history["loss"].append(loss_v)
+            history["loss_sim"].append(sim_v)
+            history["loss_con"].append(con_v)
+            history["n_labels"].append(n_labels)
+            done = done or n_labels <= params.min_labels
+            preview = None
+            if tgt is not None and (i % preview_every == 0 or (done and k == len(pending) - 1) or i == total):
+                if coarse:
+                    tgt = torch.nn.functional.interpolate(
+                        tgt[:, None].float(), size=tuple(full_shape), mode="nearest"
+                    )[:, 0].long()
+                preview = consecutive_labels(tgt[0].cpu().numpy())
+            yield Progress(i, total, loss_v, sim_v, con_v, n_labels, preview)
+        pending.clear()
+        if done:
+            return "min_labels"
+    return "max_iter"
 
 
 def run_to_end(gen: Generator[Progress, None, SegmentationResult], callback=None) -> SegmentationResult:
@@ -328,15 +374,21 @@ def segment(
     device: str = "auto",
     seed: Optional[int] = None,
     init: str = "default",
+    coarse_scale: float = 1.0,
+    coarse_iter: int = 100,
+    refine_iter: int = 3,
     callback=None,
 ) -> SegmentationResult:
     """Segment a 2D image (grayscale, RGB/RGBA, or multichannel with
     ``channel_axis``) without labels. Returns a :class:`SegmentationResult`
     whose ``.labels`` are numbered 1..K. ``callback(progress)`` is called
-    after every iteration."""
+    after every iteration. ``coarse_scale < 1`` turns on coarse-to-fine: first
+    ``coarse_iter`` steps on a copy downscaled by that factor per side, then
+    ``refine_iter`` steps at full resolution (see :class:`SegmentParams`)."""
     params = SegmentParams(
         arch=arch, n_channels=n_channels, n_conv=n_conv, max_iter=max_iter,
         min_labels=min_labels, lr=lr, w_sim=w_sim, w_con=w_con, device=device,
-        seed=seed, init=init,
+        seed=seed, init=init, coarse_scale=coarse_scale, coarse_iter=coarse_iter,
+        refine_iter=refine_iter,
     )
     return run_to_end(segment_iter(image, channel_axis=channel_axis, params=params), callback)

@@ -22,9 +22,18 @@ BASE_BYTES = 0.45e9
 MARGIN = 1.15
 
 
-def bytes_per_pixel(params: SegmentParams, in_channels: int = 3) -> float:
-    """Peak bytes per pixel of one optimisation step."""
+#: the memory-lean vanilla step is used when the regular one would need more than this
+LEAN_ABOVE_BYTES = 4e9
+
+
+def bytes_per_pixel(params: SegmentParams, in_channels: int = 3, lean: bool = False) -> float:
+    """Peak bytes per pixel of one optimisation step (``lean``: the memory-lean
+    ``vanilla`` step of ``_lean.py``)."""
     c, n = params.n_channels, params.n_conv
+    if lean and params.arch == "vanilla":
+        # ReLU outputs of the 3x3 layers and the response/gradient plane (at least
+        # three planes alive at a time), the argmax (int64) and block temporaries
+        return 4.0 * (c * (max(n + 1, 3) + 0.15) + in_channels) + 8
     if params.arch == "vanilla":
         # per 3x3 layer: ReLU output and BatchNorm output; then the 1x1 layer's
         # output, the response, its loss gradient and the gradients in flight
@@ -36,9 +45,24 @@ def bytes_per_pixel(params: SegmentParams, in_channels: int = 3) -> float:
     return 4.0 * floats * 1.02
 
 
-def estimate_bytes(h: int, w: int, in_channels: int, params: SegmentParams) -> float:
+def estimate_bytes(h: int, w: int, in_channels: int, params: SegmentParams, lean: bool = False) -> float:
     """Peak memory of a run on an ``h x w`` image, in bytes (without the margin)."""
-    return BASE_BYTES + h * w * bytes_per_pixel(params, in_channels)
+    return BASE_BYTES + h * w * bytes_per_pixel(params, in_channels, lean)
+
+
+def use_lean(h: int, w: int, in_channels: int, params: SegmentParams, device: str) -> bool:
+    """Whether a run takes the memory-lean ``vanilla`` step: when the regular step
+    would need more than ``LEAN_ABOVE_BYTES`` or more than half of the free memory.
+    It is slower per iteration (it recomputes cheap layers and works block by
+    block). NAPARI_INCEPTSEG_LEAN=0 / 1 forces it off / on."""
+    if params.arch != "vanilla" or str(device).split(":")[0] not in ("cpu", "cuda"):
+        return False
+    mode = os.environ.get("NAPARI_INCEPTSEG_LEAN", "auto")
+    if mode in ("0", "1"):
+        return mode == "1"
+    need = estimate_bytes(h, w, in_channels, params)
+    have = available_bytes(device)
+    return need > LEAN_ABOVE_BYTES or (have is not None and need > have / 2)
 
 
 def _cgroup_room() -> Optional[int]:
@@ -91,24 +115,25 @@ def _gb(n: float) -> str:
     return f"{n / 1e9:.1f} GB"
 
 
-def check_fits(h: int, w: int, in_channels: int, params: SegmentParams, device: str) -> None:
+def check_fits(h: int, w: int, in_channels: int, params: SegmentParams, device: str,
+               lean: bool = False) -> None:
     """Raise a ``MemoryError`` that says what fits when a run would not fit in memory."""
     if os.environ.get("NAPARI_INCEPTSEG_NO_MEMORY_CHECK"):
         return
     have = available_bytes(device)
     if have is None:
         return
-    need = estimate_bytes(h, w, in_channels, params) * MARGIN
+    need = estimate_bytes(h, w, in_channels, params, lean) * MARGIN
     if need <= have:
         return
-    per_px = bytes_per_pixel(params, in_channels) * MARGIN
+    per_px = bytes_per_pixel(params, in_channels, lean) * MARGIN
     max_px = max(0.0, (have - BASE_BYTES * MARGIN) / per_px)
     scale = math.sqrt(max_px / (h * w)) if max_px > 0 else 0.0
     side_h, side_w = int(h * scale), int(w * scale)
     hint = [f"downscale it to about {side_h} x {side_w} (a factor of {scale:.2f} per side)"
             if scale > 0 else "free some memory"]
     if params.arch == "inception":
-        alt = estimate_bytes(h, w, in_channels, params.replace(arch="vanilla")) * MARGIN
+        alt = estimate_bytes(h, w, in_channels, params.replace(arch="vanilla"), lean=True) * MARGIN
         hint.append(f"use arch='vanilla' (needs about {_gb(alt)})")
     if params.n_channels > 16:
         hint.append("use fewer channels (n_channels)")

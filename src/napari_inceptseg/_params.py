@@ -60,6 +60,25 @@ class SegmentParams:
         "larger values give smoother, larger segments.",
         minimum=0.0,
     )
+    coarse_scale: float = _f(
+        1.0,
+        "Coarse-to-fine: optimise first on the image downscaled by this factor per "
+        "side (e.g. 0.25) for coarse_iter steps, then refine at full resolution for "
+        "refine_iter steps; 1 optimises at full resolution only.",
+        minimum=0.05,
+        maximum=1.0,
+    )
+    coarse_iter: int = _f(
+        100,
+        "Coarse-to-fine: steps of the coarse stage (at most max_iter; it also ends "
+        "at min_labels).",
+        minimum=1,
+    )
+    refine_iter: int = _f(
+        3,
+        "Coarse-to-fine: full-resolution steps after the coarse stage.",
+        minimum=0,
+    )
     init: str = _f(
         "default",
         "Weight initialisation: 'default' (PyTorch's, as the published code) or "
@@ -95,10 +114,20 @@ class SegmentParams:
                 raise ValueError(f"{f.name} must be a whole number, got {value!r}")
             if value < lo or (f.name == "lr" and value == 0):
                 raise ValueError(f"{f.name} must be {'> 0' if f.name == 'lr' else f'>= {lo}'}, got {value!r}")
+            hi = f.metadata.get("maximum")
+            if hi is not None and value > hi:
+                raise ValueError(f"{f.name} must be <= {hi}, got {value!r}")
         if self.seed is not None and (isinstance(self.seed, bool) or int(self.seed) != self.seed):
             raise ValueError(f"seed must be an integer or None, got {self.seed!r}")
         if not isinstance(self.device, str) or not self.device:
             raise ValueError(f"device must be a string such as 'auto' or 'cpu', got {self.device!r}")
+
+    @property
+    def total_iter(self) -> int:
+        """The most optimisation steps a run takes (coarse and refine stages together)."""
+        if self.coarse_scale < 1.0:
+            return min(self.coarse_iter, self.max_iter) + self.refine_iter
+        return self.max_iter
 
     def replace(self, **changes: Any) -> "SegmentParams":
         return dataclasses.replace(self, **changes)

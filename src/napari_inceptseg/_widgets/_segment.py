@@ -39,6 +39,9 @@ _NUMERIC = {
     "lr": ("learning rate", 10.0),
     "w_sim": ("similarity weight", 100.0),
     "w_con": ("continuity weight", 100.0),
+    "coarse_scale": ("coarse scale", 1.0),
+    "coarse_iter": ("coarse steps", 100000),
+    "refine_iter": ("refine steps", 10000),
 }
 _CHOICE_LABELS = {"arch": "architecture", "init": "initialisation"}
 
@@ -53,7 +56,10 @@ def _param_widgets() -> dict:
         elif f.name in _NUMERIC:
             label, hi = _NUMERIC[f.name]
             if str(f.type) == "float":
-                out[f.name] = FloatSpinBox(label=label, min=0.0, max=hi, step=0.01, value=f.default, tooltip=help_)
+                out[f.name] = FloatSpinBox(
+                    label=label, min=0.0 if f.name != "coarse_scale" else f.metadata["minimum"],
+                    max=hi, step=0.01 if f.name != "coarse_scale" else 0.05, value=f.default, tooltip=help_,
+                )
             else:
                 out[f.name] = SpinBox(label=label, min=f.metadata["minimum"], max=hi, value=f.default, tooltip=help_)
     return out
@@ -214,7 +220,7 @@ class SegmentWidget(Container):
                 "aborted": self._on_aborted, "finished": self._on_finished,
             },
         )
-        run.pbar = progress(total=len(planes) * params.max_iter, desc=f"Segmenting {layer.name}")
+        run.pbar = progress(total=len(planes) * params.total_iter, desc=f"Segmenting {layer.name}")
         self._run = run
         self._set_running(True)
         self._status.value = f"starting on {params.device}..."
@@ -243,7 +249,7 @@ class SegmentWidget(Container):
         if run is None or run.cancelled:  # records still queued after Cancel are dropped
             return
         p = sp.progress
-        done = sp.plane * run.params.max_iter + p.iteration
+        done = sp.plane * run.params.total_iter + p.iteration
         run.pbar.update(done - run.pbar.n)
         where = f"slice {sp.plane + 1}/{sp.n_planes} · " if sp.n_planes > 1 else ""
         self._status.value = f"{where}iteration {p.iteration}/{p.max_iter} · loss {p.loss:.3f} · {p.n_labels} clusters"
