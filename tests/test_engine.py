@@ -229,3 +229,20 @@ def test_coarse_stage_is_capped_by_max_iter(small_rgb):
 def test_coarse_scale_must_be_a_fraction(bad):
     with pytest.raises(ValueError, match="coarse_scale"):
         SegmentParams(coarse_scale=bad)
+
+
+def test_bfloat16_mixed_precision_segments(small_rgb):
+    """Autocast on the CPU (the GPU path is the same code): two regions still come out."""
+    res = segment(small_rgb, **_fast(max_iter=30, min_labels=1, precision="bfloat16"))
+    ref = segment(small_rgb, **_fast(max_iter=30, min_labels=1))
+    gt = np.zeros(small_rgb.shape[:2], dtype=int)
+    gt[:, 15:] = 1
+    acc = score(res.labels, gt, matching="majority")["accuracy"]
+    assert acc >= 0.9 and acc >= score(ref.labels, gt, matching="majority")["accuracy"] - 0.03
+    assert res.history["loss"][-1] < 0.5 * res.history["loss"][0]
+    assert res.metadata()["params"]["precision"] == "bfloat16"
+
+
+def test_unknown_precision_is_a_clear_error():
+    with pytest.raises(ValueError, match="precision"):
+        SegmentParams(precision="float8")

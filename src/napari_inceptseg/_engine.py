@@ -194,6 +194,11 @@ def segment_iter(
 
     data = prepare_image(image, channel_axis=channel_axis)
     device = resolve_device(params.device)
+    if params.precision != "float32" and device.type not in ("cpu", "cuda"):
+        raise ValueError(
+            f"precision {params.precision!r} is supported on CUDA and the CPU, not on "
+            f"{device.type}: use precision='float32'"
+        )
     seed = params.seed
     if seed is None:
         seed = int(np.random.SeedSequence().generate_state(1)[0])
@@ -264,8 +269,8 @@ def segment_iter(
                 if k == 1 and stop_reason == "max_iter":
                     stop_reason = "refine_iter"
                 n_iter = len(history["loss"])
-            with torch.no_grad():  # final prediction, BN still on batch statistics
-                raw = model.fast_forward(x).argmax(1)[0].cpu().numpy().astype(np.int32)
+            with torch.no_grad(), _autocast(device, params.precision):  # BN still on batch statistics
+                raw = model.fast_forward(x).float().argmax(1)[0].cpu().numpy().astype(np.int32)
         model.to(memory_format=torch.contiguous_format)
     except _oom_types() as exc:
         raise SegmentationError(
@@ -286,6 +291,17 @@ def coarse_size(h: int, w: int, scale: float):
     from ._preprocess import MIN_SIZE
 
     return (max(MIN_SIZE, min(h, round(h * scale))), max(MIN_SIZE, min(w, round(w * scale))))
+
+
+def _autocast(device, precision: str):
+    """Mixed precision for the network's passes (the loss stays float32)."""
+    import contextlib
+
+    import torch
+
+    if precision == "float32":
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=getattr(torch, precision))
 
 
 def _optimise(model, optimizer, x, steps, done_before, total, params, preview_every,
@@ -313,8 +329,9 @@ def _optimise(model, optimizer, x, steps, done_before, total, params, preview_ev
         if lean is not None:  # sets the gradients itself
             loss, l_sim, l_con, target = lean(x, params.w_sim, params.w_con)
         else:
-            response = model.fast_forward(x)
-            loss, l_sim, l_con, target = cluster_loss(response, params.w_sim, params.w_con)
+            with _autocast(x.device, params.precision):
+                response = model.fast_forward(x)
+            loss, l_sim, l_con, target = cluster_loss(response.float(), params.w_sim, params.w_con)
             del response
             loss.backward()
         n_labels_t = count_labels(target, params.n_channels)
@@ -377,6 +394,7 @@ def segment(
     coarse_scale: float = 1.0,
     coarse_iter: int = 100,
     refine_iter: int = 3,
+    precision: str = "float32",
     callback=None,
 ) -> SegmentationResult:
     """Segment a 2D image (grayscale, RGB/RGBA, or multichannel with
@@ -389,6 +407,6 @@ def segment(
         arch=arch, n_channels=n_channels, n_conv=n_conv, max_iter=max_iter,
         min_labels=min_labels, lr=lr, w_sim=w_sim, w_con=w_con, device=device,
         seed=seed, init=init, coarse_scale=coarse_scale, coarse_iter=coarse_iter,
-        refine_iter=refine_iter,
+        refine_iter=refine_iter, precision=precision,
     )
     return run_to_end(segment_iter(image, channel_axis=channel_axis, params=params), callback)

@@ -55,7 +55,7 @@ def use_lean(h: int, w: int, in_channels: int, params: SegmentParams, device: st
     would need more than ``LEAN_ABOVE_BYTES`` or more than half of the free memory.
     It is slower per iteration (it recomputes cheap layers and works block by
     block). NAPARI_INCEPTSEG_LEAN=0 / 1 forces it off / on."""
-    if params.arch != "vanilla" or str(device).split(":")[0] not in ("cpu", "cuda"):
+    if params.arch != "vanilla" or params.precision != "float32" or str(device).split(":")[0] not in ("cpu", "cuda"):
         return False
     mode = os.environ.get("NAPARI_INCEPTSEG_LEAN", "auto")
     if mode in ("0", "1"):

@@ -13,6 +13,7 @@ from typing import Any, Dict, Optional
 
 ARCHITECTURES = ("inception", "vanilla")
 INITS = ("default", "xavier")
+PRECISIONS = ("float32", "bfloat16")
 DEVICES = ("auto", "cuda", "mps", "cpu")
 
 
@@ -85,6 +86,12 @@ class SegmentParams:
         "'xavier' (as the paper's text says).",
         choices=INITS,
     )
+    precision: str = _f(
+        "float32",
+        "Arithmetic of the network: 'bfloat16' runs convolutions in mixed precision "
+        "(autocast; the loss in float32), faster on recent GPUs; 'float32' everywhere.",
+        choices=PRECISIONS,
+    )
     device: str = _f(
         "auto",
         "Where to run: 'auto' picks CUDA, then MPS, then CPU; or 'cuda', 'cuda:N', "
@@ -101,6 +108,8 @@ class SegmentParams:
             raise ValueError(
                 f"unknown architecture {self.arch!r}: choose one of {', '.join(ARCHITECTURES)}"
             )
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"unknown precision {self.precision!r}: choose one of {', '.join(PRECISIONS)}")
         if self.init not in INITS:
             raise ValueError(f"unknown init {self.init!r}: choose one of {', '.join(INITS)}")
         for f in dataclasses.fields(self):

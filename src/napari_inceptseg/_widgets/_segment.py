@@ -43,7 +43,7 @@ _NUMERIC = {
     "coarse_iter": ("coarse steps", 100000),
     "refine_iter": ("refine steps", 10000),
 }
-_CHOICE_LABELS = {"arch": "architecture", "init": "initialisation"}
+_CHOICE_LABELS = {"arch": "architecture", "init": "initialisation", "precision": "precision"}
 
 
 def _param_widgets() -> dict:
