@@ -31,6 +31,8 @@ STEPS = [
     ("+ channels-last", {"loss": 1, "forward": 1, "sgd": 1, "cl": 1}),
     ("+ transparent huge pages", {"loss": 1, "forward": 1, "sgd": 1, "cl": 1, "thp": 1}),
     ("+ heap allocator (= the engine)", {"loss": 1, "forward": 1, "sgd": 1, "cl": 1, "thp": 1, "heap": 1}),
+    ("the engine in a worker thread, as in napari (no heap allocator there)",
+     {"loss": 1, "forward": 1, "sgd": 1, "cl": 1, "thp": 1, "heap": 1, "thread": 1}),
 ]
 
 
@@ -69,8 +71,19 @@ def _child(arch: str, h: int, w: int, iters: int, flags: dict) -> dict:
 
     image = _image(h, w)
     stamps = []
-    for _ in engine.segment_iter(image, arch=arch, max_iter=iters + 1, min_labels=1, seed=0, device="cpu"):
-        stamps.append(time.perf_counter())
+
+    def run():
+        for _ in engine.segment_iter(image, arch=arch, max_iter=iters + 1, min_labels=1, seed=0, device="cpu"):
+            stamps.append(time.perf_counter())
+
+    if flags.get("thread"):
+        import threading
+
+        t = threading.Thread(target=run)
+        t.start()
+        t.join()
+    else:
+        run()
     times = [b - a for a, b in zip(stamps, stamps[1:])]
     return {"mean": statistics.mean(times), "min": min(times), "max": max(times)}
 

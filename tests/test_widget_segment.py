@@ -85,6 +85,36 @@ def test_run_makes_a_labels_layer_with_geometry_metadata_and_quality(viewer_and_
     assert "clusters after 60 iterations" in widget._status.value
 
 
+def test_every_engine_parameter_has_a_control(viewer_and_widget):
+    import dataclasses
+
+    from napari_inceptseg import SegmentParams
+
+    _, widget = viewer_and_widget
+    names = {f.name for f in dataclasses.fields(SegmentParams)} - {"device", "seed"}
+    assert names <= set(widget._params)
+    widget._params["coarse_scale"].value = 0.5
+    widget._params["precision"].value = "bfloat16"
+    p = widget.parameters()
+    assert p.coarse_scale == 0.5 and p.precision == "bfloat16"
+
+
+def test_coarse_to_fine_from_the_widget(viewer_and_widget, qtbot, synthetic):
+    viewer, widget = viewer_and_widget
+    _, gt = synthetic
+    widget._params["coarse_scale"].value = 0.5
+    widget._params["coarse_iter"].value = 60
+    widget._params["refine_iter"].value = 2
+    widget._preview_every.value = 10
+    widget.run()
+    _wait(qtbot, widget)
+    out = viewer.layers["syn clusters"]
+    assert out.data.shape == gt.shape
+    md = out.metadata["inceptseg"]
+    assert md["n_iter"] == 62 and md["params"]["coarse_scale"] == 0.5
+    assert score(out.data, gt, matching="majority")["accuracy"] >= 0.95
+
+
 def test_rerun_makes_a_new_layer_and_leaves_the_edited_one(viewer_and_widget, qtbot):
     viewer, widget = viewer_and_widget
     first = _run_quick(viewer, widget, qtbot, 3)
