@@ -41,17 +41,16 @@ def _bn_stats(a_hwc: torch.Tensor, bn) -> Tuple[torch.Tensor, torch.Tensor, torc
     updates ``bn``'s running statistics as ``nn.BatchNorm2d`` does in training."""
     h, w, c = a_hwc.shape
     n = h * w
-    # two blockwise passes (sum, then centred sum of squares): much faster than
-    # var_mean's Welford over the outer dimension, and as accurate
-    mean = a_hwc.new_zeros(c)
+    # one blockwise pass: sum and sum of squares (the inputs are ReLU outputs, so
+    # mean and standard deviation are of one magnitude and nothing cancels badly)
+    total = a_hwc.new_zeros(c)
+    squares = a_hwc.new_zeros(c)
     for a, b in _rows(h, w):
-        mean += a_hwc[a:b].reshape(-1, c).sum(0)
-    mean /= n
-    var = a_hwc.new_zeros(c)
-    for a, b in _rows(h, w):
-        d = a_hwc[a:b].reshape(-1, c) - mean
-        var += (d * d).sum(0)
-    var /= n
+        blk = a_hwc[a:b].reshape(-1, c)
+        total += blk.sum(0)
+        squares += torch.linalg.vector_norm(blk, 2, dim=0).square_()
+    mean = total / n
+    var = (squares / n - mean * mean).clamp_(min=0)
     if bn.track_running_stats and bn.running_mean is not None:
         m = bn.momentum if bn.momentum is not None else 1.0 / float(bn.num_batches_tracked + 1)
         bn.running_mean.mul_(1 - m).add_(mean, alpha=m)
@@ -73,20 +72,22 @@ def _bn_backward_inplace(g_hwc, a_hwc, mean, invstd, bn, relu_mask: bool):
     h, w, c = g_hwc.shape
     n = h * w
     s1 = g_hwc.new_zeros(c)
-    s2 = g_hwc.new_zeros(c)
+    sga = g_hwc.new_zeros(c)
     for a, b in _rows(h, w):
         g = g_hwc[a:b].reshape(-1, c)
-        xh = (a_hwc[a:b].reshape(-1, c) - mean).mul_(invstd)
         s1 += g.sum(0)
-        s2 += (g * xh).sum(0)
+        sga += (g * a_hwc[a:b].reshape(-1, c)).sum(0)
+    s2 = (sga - mean * s1) * invstd  # sum of g * normalised input
+    # dL/da = k (g - s1/n - xhat s2/n) with xhat = (a - mean) invstd, i.e. k g + alpha a + beta
     k = bn.weight * invstd
+    alpha = -k * invstd * s2 / n
+    beta = -k * s1 / n - alpha * mean
     for a, b in _rows(h, w):
         g = g_hwc[a:b].reshape(-1, c)
         av = a_hwc[a:b].reshape(-1, c)
-        xh = (av - mean) * invstd
-        g.sub_(s1 / n).sub_(xh * (s2 / n)).mul_(k)
+        g.mul_(k).addcmul_(av, alpha).add_(beta)
         if relu_mask:
-            g.mul_(av > 0)
+            g.masked_fill_(av <= 0, 0)
     return s2, s1
 
 
@@ -120,7 +121,7 @@ class LeanVanillaStep:
             stats.append((mean, invstd))
             if k + 1 < len(layers):  # next input: y = BN(a), a fresh plane, freed after the conv
                 scale, shift = _affine(bn, mean, invstd)
-                inp = (_hwc(z) * scale + shift).permute(2, 0, 1)[None]
+                inp = torch.addcmul(shift, _hwc(z), scale).permute(2, 0, 1)[None]
         a_last = _hwc(acts[-1])
         c = m.conv3.out_channels
         mean_l, invstd_l = stats[-1]
@@ -130,6 +131,13 @@ class LeanVanillaStep:
         w3f = w3 * scale_l
         b3f = w3 @ shift_l + m.conv3.bias
         plane = torch.addmm(b3f, a_last.reshape(n, -1), w3f.t())  # z3, (H*W, C)
+        c_in = a_last.shape[-1]
+        gram = w3.new_zeros(c_in, c_in)  # a^T a and sum(a), for conv3's backward
+        a_sum = w3.new_zeros(c_in)
+        for a, b in _rows(h, w):
+            blk = a_last[a:b].reshape(-1, c_in)
+            gram.addmm_(blk.t(), blk)
+            a_sum += blk.sum(0)
         g_hwc = plane.view(h, w, c)
         mean3, _var3, invstd3 = _bn_stats(g_hwc, m.bn3)
         scale3, shift3 = _affine(m.bn3, mean3, invstd3)
@@ -156,13 +164,13 @@ class LeanVanillaStep:
             grad.mul_(w_sim / n)
             if w > 1:
                 d = r[:, 1:] - r[:, :-1]
-                loss_x += d.abs().sum()
+                loss_x += torch.linalg.vector_norm(d, 1)
                 d.sign_()
                 grad[:, 1:].add_(d, alpha=ax)
                 grad[:, :-1].sub_(d, alpha=ax)
             if b - a > 1:
                 d = r[1:] - r[:-1]
-                loss_y += d.abs().sum()
+                loss_y += torch.linalg.vector_norm(d, 1)
                 d.sign_()
                 grad[1:].add_(d, alpha=ay)
                 grad[:-1].sub_(d, alpha=ay)
@@ -171,7 +179,7 @@ class LeanVanillaStep:
                 carry = None
             if b < h:  # the pair (b-1, b): row b is still the response
                 d = g_hwc[b] - r[-1]
-                loss_y += d.abs().sum()
+                loss_y += torch.linalg.vector_norm(d, 1)
                 carry = d.sign_()
                 grad[-1].sub_(carry, alpha=ay)
             r.copy_(grad)
@@ -182,29 +190,38 @@ class LeanVanillaStep:
         loss = loss_sim * w_sim + loss_con * w_con
 
         # ---- backward -------------------------------------------------------------------
-        # BN3 (input z3 = a @ w3f^T + b3f, recomputed block by block), then conv3
+        # BN3 (input z3 = a @ w3f^T + b3f) and conv3, without recomputing z3: every sum
+        # over pixels that involves z3 is expressed with M = g^T a, a^T a and sum(a)
         s1 = g_hwc.new_zeros(c)
-        s2 = g_hwc.new_zeros(c)
+        mga = w3.new_zeros(c, c_in)
         for a, b in _rows(h, w):
             g = g_hwc[a:b].reshape(-1, c)
-            xh = (torch.addmm(b3f, a_last[a:b].reshape(-1, a_last.shape[-1]), w3f.t()) - mean3) * invstd3
             s1 += g.sum(0)
-            s2 += (g * xh).sum(0)
+            mga.addmm_(g.t(), a_last[a:b].reshape(-1, c_in))
+        sgz = (mga * w3f).sum(1) + b3f * s1  # sum of g * z3
+        s2 = (sgz - mean3 * s1) * invstd3  # sum of g * normalised z3
         m.bn3.weight.grad, m.bn3.bias.grad = s2, s1
         k3 = m.bn3.weight * invstd3
-        gw3 = torch.zeros_like(w3)
-        gsum = torch.zeros(c, dtype=w3.dtype, device=w3.device)
+        alpha = -k3 * invstd3 * s2 / n
+        beta = -k3 * s1 / n - alpha * mean3
+        # dL/dz3 = k3 g + alpha z3 + beta = k3 g + a @ w_alpha^T + c0
+        w_alpha = alpha[:, None] * w3f
+        c0 = alpha * b3f + beta
+        gz_a = k3[:, None] * mga + w_alpha @ gram + torch.outer(c0, a_sum)  # sum of dL/dz3^T a
+        gsum = k3 * s1 + w_alpha @ a_sum + n * c0  # sum of dL/dz3
+        # y = a * scale_l + shift_l  ->  dL/dW3 = (dz3^T a) * scale_l + sum(dz3) (x) shift_l
+        m.conv3.weight.grad = (gz_a * scale_l + torch.outer(gsum, shift_l)).reshape(m.conv3.weight.shape)
+        m.conv3.bias.grad = gsum
+        # dL/dy = dL/dz3 @ W3 = g @ (k3 W3) + a @ (w_alpha^T W3) + c0 @ W3, in place block by block
+        k1 = k3[:, None] * w3
+        k2 = w_alpha.t() @ w3
+        c1 = c0 @ w3
         for a, b in _rows(h, w):
             g = g_hwc[a:b].reshape(-1, c)
-            av = a_last[a:b].reshape(-1, a_last.shape[-1])
-            xh = (torch.addmm(b3f, av, w3f.t()) - mean3) * invstd3
-            g.sub_(s1 / n).sub_(xh * (s2 / n)).mul_(k3)  # dL/dz3
-            gw3.addmm_(g.t(), av)
-            gsum += g.sum(0)
-            g.copy_(g @ w3)  # dL/dy of the last 3x3 layer, in place
-        # y = a * scale_l + shift_l  ->  dL/dW3 = (g^T a) * scale_l + gsum (x) shift_l
-        m.conv3.weight.grad = (gw3 * scale_l + torch.outer(gsum, shift_l)).reshape(m.conv3.weight.shape)
-        m.conv3.bias.grad = gsum
+            out = torch.addmm(c1, g, k1)
+            out.addmm_(a_last[a:b].reshape(-1, c_in), k2)
+            g.copy_(out)
+            del out
 
         grad_plane = g_hwc.permute(2, 0, 1)[None]  # (1, C, H, W) channels-last view
         for k in range(len(layers) - 1, -1, -1):
@@ -218,7 +235,7 @@ class LeanVanillaStep:
                 inp = x
             else:  # this conv's input: BN of the previous layer, recomputed
                 pscale, pshift = _affine(layers[k - 1][1], *stats[k - 1])
-                inp = (_hwc(acts[k - 1]) * pscale + pshift).permute(2, 0, 1)[None]
+                inp = torch.addcmul(pshift, _hwc(acts[k - 1]), pscale).permute(2, 0, 1)[None]
             acts[k] = None
             del a_k
             _, gw, gb = torch.ops.aten.convolution_backward(
