@@ -7,7 +7,8 @@
 Every configuration runs in a fresh process, so its peak memory is its own:
 peak RSS on the CPU (the whole process, PyTorch's libraries included), peak
 allocated memory on CUDA. Seconds per iteration are the median over ``--iters``
-iterations after one warm-up iteration, with the stop rule off. Configurations
+iterations after one warm-up iteration, with the stop rule off ("lean step": the
+engine chose its memory-lean ``vanilla`` step, see ``_memory.use_lean``). Configurations
 that the engine's memory check says do not fit are reported as such, not run.
 The image is the astronaut photo (scikit-image) resized to each size.
 """
@@ -52,13 +53,18 @@ def _child(impl: str, arch: str, h: int, w: int, iters: int, device: str) -> dic
                       on_iteration=lambda *a: stamps.append(time.perf_counter()))
     else:
         from napari_inceptseg import segment_iter
+        from napari_inceptseg._memory import use_lean
+        from napari_inceptseg._params import SegmentParams
 
+        lean = use_lean(h, w, 3, SegmentParams(arch=arch), device)
         for _ in segment_iter(image, arch=arch, max_iter=iters + 1, min_labels=1, seed=0, device=device):
             if device.startswith("cuda"):
                 torch.cuda.synchronize()
             stamps.append(time.perf_counter())
     times = [b - a for a, b in zip(stamps, stamps[1:])]
     out = {"s_per_iter": statistics.median(times), "iters": len(times)}
+    if impl != "reference":
+        out["lean"] = lean
     if device.startswith("cuda"):
         out["peak_gb"] = torch.cuda.max_memory_allocated() / 1e9
     else:
@@ -84,10 +90,12 @@ def _run_child(impl, arch, h, w, iters, device, timeout) -> dict:
 
 def _fits(arch: str, h: int, w: int, device: str, factor: float = 1.0):
     """(fits, needed GB, available GB) from the engine's own memory model."""
-    from napari_inceptseg._memory import available_bytes, estimate_bytes
+    from napari_inceptseg._memory import MARGIN, available_bytes, estimate_bytes, use_lean
     from napari_inceptseg._params import SegmentParams
 
-    need = estimate_bytes(h, w, 3, SegmentParams(arch=arch)) * factor
+    params = SegmentParams(arch=arch)
+    lean = factor == 1.0 and use_lean(h, w, 3, params, device)
+    need = estimate_bytes(h, w, 3, params, lean) * factor * MARGIN
     have = available_bytes(device)
     return (have is None or need <= have), need / 1e9, (have or 0) / 1e9
 
@@ -172,7 +180,8 @@ def _format(row: dict) -> str:
     if eng and ref and "error" not in eng and "error" not in ref:
         ratio = f"{ref['s_per_iter'] / eng['s_per_iter']:.1f}x"
     return (f"| {row['device']} | {row['arch']} | {row['size'].replace('x', ' x ')} | "
-            f"{cell(eng, 's_per_iter', '{:.3f}')} | {cell(eng, 'peak_gb', '{:.2f}')} | "
+            f"{cell(eng, 's_per_iter', '{:.3f}')}{' (lean step)' if eng and eng.get('lean') else ''} | "
+            f"{cell(eng, 'peak_gb', '{:.2f}')} | "
             f"{cell(ref, 's_per_iter', '{:.3f}')} | {cell(ref, 'peak_gb', '{:.2f}')} | {ratio} |"
             + (f" {cell(row['reference+thp'], 's_per_iter', '{:.3f}')} |" if "reference+thp" in row else ""))
 
