@@ -231,13 +231,13 @@ class LeanVanillaStep:
             bn.weight.grad, bn.bias.grad = _bn_backward_inplace(
                 _hwc(grad_plane), _hwc(a_k), mean, invstd, bn, relu_mask=True
             )  # grad_plane is now dL/dz_k
+            acts[k] = None  # free a_k before the conv input is recomputed: three planes at most
+            del a_k
             if k == 0:
                 inp = x
             else:  # this conv's input: BN of the previous layer, recomputed
                 pscale, pshift = _affine(layers[k - 1][1], *stats[k - 1])
                 inp = torch.addcmul(pshift, _hwc(acts[k - 1]), pscale).permute(2, 0, 1)[None]
-            acts[k] = None
-            del a_k
             _, gw, gb = torch.ops.aten.convolution_backward(
                 grad_plane, inp, conv.weight, [conv.out_channels], [1, 1], [1, 1], [1, 1],
                 False, [0, 0], 1, [False, True, True],
