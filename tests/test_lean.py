@@ -42,3 +42,35 @@ def test_lean_step_matches_autograd(monkeypatch, n_conv, block_pixels):
                                    atol=1e-5 * scale, msg=name)
     for (name, b_ref), b_lean in zip(ref.named_buffers(), lean.buffers()):
         torch.testing.assert_close(b_lean, b_ref, rtol=1e-4, atol=1e-6, msg=name)
+
+
+@pytest.mark.parametrize("conv_block", [1 << 18, 30])  # one block, and blocks of a few rows
+def test_blocked_convolutions_match_whole_ones(monkeypatch, conv_block):
+    monkeypatch.setattr(_lean, "CONV_BLOCK_PIXELS", conv_block)
+    torch.manual_seed(0)
+    conv = torch.nn.Conv2d(5, 7, 3, padding=1)
+    x = torch.rand(1, 5, 19, 11).contiguous(memory_format=torch.channels_last)
+    g = torch.rand(1, 7, 19, 11).contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(_lean.conv3x3(x, conv), conv(x), rtol=1e-5, atol=1e-6)
+    xr = x.clone().requires_grad_()
+    conv.zero_grad()
+    (conv(xr) * g).sum().backward()
+    gw, gb = _lean.conv3x3_weight_grad(g, x, conv)
+    torch.testing.assert_close(gw, conv.weight.grad, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(gb, conv.bias.grad, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(_lean.conv3x3_input_grad(g, conv), xr.grad, rtol=1e-4, atol=1e-5)
+
+
+def test_lean_predict_matches_the_forward_pass():
+    torch.manual_seed(0)
+    ref = build_model("vanilla", 3, n_channels=12, n_conv=2).train()
+    lean = build_model("vanilla", 3, n_channels=12, n_conv=2).train()
+    lean.load_state_dict(ref.state_dict())
+    lean = lean.to(memory_format=torch.channels_last)
+    x = torch.rand(1, 3, 17, 23)
+    with torch.no_grad():
+        expected = ref(x).argmax(1)[0]
+    got = _lean.LeanVanillaStep(lean).predict(x.contiguous(memory_format=torch.channels_last))
+    assert (got == expected).float().mean() > 0.999
+    for (name, b_ref), b_lean in zip(ref.named_buffers(), lean.buffers()):
+        torch.testing.assert_close(b_lean, b_ref, rtol=1e-4, atol=1e-6, msg=name)

@@ -269,8 +269,13 @@ def segment_iter(
                 if k == 1 and stop_reason == "max_iter":
                     stop_reason = "refine_iter"
                 n_iter = len(history["loss"])
-            with torch.no_grad(), _autocast(device, params.precision):  # BN still on batch statistics
-                raw = model.fast_forward(x).float().argmax(1)[0].cpu().numpy().astype(np.int32)
+            if lean:  # same memory bound as the lean step
+                from ._lean import LeanVanillaStep
+
+                raw = LeanVanillaStep(model).predict(x).cpu().numpy().astype(np.int32)
+            else:
+                with torch.no_grad(), _autocast(device, params.precision):  # BN still on batch statistics
+                    raw = model.fast_forward(x).float().argmax(1)[0].cpu().numpy().astype(np.int32)
         model.to(memory_format=torch.contiguous_format)
     except _oom_types() as exc:
         raise SegmentationError(
@@ -392,8 +397,8 @@ def segment(
     seed: Optional[int] = None,
     init: str = "default",
     coarse_scale: float = 1.0,
-    coarse_iter: int = 100,
-    refine_iter: int = 3,
+    coarse_iter: int = 60,
+    refine_iter: int = 1,
     precision: str = "float32",
     callback=None,
 ) -> SegmentationResult:

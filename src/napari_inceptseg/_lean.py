@@ -36,6 +36,62 @@ def _rows(h: int, w: int):
         yield a, min(h, a + step)
 
 
+#: output pixels per block of the blocked 3x3 convolutions: oneDNN reorders its
+#: operands into blocked layouts, which for a whole plane would cost two more planes
+CONV_BLOCK_PIXELS = 1 << 18
+
+
+def _conv_rows(h: int, w: int):
+    step = max(4, CONV_BLOCK_PIXELS // max(1, w))
+    for a in range(0, h, step):
+        yield a, min(h, a + step)
+
+
+def _padded_rows(t: torch.Tensor, a: int, b: int) -> torch.Tensor:
+    """Rows a-1 .. b of a (1, C, H, W) tensor, zero-padded by one pixel on every
+    side where that is outside the image: the input of rows a .. b-1 of a 3x3 conv."""
+    h = t.shape[2]
+    lo, hi = max(0, a - 1), min(h, b + 1)
+    return F.pad(t[:, :, lo:hi], (1, 1, 1 if a == 0 else 0, 1 if b == h else 0))
+
+
+def conv3x3(inp: torch.Tensor, conv) -> torch.Tensor:
+    """``conv(inp)`` (3x3, padding 1) computed in blocks of rows, channels-last out."""
+    _, _, h, w = inp.shape
+    out = torch.empty((1, conv.out_channels, h, w), dtype=inp.dtype, device=inp.device, memory_format=torch.channels_last)
+    for a, b in _conv_rows(h, w):
+        out[:, :, a:b] = F.conv2d(_padded_rows(inp, a, b), conv.weight, conv.bias)
+    return out
+
+
+def conv3x3_weight_grad(grad: torch.Tensor, inp: torch.Tensor, conv):
+    """dL/dW and dL/db of a 3x3 conv (padding 1), in blocks of rows."""
+    _, _, h, w = inp.shape
+    gw = torch.zeros_like(conv.weight)
+    gb = torch.zeros_like(conv.bias)
+    for a, b in _conv_rows(h, w):
+        _, gwb, gbb = torch.ops.aten.convolution_backward(
+            grad[:, :, a:b], _padded_rows(inp, a, b), conv.weight, [conv.out_channels],
+            [1, 1], [0, 0], [1, 1], False, [0, 0], 1, [False, True, True],
+        )
+        gw += gwb
+        gb += gbb
+    return gw, gb
+
+
+def conv3x3_input_grad(grad: torch.Tensor, conv) -> torch.Tensor:
+    """dL/d(input) of a 3x3 conv (padding 1), in blocks of rows: input rows a..b-1
+    depend on output rows a-1..b only."""
+    _, _, h, w = grad.shape
+    out = torch.empty((1, conv.in_channels, h, w), dtype=grad.dtype, device=grad.device, memory_format=torch.channels_last)
+    for a, b in _conv_rows(h, w):
+        lo, hi = max(0, a - 1), min(h, b + 1)
+        part = torch.nn.grad.conv2d_input((1, conv.in_channels, hi - lo, w), conv.weight, grad[:, :, lo:hi], padding=1)
+        out[:, :, a:b] = part[:, :, a - lo:b - lo]
+        del part
+    return out
+
+
 def _bn_stats(a_hwc: torch.Tensor, bn) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Batch mean, biased variance and 1/std per channel of a (H, W, C) tensor;
     updates ``bn``'s running statistics as ``nn.BatchNorm2d`` does in training."""
@@ -113,7 +169,7 @@ class LeanVanillaStep:
         stats = []
         inp = x
         for k, (conv, bn) in enumerate(layers):
-            z = F.conv2d(inp, conv.weight, conv.bias, padding=1).contiguous(memory_format=cl)
+            z = conv3x3(inp, conv)
             del inp
             z.relu_()
             mean, _var, invstd = _bn_stats(_hwc(z), bn)
@@ -238,18 +294,58 @@ class LeanVanillaStep:
             else:  # this conv's input: BN of the previous layer, recomputed
                 pscale, pshift = _affine(layers[k - 1][1], *stats[k - 1])
                 inp = torch.addcmul(pshift, _hwc(acts[k - 1]), pscale).permute(2, 0, 1)[None]
-            _, gw, gb = torch.ops.aten.convolution_backward(
-                grad_plane, inp, conv.weight, [conv.out_channels], [1, 1], [1, 1], [1, 1],
-                False, [0, 0], 1, [False, True, True],
-            )
-            conv.weight.grad, conv.bias.grad = gw, gb
+            conv.weight.grad, conv.bias.grad = conv3x3_weight_grad(grad_plane, inp, conv)
             if k == 0:
                 break
             del inp
-            g_in = torch.nn.grad.conv2d_input(
-                (1, conv.in_channels, h, w), conv.weight, grad_plane, padding=1
-            ).contiguous(memory_format=cl)
+            g_in = conv3x3_input_grad(grad_plane, conv)
             del grad_plane
             grad_plane = g_in
             del g_in
         return loss, loss_sim, loss_con, target
+
+    @torch.no_grad()
+    def predict(self, x: torch.Tensor) -> torch.Tensor:
+        """The argmax ``(H, W)`` of a training-mode forward pass (BatchNorm on batch
+        statistics, running statistics updated), with the same memory bound."""
+        m = self.model
+        _, _, h, w = x.shape
+        layers = [(m.conv1, m.bn1)] + list(zip(m.conv2, m.bn2))
+        inp = x
+        for k, (conv, bn) in enumerate(layers):
+            z = conv3x3(inp, conv)
+            del inp
+            z.relu_()
+            mean, _var, invstd = _bn_stats(_hwc(z), bn)
+            scale, shift = _affine(bn, mean, invstd)
+            if k + 1 < len(layers):
+                inp = torch.addcmul(shift, _hwc(z), scale).permute(2, 0, 1)[None]
+                del z
+        a_last = _hwc(z)
+        c = m.conv3.out_channels
+        w3 = m.conv3.weight.reshape(c, -1)
+        w3f = w3 * scale
+        b3f = w3 @ shift + m.conv3.bias
+        c_in = a_last.shape[-1]
+        # BN3's statistics from blocks of z3, then the argmax of each block
+        total = w3.new_zeros(c)
+        squares = w3.new_zeros(c)
+        for a, b in _rows(h, w):
+            zb = torch.addmm(b3f, a_last[a:b].reshape(-1, c_in), w3f.t())
+            total += zb.sum(0)
+            squares += torch.linalg.vector_norm(zb, 2, dim=0).square_()
+        n = h * w
+        mean3 = total / n
+        var3 = (squares / n - mean3 * mean3).clamp_(min=0)
+        bn3 = m.bn3
+        if bn3.track_running_stats and bn3.running_mean is not None:
+            mom = bn3.momentum if bn3.momentum is not None else 1.0 / float(bn3.num_batches_tracked + 1)
+            bn3.running_mean.mul_(1 - mom).add_(mean3, alpha=mom)
+            bn3.running_var.mul_(1 - mom).add_(var3 * (n / max(1, n - 1)), alpha=mom)
+            bn3.num_batches_tracked.add_(1)
+        scale3, shift3 = _affine(bn3, mean3, torch.rsqrt(var3 + bn3.eps))
+        target = torch.empty(h, w, dtype=torch.long, device=x.device)
+        for a, b in _rows(h, w):
+            zb = torch.addmm(b3f, a_last[a:b].reshape(-1, c_in), w3f.t())
+            target[a:b] = torch.addcmul(shift3, zb, scale3).argmax(-1).view(b - a, w)
+        return target

@@ -70,13 +70,13 @@ class SegmentParams:
         maximum=1.0,
     )
     coarse_iter: int = _f(
-        100,
+        60,
         "Coarse-to-fine: steps of the coarse stage (at most max_iter; it also ends "
         "at min_labels).",
         minimum=1,
     )
     refine_iter: int = _f(
-        3,
+        1,
         "Coarse-to-fine: full-resolution steps after the coarse stage.",
         minimum=0,
     )
