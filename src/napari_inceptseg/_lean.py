@@ -194,6 +194,7 @@ class LeanVanillaStep:
             blk = a_last[a:b].reshape(-1, c_in)
             gram.addmm_(blk.t(), blk)
             a_sum += blk.sum(0)
+        del blk  # a view keeps the whole plane alive
         g_hwc = plane.view(h, w, c)
         mean3, _var3, invstd3 = _bn_stats(g_hwc, m.bn3)
         scale3, shift3 = _affine(m.bn3, mean3, invstd3)
@@ -279,6 +280,7 @@ class LeanVanillaStep:
             g.copy_(out)
             del out
 
+        del z, a_last  # only acts[] may keep the ReLU outputs alive from here on
         grad_plane = g_hwc.permute(2, 0, 1)[None]  # (1, C, H, W) channels-last view
         for k in range(len(layers) - 1, -1, -1):
             conv, bn = layers[k]
