@@ -225,9 +225,7 @@ def segment_iter(
     import torch
 
     from ._models import build_model
-    from ._train import (
-        MomentumSGD, heap_allocator, memory_format_for,
-    )
+    from ._train import MomentumSGD, heap_allocator, memory_format_for
 
     if sync_every is None:
         # CPU ops are synchronous anyway; a GPU should not wait for the host every step
@@ -248,6 +246,11 @@ def segment_iter(
         model.to(device=device, memory_format=fmt).train()  # BN uses batch statistics in every pass
         x = torch.from_numpy(data).unsqueeze(0).to(device).contiguous(memory_format=fmt)
         optimizer = MomentumSGD(model.parameters(), lr=params.lr, momentum=0.9)
+        lean_step = None
+        if lean:  # the memory-lean vanilla step (see _memory.use_lean)
+            from ._lean import LeanVanillaStep
+
+            lean_step = LeanVanillaStep(model)
 
         stages = [(x, params.max_iter)]
         if params.coarse_scale < 1.0:
@@ -264,15 +267,13 @@ def segment_iter(
                     continue
                 stop_reason = yield from _optimise(
                     model, optimizer, x_stage, steps, n_iter, total, params, preview_every,
-                    sync_every, history, (h, w), lean and x_stage is x,
+                    sync_every, history, (h, w), lean_step if x_stage is x else None,
                 )
                 if k == 1 and stop_reason == "max_iter":
                     stop_reason = "refine_iter"
                 n_iter = len(history["loss"])
-            if lean:  # same memory bound as the lean step
-                from ._lean import LeanVanillaStep
-
-                raw = LeanVanillaStep(model).predict(x).cpu().numpy().astype(np.int32)
+            if lean_step is not None:  # same memory bound as the lean step
+                raw = lean_step.predict(x).cpu().numpy().astype(np.int32)
             else:
                 with torch.no_grad(), _autocast(device, params.precision):  # BN still on batch statistics
                     raw = model.fast_forward(x).float().argmax(1)[0].cpu().numpy().astype(np.int32)
@@ -310,23 +311,17 @@ def _autocast(device, precision: str):
 
 
 def _optimise(model, optimizer, x, steps, done_before, total, params, preview_every,
-              sync_every, history, full_shape, lean=False):
+              sync_every, history, full_shape, lean=None):
     """Run up to ``steps`` optimisation steps on ``x``, yielding :class:`Progress`
     records numbered from ``done_before + 1`` and appending to ``history``.
     Returns ``"min_labels"`` or ``"max_iter"``. Previews of a coarse stage are
-    upscaled (nearest neighbour) to ``full_shape``. ``lean`` takes the
-    memory-lean ``vanilla`` step."""
+    upscaled (nearest neighbour) to ``full_shape``. ``lean`` is a
+    ``LeanVanillaStep`` to take instead of autograd, or None."""
     import torch
 
     from ._train import cluster_loss, count_labels, stats_tuple
 
     coarse = tuple(x.shape[2:]) != tuple(full_shape)
-    if lean:  # the memory-lean vanilla step (see _memory.use_lean)
-        from ._lean import LeanVanillaStep
-
-        lean = LeanVanillaStep(model)
-    else:
-        lean = None
     pending = []  # (iteration, stats tensors, target) not yet read back from the device
     last_it = done_before + steps
     for it in range(done_before + 1, last_it + 1):

@@ -16,10 +16,12 @@ is a contiguous ``(1, H, W, C)`` view and a block of rows is a contiguous slab.
 
 from __future__ import annotations
 
-from typing import List, Tuple
+from typing import Iterable, List, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
+
+from ._train import add_continuity_grad_, similarity_grad
 
 #: rows per block for the blockwise passes (bounded extra memory: rows x W x C floats)
 BLOCK_PIXELS = 1 << 16
@@ -30,21 +32,20 @@ def _hwc(t: torch.Tensor) -> torch.Tensor:
     return t.permute(0, 2, 3, 1)[0]
 
 
-def _rows(h: int, w: int):
-    step = max(1, BLOCK_PIXELS // max(1, w))
-    for a in range(0, h, step):
-        yield a, min(h, a + step)
-
-
 #: output pixels per block of the blocked 3x3 convolutions: oneDNN reorders its
 #: operands into blocked layouts, which for a whole plane would cost two more planes
 CONV_BLOCK_PIXELS = 1 << 18
 
 
-def _conv_rows(h: int, w: int):
-    step = max(4, CONV_BLOCK_PIXELS // max(1, w))
+def _rows(h: int, w: int, pixels: Optional[int] = None, min_rows: int = 1):
+    """``(first, end)`` row ranges of about ``pixels`` pixels (default ``BLOCK_PIXELS``)."""
+    step = max(min_rows, (pixels or BLOCK_PIXELS) // max(1, w))
     for a in range(0, h, step):
         yield a, min(h, a + step)
+
+
+def _conv_rows(h: int, w: int):
+    return _rows(h, w, CONV_BLOCK_PIXELS, min_rows=4)
 
 
 def _padded_rows(t: torch.Tensor, a: int, b: int) -> torch.Tensor:
@@ -92,26 +93,34 @@ def conv3x3_input_grad(grad: torch.Tensor, conv) -> torch.Tensor:
     return out
 
 
-def _bn_stats(a_hwc: torch.Tensor, bn) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Batch mean, biased variance and 1/std per channel of a (H, W, C) tensor;
-    updates ``bn``'s running statistics as ``nn.BatchNorm2d`` does in training."""
-    h, w, c = a_hwc.shape
-    n = h * w
-    # one blockwise pass: sum and sum of squares (the inputs are ReLU outputs, so
-    # mean and standard deviation are of one magnitude and nothing cancels badly)
-    total = a_hwc.new_zeros(c)
-    squares = a_hwc.new_zeros(c)
-    for a, b in _rows(h, w):
-        blk = a_hwc[a:b].reshape(-1, c)
+def _moments(blocks: Iterable[torch.Tensor], c: int, n: int, device) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Mean and biased variance per channel over ``(pixels, c)`` blocks of ``n``
+    pixels in all, in one pass: sum and sum of squares (the inputs are ReLU or
+    BatchNorm-bound outputs, of one magnitude, so nothing cancels badly)."""
+    total = torch.zeros(c, device=device)
+    squares = torch.zeros(c, device=device)
+    for blk in blocks:
         total += blk.sum(0)
         squares += torch.linalg.vector_norm(blk, 2, dim=0).square_()
     mean = total / n
-    var = (squares / n - mean * mean).clamp_(min=0)
+    return mean, (squares / n - mean * mean).clamp_(min=0)
+
+
+def _update_running(bn, mean: torch.Tensor, var: torch.Tensor, n: int) -> None:
+    """``bn``'s running statistics, updated as ``nn.BatchNorm2d`` does in training."""
     if bn.track_running_stats and bn.running_mean is not None:
         m = bn.momentum if bn.momentum is not None else 1.0 / float(bn.num_batches_tracked + 1)
         bn.running_mean.mul_(1 - m).add_(mean, alpha=m)
         bn.running_var.mul_(1 - m).add_(var * (n / max(1, n - 1)), alpha=m)
         bn.num_batches_tracked.add_(1)
+
+
+def _bn_stats(a_hwc: torch.Tensor, bn) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Batch mean, biased variance and 1/std per channel of a (H, W, C) tensor;
+    updates ``bn``'s running statistics."""
+    h, w, c = a_hwc.shape
+    mean, var = _moments((a_hwc[a:b].reshape(-1, c) for a, b in _rows(h, w)), c, h * w, a_hwc.device)
+    _update_running(bn, mean, var, h * w)
     return mean, var, torch.rsqrt(var + bn.eps)
 
 
@@ -211,26 +220,11 @@ class LeanVanillaStep:
         carry = None  # sign(r[a] - r[a-1]) from the block above, to add to row a
         for a, b in _rows(h, w):
             r = g_hwc[a:b]
-            tgt = r.argmax(-1)
-            target[a:b] = tgt
-            grad = torch.log_softmax(r, -1)
-            picked = grad.gather(-1, tgt[..., None])
-            loss_sim -= picked.sum()
-            grad.exp_()
-            grad.scatter_(-1, tgt[..., None], picked.exp_().sub_(1))
-            grad.mul_(w_sim / n)
-            if w > 1:
-                d = r[:, 1:] - r[:, :-1]
-                loss_x += torch.linalg.vector_norm(d, 1)
-                d.sign_()
-                grad[:, 1:].add_(d, alpha=ax)
-                grad[:, :-1].sub_(d, alpha=ax)
-            if b - a > 1:
-                d = r[1:] - r[:-1]
-                loss_y += torch.linalg.vector_norm(d, 1)
-                d.sign_()
-                grad[1:].add_(d, alpha=ay)
-                grad[:-1].sub_(d, alpha=ay)
+            grad, tgt, nll = similarity_grad(r, -1, w_sim / n)
+            target[a:b] = tgt[..., 0]
+            loss_sim += nll
+            loss_x += add_continuity_grad_(grad, r, 1, ax)
+            loss_y += add_continuity_grad_(grad, r, 0, ay)
             if carry is not None:
                 grad[0].add_(carry, alpha=ay)
                 carry = None
@@ -240,7 +234,7 @@ class LeanVanillaStep:
                 carry = d.sign_()
                 grad[-1].sub_(carry, alpha=ay)
             r.copy_(grad)
-            del grad, picked, r
+            del grad, r
         loss_sim = loss_sim / n
         loss_con = (loss_y / ny if ny else 0.0) + (loss_x / nx if nx else 0.0)
         loss_con = torch.as_tensor(loss_con, dtype=torch.float32, device=x.device)
@@ -330,21 +324,14 @@ class LeanVanillaStep:
         b3f = w3 @ shift + m.conv3.bias
         c_in = a_last.shape[-1]
         # BN3's statistics from blocks of z3, then the argmax of each block
-        total = w3.new_zeros(c)
-        squares = w3.new_zeros(c)
-        for a, b in _rows(h, w):
-            zb = torch.addmm(b3f, a_last[a:b].reshape(-1, c_in), w3f.t())
-            total += zb.sum(0)
-            squares += torch.linalg.vector_norm(zb, 2, dim=0).square_()
+        def z3_blocks():
+            for a, b in _rows(h, w):
+                yield torch.addmm(b3f, a_last[a:b].reshape(-1, c_in), w3f.t())
+
         n = h * w
-        mean3 = total / n
-        var3 = (squares / n - mean3 * mean3).clamp_(min=0)
+        mean3, var3 = _moments(z3_blocks(), c, n, x.device)
         bn3 = m.bn3
-        if bn3.track_running_stats and bn3.running_mean is not None:
-            mom = bn3.momentum if bn3.momentum is not None else 1.0 / float(bn3.num_batches_tracked + 1)
-            bn3.running_mean.mul_(1 - mom).add_(mean3, alpha=mom)
-            bn3.running_var.mul_(1 - mom).add_(var3 * (n / max(1, n - 1)), alpha=mom)
-            bn3.num_batches_tracked.add_(1)
+        _update_running(bn3, mean3, var3, n)
         scale3, shift3 = _affine(bn3, mean3, torch.rsqrt(var3 + bn3.eps))
         target = torch.empty(h, w, dtype=torch.long, device=x.device)
         for a, b in _rows(h, w):

@@ -43,26 +43,15 @@ class ClusterLoss(torch.autograd.Function):
     def forward(ctx, response: torch.Tensor, w_sim: float, w_con: float):  # type: ignore[override]
         n, c, h, w = response.shape
         with torch.no_grad():
-            target = response.argmax(1, keepdim=True)
-            grad = torch.log_softmax(response, 1)
-            picked = grad.gather(1, target)
-            loss_sim = picked.sum().neg_().div_(n * h * w)
-            grad.exp_()  # softmax
-            grad.scatter_(1, target, picked.exp_().sub_(1))  # softmax - one-hot
-            grad.mul_(w_sim / (n * h * w))
+            grad, target, nll = similarity_grad(response, 1, w_sim / (n * h * w))
+            loss_sim = nll.div_(n * h * w)
             loss_con = response.new_zeros(())
             for dim in (2, 3):
-                size = response.shape[dim]
-                if size < 2:
-                    # the reference takes the mean of an empty tensor (NaN); no neighbours, no loss
-                    continue
-                diff = response.narrow(dim, 1, size - 1) - response.narrow(dim, 0, size - 1)
-                loss_con += torch.linalg.vector_norm(diff, 1) / diff.numel()
-                scale = w_con / diff.numel()
-                diff.sign_()
-                grad.narrow(dim, 1, size - 1).add_(diff, alpha=scale)
-                grad.narrow(dim, 0, size - 1).sub_(diff, alpha=scale)
-                del diff
+                # the reference takes the mean of an empty tensor (NaN) when a side
+                # is 1 pixel long; no neighbours, no loss
+                pairs = response.numel() // response.shape[dim] * (response.shape[dim] - 1)
+                if pairs:
+                    loss_con += add_continuity_grad_(grad, response, dim, w_con / pairs) / pairs
             loss = loss_sim * w_sim + loss_con * w_con
             target = target.squeeze(1)
         ctx.save_for_backward(grad)
@@ -73,6 +62,34 @@ class ClusterLoss(torch.autograd.Function):
     def backward(ctx, grad_loss, *_unused):  # type: ignore[override]
         (grad,) = ctx.saved_tensors
         return grad.mul_(grad_loss), None, None
+
+
+def similarity_grad(response: torch.Tensor, dim: int, scale: float):
+    """``scale * (softmax - one-hot of the argmax)`` along ``dim``, the gradient of
+    the summed cross-entropy of ``response`` against its own argmax. Returns
+    ``(grad, target, nll)``: the argmax (``dim`` kept) and the summed -log p."""
+    target = response.argmax(dim, keepdim=True)
+    grad = torch.log_softmax(response, dim)
+    picked = grad.gather(dim, target)
+    nll = picked.sum().neg_()
+    grad.exp_()  # softmax
+    grad.scatter_(dim, target, picked.exp_().sub_(1))  # softmax - one-hot
+    grad.mul_(scale)
+    return grad, target, nll
+
+
+def add_continuity_grad_(grad: torch.Tensor, response: torch.Tensor, dim: int, scale: float) -> torch.Tensor:
+    """Add ``scale`` times the gradient of ``sum |r[i+1] - r[i]|`` along ``dim`` to
+    ``grad`` (in place); return that sum."""
+    size = response.shape[dim]
+    if size < 2:
+        return response.new_zeros(())
+    diff = response.narrow(dim, 1, size - 1) - response.narrow(dim, 0, size - 1)
+    total = torch.linalg.vector_norm(diff, 1)
+    diff.sign_()
+    grad.narrow(dim, 1, size - 1).add_(diff, alpha=scale)
+    grad.narrow(dim, 0, size - 1).sub_(diff, alpha=scale)
+    return total
 
 
 def cluster_loss(response: torch.Tensor, w_sim: float, w_con: float):
