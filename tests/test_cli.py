@@ -122,3 +122,71 @@ def test_demo_headless(tmp_path, capsys):
     assert {p.name for p in run_dir.iterdir()} == {
         "synthetic_labels.png", "synthetic_overlay.png", "astronaut_labels.png", "astronaut_overlay.png"
     }
+
+
+def test_save_model_then_apply_it_without_training(tmp_path, inputs, small_rgb):
+    a, _, _ = inputs
+    net = tmp_path / "net.safetensors"
+    assert main(["segment", str(a), "-o", str(tmp_path / "o1"), "--save-model", str(net), *FAST]) == 0
+    assert net.is_file()
+    trained = iio.imread(tmp_path / "o1" / "a_labels.png")
+    stack = tmp_path / "in" / "stack.tif"
+    import tifffile
+
+    tifffile.imwrite(stack, np.stack([small_rgb, small_rgb[:, ::-1]]))  # (T, Y, X, RGB)
+    assert main(["segment", str(a), str(stack), "-o", str(tmp_path / "o2"), "--model", str(net), "--device", "cpu", "-q"]) == 0
+    run = json.loads((tmp_path / "o2" / "a_run.json").read_text())
+    assert run["applied"] and run["n_iter"] == 0
+    applied = iio.imread(tmp_path / "o2" / "a_labels.png")
+    assert (applied == trained).mean() > 0.9
+    frames = tifffile.imread(tmp_path / "o2" / "stack_labels.tif")
+    assert frames.shape == (2,) + small_rgb.shape[:2]
+    assert (frames[0] == applied).all()  # the same network, the same ids
+
+
+@pytest.mark.parametrize("content", [b"", b"garbage" * 100, b"\x80\x04\x95 pickle"])
+def test_bad_model_file_is_one_line_error(tmp_path, inputs, content):
+    a, _, _ = inputs
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(content)
+    proc = subprocess.run(
+        [sys.executable, "-m", "napari_inceptseg", "segment", str(a), "-o", str(tmp_path / "o"), "--model", str(bad)],
+        capture_output=True, text=True,
+    )
+    assert proc.returncode != 0
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "bad.safetensors" in lines[0] and "Traceback" not in proc.stderr
+    assert not (tmp_path / "o").exists()
+
+
+def test_scribbles_option(tmp_path, inputs, small_rgb):
+    a, _, _ = inputs
+    scr = np.zeros(small_rgb.shape[:2], np.uint8)
+    scr[2:22, 3:6] = 3
+    scr[2:22, 22:26] = 9
+    iio.imwrite(tmp_path / "scr.png", scr)
+    assert main(["segment", str(a), "-o", str(tmp_path / "o"), "--scribbles", str(tmp_path / "scr.png"), *FAST, "--w-scr", "2",
+                 "--max-iter", "30"]) == 0
+    labels = iio.imread(tmp_path / "o" / "a_labels.png")
+    assert labels[11, 4] == 3 and labels[11, 24] == 9
+    run = json.loads((tmp_path / "o" / "a_run.json").read_text())
+    assert run["scribble_ids"] == [3, 9]
+
+
+def test_volume_with_spacing_and_tiles(tmp_path):
+    import tifffile
+
+    rng = np.random.default_rng(0)
+    vol = rng.normal(0, 0.1, (6, 40, 40)).astype(np.float32)
+    vol[:, :, 20:] += 1
+    tifffile.imwrite(tmp_path / "vol.tif", vol)
+    code = main(["segment", str(tmp_path / "vol.tif"), "-o", str(tmp_path / "o"), "--dims", "3d", "--spacing", "3", "1", "1",
+                 "--tile-size", "24", "--arch", "vanilla", "--n-channels", "8", "--max-iter", "20", "--seed", "0",
+                 "--device", "cpu", "-q"])
+    assert code == 0
+    labels = tifffile.imread(tmp_path / "o" / "vol_labels.tif")  # volumes are written as TIFF
+    assert labels.shape == vol.shape
+    assert (labels[:, :, :18] != labels[:, :, 22:].max()).all() or (labels[:, :, :18] != labels[:, :, 22:]).mean() > 0.9
+    run = json.loads((tmp_path / "o" / "vol_run.json").read_text())
+    assert run["plan"].startswith("tiles of 6 x 24 x 24") and run["spacing"] == [3.0, 1.0, 1.0]
+    assert (tmp_path / "o" / "vol_overlay.png").is_file()

@@ -28,21 +28,46 @@ def test_available_memory_is_known_on_linux():
 
 
 @pytest.mark.parametrize("arch", ["vanilla", "inception"])
-def test_too_large_is_refused_before_allocating(monkeypatch, arch):
+def test_too_large_is_tiled_to_fit(monkeypatch, arch):
     monkeypatch.setenv("NAPARI_INCEPTSEG_LEAN", "0")
     params = SegmentParams(arch=arch)
     budget = _memory.estimate_bytes(96, 96, 3, params) * _memory.MARGIN  # room for 96 x 96
+    monkeypatch.setattr(_memory, "available_bytes", lambda device="cpu": budget)
+    plan = _memory.plan_run((192, 192), 3, params, "cpu")
+    assert plan.tiled and 80 <= plan.tile[0] <= 96 and plan.tile[0] == plan.tile[1]
+    assert "192" not in str(plan.tile) and "available" in plan.describe()
+    image = np.random.default_rng(0).integers(0, 255, (192, 192, 3), dtype=np.uint8)
+    res = segment(image, arch=arch, max_iter=2, device="cpu", seed=0)
+    assert res.labels.shape == (192, 192) and res.plan.startswith("tiles of")
+
+
+@pytest.mark.parametrize("arch", ["vanilla", "inception"])
+def test_refused_before_allocating_when_no_tile_fits(monkeypatch, arch):
+    params = SegmentParams(arch=arch)
+    budget = _memory.estimate_bytes(16, 16, 3, params) * _memory.MARGIN  # less than the smallest tile
     monkeypatch.setattr(_memory, "available_bytes", lambda device="cpu": budget)
     image = np.random.default_rng(0).integers(0, 255, (192, 192, 3), dtype=np.uint8)
     with pytest.raises(SegmentationError) as info:
         segment(image, arch=arch, max_iter=1, device="cpu")
     msg = str(info.value)
-    assert "192 x 192" in msg and "available" in msg
-    h, w = map(int, re.search(r"about (\d+) x (\d+)", msg).groups())
-    assert 80 <= h <= 96 and 80 <= w <= 96
-    # the suggested size does fit
-    small = image[:h, :w]
-    assert segment(small, arch=arch, max_iter=1, device="cpu", seed=0).labels.shape == (h, w)
+    assert "192 x 192" in msg and "available" in msg and "tile" in msg
+
+
+def test_memory_budget_parameter_tiles_a_volume():
+    """The issue's 64 x 256 x 256 volume in 8 GB: tiled to fit (the run is in benchmarks)."""
+    for arch in ("vanilla", "inception"):
+        params = SegmentParams(arch=arch, dims="3d", memory_gb=8)
+        plan = _memory.plan_run((64, 256, 256), 1, params, "cpu")
+        assert plan.tiled and plan.budget_bytes <= 8e9
+        tile_need = (_memory.BASE_BYTES + np.prod(plan.tile) * _memory.bytes_per_pixel(params, 1)) * _memory.MARGIN
+        assert tile_need <= 8e9
+
+
+def test_explicit_tile_size_is_checked():
+    with pytest.raises(ValueError, match="tile_size"):
+        _memory.plan_run((100, 100), 3, SegmentParams(tile_size=10), "cpu")
+    plan = _memory.plan_run((100, 300), 3, SegmentParams(arch="vanilla", tile_size=64), "cpu")
+    assert plan.tile == (64, 64)
 
 
 def test_cli_reports_it_in_one_line(monkeypatch, tmp_path, capsys):

@@ -10,6 +10,8 @@ import time
 from pathlib import Path
 from typing import List, Optional
 
+import numpy as np
+
 from ._params import SegmentParams
 
 OUTPUT_SUFFIXES = ("_labels", "_overlay")
@@ -63,6 +65,18 @@ def build_parser() -> argparse.ArgumentParser:
     seg.add_argument("--format", choices=("png", "tif"), default="png", help="labels file format (16-bit PNG or TIFF)")
     seg.add_argument("--overwrite", action="store_true", help="replace existing outputs (never done otherwise)")
     seg.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    reuse = seg.add_argument_group("guidance and reuse")
+    reuse.add_argument("--scribbles", metavar="PATH", help="a label image of the image's size (0 = unlabelled, "
+                       "ids 1..S) whose strokes guide the clustering; with several images, put {name} in PATH "
+                       "for each image's file stem")
+    reuse.add_argument("--model", metavar="FILE", help="a model saved with --save-model: label the images with it "
+                       "and no training (stacks plane by plane, ids consistent across images)")
+    reuse.add_argument("--warm-start", action="store_true", help="with --model: train starting from it "
+                       "(its architecture and normalisation) instead of only applying it")
+    reuse.add_argument("--save-model", metavar="FILE", help="save the trained network (.safetensors); with several "
+                       "images, put {name} in FILE")
+    reuse.add_argument("--spacing", type=float, nargs="+", metavar="S", help="pixel/voxel spacing per spatial axis "
+                       "(e.g. --spacing 4 1 1 for Z steps 4x the XY pixel size): weights the continuity loss")
     _add_engine_options(seg)
 
     ev = sub.add_parser(
@@ -126,22 +140,52 @@ class _Bar:
         self._bar.close()
 
 
-def _run_one(image, params, channel_axis, desc, quiet):
+def _run_one(image, params, channel_axis, desc, quiet, **kw):
     from ._engine import run_to_end, segment_iter
 
     bar = _Bar(params.total_iter, desc, quiet)
     try:
-        return run_to_end(segment_iter(image, channel_axis=channel_axis, params=params), bar)
+        return run_to_end(segment_iter(image, channel_axis=channel_axis, params=params, **kw), bar)
     finally:
         bar.close()
 
 
+def _per_image(template: Optional[str], src: Path, n_images: int, option: str) -> Optional[Path]:
+    if template is None:
+        return None
+    if n_images > 1 and "{name}" not in template:
+        raise ValueError(f"{option} with {n_images} images needs {{name}} in the path (the image's file stem)")
+    return Path(template.replace("{name}", src.stem))
+
+
+def _overlay(image, labels, channel_axis):
+    """The overlay PNG: for a volume, its middle Z slice."""
+    from ._io import colour_overlay
+
+    image = np.asarray(image)
+    if labels.ndim == 3:
+        ca = None if channel_axis is None else channel_axis % image.ndim
+        z_axis = 1 if ca == 0 else 0
+        z = labels.shape[0] // 2
+        plane = np.take(image, z, axis=z_axis)
+        return colour_overlay(plane, labels[z], None if ca is None else (ca if ca < z_axis else ca - 1))
+    return colour_overlay(image, labels, channel_axis)
+
+
 def cmd_segment(args: argparse.Namespace) -> int:
     from ._engine import SegmentationError, resolve_device
-    from ._io import colour_overlay, read_image, write_json, write_labels, write_png
+    from ._io import read_image, write_json, write_labels, write_png
+    from ._model_io import load_model
 
     params = _params_from_args(args)
     resolve_device(params.device)  # fail once, before any image, if absent
+    if args.warm_start and not args.model:
+        raise ValueError("--warm-start needs --model FILE")
+    if args.model and args.save_model and not args.warm_start:
+        raise ValueError("--save-model with --model saves nothing new: add --warm-start to train from the model")
+    model = load_model(args.model) if args.model else None  # a bad file fails here, in one line
+    if args.save_model:
+        _per_image(args.save_model, Path(args.images[0]), len(args.images), "--save-model")
     out = Path(args.out)
     failed: List[str] = []
     done = 0
@@ -152,27 +196,60 @@ def cmd_segment(args: argparse.Namespace) -> int:
             "overlay": out / f"{src.stem}_overlay.png",
             "run": out / f"{src.stem}_run.json",
         }
+        save_to = _per_image(args.save_model, src, len(args.images), "--save-model")
+        if save_to is not None:
+            targets["model"] = save_to
         try:
             existing = [str(p) for p in targets.values() if p.exists()]
             if existing and not args.overwrite:
                 raise FileExistsError(f"output exists ({', '.join(existing)}); pass --overwrite to replace it")
             image = read_image(src)
-            result = _run_one(image, params, args.channel_axis, f"[{i}/{len(args.images)}] {src.name}", args.quiet)
-            write_labels(targets["labels"], result.labels, overwrite=args.overwrite)
-            write_png(targets["overlay"], colour_overlay(image, result.labels, args.channel_axis), overwrite=args.overwrite)
-            write_json(targets["run"], {"image": str(src), **result.metadata()}, overwrite=args.overwrite)
+            if model is not None and not args.warm_start:
+                t0 = time.perf_counter()
+                labels = _apply_cli(model, image, args, params)
+                info = {"image": str(src), "model": str(args.model), "applied": True, "n_iter": 0,
+                        "n_labels": int(len(np.unique(labels[labels > 0]))),
+                        "seconds": round(time.perf_counter() - t0, 3), "model_params": model.params.to_dict()}
+                summary = f"{info['n_labels']} clusters with {args.model} (no training, {info['seconds']:.1f} s)"
+            else:
+                scr_path = _per_image(args.scribbles, src, len(args.images), "--scribbles")
+                scribbles = read_image(scr_path) if scr_path is not None else None
+                result = _run_one(image, params, args.channel_axis, f"[{i}/{len(args.images)}] {src.name}", args.quiet,
+                                  scribbles=scribbles, spacing=args.spacing, init_model=model)
+                labels = result.labels
+                info = {"image": str(src), **result.metadata(),
+                        **({"scribbles": str(scr_path)} if scr_path is not None else {}),
+                        **({"warm_start_model": str(args.model)} if model is not None else {})}
+                if save_to is not None:
+                    result.save_model(save_to, overwrite=args.overwrite)
+                    info["saved_model"] = str(save_to)
+                summary = (f"{result.n_labels} clusters after {result.n_iter} iterations "
+                           f"({result.seconds:.1f} s, {result.device}; {result.plan})")
+            if labels.ndim > 2 and targets["labels"].suffix == ".png":  # PNG holds one plane
+                targets["labels"] = targets["labels"].with_suffix(".tif")
+                if targets["labels"].exists() and not args.overwrite:
+                    raise FileExistsError(f"output exists ({targets['labels']}); pass --overwrite to replace it")
+            write_labels(targets["labels"], labels, overwrite=args.overwrite)
+            write_png(targets["overlay"], _overlay(image, labels, args.channel_axis), overwrite=args.overwrite)
+            write_json(targets["run"], info, overwrite=args.overwrite)
         except (ValueError, OSError, SegmentationError) as exc:
             failed.append(str(src))
             print(f"error: {src}: {exc}", file=sys.stderr)
             continue
         done += 1
-        print(
-            f"{src}: {result.n_labels} clusters after {result.n_iter} iterations "
-            f"({result.seconds:.1f} s, {result.device}) -> {targets['labels']}",
-            flush=True,
-        )
+        print(f"{src}: {summary} -> {targets['labels']}", flush=True)
     print(f"{done} of {len(args.images)} image(s) segmented into {out}" + (f"; {len(failed)} failed" if failed else ""))
     return 1 if failed else 0
+
+
+def _apply_cli(model, image, args, params):
+    """Apply a saved network to one image file: plane by plane for stacks."""
+    from ._stack import apply_stack
+
+    image = np.asarray(image)
+    rgb = args.channel_axis is None and image.ndim >= 3 and image.shape[-1] in (3, 4) and model.in_channels == 3
+    return apply_stack(model, image, channel_axis=args.channel_axis, rgb=rgb, device=params.device,
+                       tile_size=params.tile_size)
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:

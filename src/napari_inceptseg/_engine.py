@@ -7,9 +7,10 @@ is imported when a run starts, not when this module is imported.
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Dict, Generator, List, Optional
+from typing import TYPE_CHECKING, Any, Dict, Generator, List, Optional, Tuple
 
 import numpy as np
 
@@ -61,6 +62,27 @@ class SegmentationResult:
     #: the network's channel index of every pixel (0..n_channels-1) before
     #: renumbering; stable across slices when a network is warm-started
     channel_ids: Optional[np.ndarray] = field(default=None, repr=False)
+    #: output label of every network channel (``labels == label_map[channel_ids]``)
+    label_map: Optional[np.ndarray] = field(default=None, repr=False)
+    #: per-channel intensity range [lo, hi] the image was normalised with
+    ranges: Optional[np.ndarray] = field(default=None, repr=False)
+    scribble_ids: Tuple[int, ...] = ()
+    spacing: Optional[Tuple[float, ...]] = None
+    #: how memory was used: whole image, memory-lean step, or tiles (and why)
+    plan: str = "the whole image at once"
+
+    def trained_model(self):
+        """The trained network with its parameters, normalisation and id mapping,
+        as a :class:`~napari_inceptseg.TrainedModel` (to save, apply or warm-start)."""
+        from ._model_io import TrainedModel
+
+        if self.model is None:
+            raise ValueError(f"this run trained no network ({self.stop_reason})")
+        return TrainedModel.from_result(self)
+
+    def save_model(self, path, *, overwrite: bool = False):
+        """Save the trained network to a ``.safetensors`` file (see :class:`TrainedModel`)."""
+        return self.trained_model().save(path, overwrite=overwrite)
 
     @property
     def n_labels(self) -> int:
@@ -80,6 +102,9 @@ class SegmentationResult:
             "device": self.device,
             "seconds": round(self.seconds, 3),
             "stop_reason": self.stop_reason,
+            "plan": self.plan,
+            **({"scribble_ids": list(self.scribble_ids)} if self.scribble_ids else {}),
+            **({"spacing": list(self.spacing)} if self.spacing else {}),
         }
 
 
@@ -168,23 +193,39 @@ def segment_iter(
     preview_every: int = 0,
     init_state: Optional[Dict[str, Any]] = None,
     sync_every: Optional[int] = None,
+    scribbles=None,
+    spacing=None,
+    init_model=None,
     **kwargs: Any,
 ) -> Generator[Progress, None, SegmentationResult]:
-    """Segment one 2D image, yielding a :class:`Progress` per iteration.
+    """Segment one 2D image (or, with ``dims='3d'``, one volume), yielding a
+    :class:`Progress` per iteration.
 
     Parameters are those of :class:`SegmentParams`, given either as ``params``
     or as keyword arguments (``arch='vanilla', max_iter=200, ...``). With
     ``preview_every=k > 0`` every k-th record (and the last) carries the current
-    labels. The generator's return value is the :class:`SegmentationResult`;
-    closing the generator cancels the run after the current iteration.
-    ``init_state`` (a ``result.model.state_dict()`` of a network of the same
-    architecture and channel counts) warm-starts from a trained network.
-    ``sync_every`` reads the losses and cluster counts back from the device every
-    that many iterations (default: every iteration on the CPU, every
-    ``CUDA_SYNC_EVERY`` on a GPU); the stop rule is checked then, so a GPU run
-    may take up to ``sync_every - 1`` steps more than a CPU run.
+    labels (not in tiled runs, which predict once at the end). The generator's
+    return value is the :class:`SegmentationResult`; closing the generator
+    cancels the run after the current iteration.
+
+    ``scribbles`` (the image's spatial shape, 0 = unlabelled, ids 1..S) guide
+    the clustering: each id becomes one cluster that keeps the id in the output.
+    ``spacing`` (one number per spatial axis, e.g. a napari layer's scale)
+    weights the continuity loss of each axis by finest spacing / its spacing.
+    ``init_model`` (a :class:`~napari_inceptseg.TrainedModel`) warm-starts from a
+    saved network, with its architecture and normalisation; ``init_state`` (a
+    ``result.model.state_dict()`` of the same architecture and channel counts)
+    warm-starts from weights alone. ``sync_every`` reads the losses and cluster
+    counts back from the device every that many iterations (default: every
+    iteration on the CPU, every ``CUDA_SYNC_EVERY`` on a GPU); the stop rule is
+    checked then, so a GPU run may take up to ``sync_every - 1`` steps more.
     """
     params = resolve_params(params, kwargs)
+    ranges = None
+    if init_model is not None:
+        params = init_model.structure_of(params)
+        init_state = init_model.state_dict
+        ranges = init_model.ranges
     if isinstance(preview_every, bool) or int(preview_every) != preview_every or preview_every < 0:
         raise ValueError(f"preview_every must be an integer >= 0, got {preview_every!r}")
     if sync_every is not None and (
@@ -192,7 +233,14 @@ def segment_iter(
     ):
         raise ValueError(f"sync_every must be an integer >= 1, got {sync_every!r}")
 
-    data = prepare_image(image, channel_axis=channel_axis)
+    from ._preprocess import prepare
+    from ._scribbles import axis_weights, prepare_scribbles
+
+    dims = params.spatial_dims
+    data, ranges = prepare(image, channel_axis, dims, ranges)
+    spatial = tuple(data.shape[1:])
+    weights = axis_weights(spacing, dims)
+    scr, scr_ids = prepare_scribbles(scribbles, spatial, params.n_channels)
     device = resolve_device(params.device)
     if params.precision != "float32" and device.type not in ("cpu", "cuda"):
         raise ValueError(
@@ -204,27 +252,26 @@ def segment_iter(
         seed = int(np.random.SeedSequence().generate_state(1)[0])
     history: Dict[str, List[float]] = {"loss": [], "loss_sim": [], "loss_con": [], "n_labels": []}
     t0 = time.perf_counter()
-    h, w = data.shape[1:]
+    common = dict(history=history, params=params, device=str(device), seed=seed, ranges=ranges,
+                  spacing=None if spacing is None else tuple(float(v) for v in np.ravel(spacing)))
 
     if is_constant(data):
         # Nothing to cluster: every pixel is the same cluster.
         return SegmentationResult(
-            labels=np.ones((h, w), dtype=np.int32), n_iter=0, history=history, params=params,
-            device=str(device), seconds=time.perf_counter() - t0, stop_reason="constant image",
-            seed=seed, channel_ids=np.zeros((h, w), dtype=np.int32),
+            labels=np.ones(spatial, dtype=np.int32), n_iter=0, seconds=time.perf_counter() - t0,
+            stop_reason="constant image", channel_ids=np.zeros(spatial, dtype=np.int32), **common,
         )
 
-    from ._memory import check_fits, heap_mode_ok, use_lean
+    from ._memory import heap_mode_ok, plan_run
 
-    lean = use_lean(h, w, data.shape[0], params, str(device))
     try:
-        check_fits(h, w, data.shape[0], params, str(device), lean)
+        plan = plan_run(spatial, data.shape[0], params, str(device), guided=scr is not None)
     except MemoryError as exc:
         raise SegmentationError(str(exc)) from None
 
     import torch
 
-    from ._models import build_model
+    from ._models import build_model, calibrating_batchnorm
     from ._train import MomentumSGD, heap_allocator, memory_format_for
 
     if sync_every is None:
@@ -233,70 +280,177 @@ def segment_iter(
     try:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            model = build_model(params.arch, data.shape[0], params.n_channels, params.n_conv, params.init)
+            model = build_model(params.arch, data.shape[0], params.n_channels, params.n_conv,
+                                params.init, dims=dims)
         if init_state is not None:
             try:
                 model.load_state_dict(init_state)
             except RuntimeError as exc:
                 raise ValueError(
                     "the warm-start network does not fit this image and these settings "
-                    f"(architecture, channels and depth must match): {exc}"
+                    f"(architecture, channels, depth and dims must match): {exc}"
                 ) from None
-        fmt = memory_format_for(device)
+        fmt = memory_format_for(device, dims)
         model.to(device=device, memory_format=fmt).train()  # BN uses batch statistics in every pass
-        x = torch.from_numpy(data).unsqueeze(0).to(device).contiguous(memory_format=fmt)
+        x_host = torch.from_numpy(data).unsqueeze(0)
+        scr_host = None if scr is None else torch.from_numpy(scr)[None, None]
+        rng = np.random.default_rng(seed)
+        full = _Source(x_host, scr_host, plan.tile, device, fmt, rng)
         optimizer = MomentumSGD(model.parameters(), lr=params.lr, momentum=0.9)
         lean_step = None
-        if lean:  # the memory-lean vanilla step (see _memory.use_lean)
+        if plan.lean:  # the memory-lean vanilla step (see _memory.use_lean)
             from ._lean import LeanVanillaStep
 
             lean_step = LeanVanillaStep(model)
 
-        stages = [(x, params.max_iter)]
+        stages = [(full, params.max_iter)]
         if params.coarse_scale < 1.0:
-            small = coarse_size(h, w, params.coarse_scale)
-            x_small = torch.nn.functional.interpolate(x, size=small, mode="area").contiguous(memory_format=fmt)
-            stages = [(x_small, min(params.coarse_iter, params.max_iter)), (x, params.refine_iter)]
+            small = coarse_size(spatial, params.coarse_scale)
+            x_small = torch.nn.functional.interpolate(x_host, size=small, mode="area")
+            scr_small = None if scr_host is None else _downscale_scribbles(scr_host, small)
+            try:
+                small_plan = plan_run(small, data.shape[0], params.replace(tile_size=0), str(device), True)
+            except MemoryError as exc:
+                raise SegmentationError(str(exc)) from None
+            coarse = _Source(x_small, scr_small, small_plan.tile, device, fmt, rng)
+            stages = [(coarse, min(params.coarse_iter, params.max_iter)), (full, params.refine_iter)]
         total = sum(n for _, n in stages)
         n_iter = 0
         stop_reason = "max_iter"
-        heap = device.type == "cpu" and not lean and heap_mode_ok(h, w, data.shape[0], params)
+        step_px = math.prod(plan.tile) if plan.tiled else math.prod(spatial)
+        heap = device.type == "cpu" and not plan.lean and heap_mode_ok(step_px, 1, data.shape[0], params)
         with heap_allocator(heap):
-            for k, (x_stage, steps) in enumerate(stages):  # coarse, then full resolution
+            for k, (source, steps) in enumerate(stages):  # coarse, then full resolution
                 if steps == 0:
                     continue
                 stop_reason = yield from _optimise(
-                    model, optimizer, x_stage, steps, n_iter, total, params, preview_every,
-                    sync_every, history, (h, w), lean_step if x_stage is x else None,
+                    model, optimizer, source, steps, n_iter, total, params, preview_every,
+                    sync_every, history, spatial, weights, scr_ids,
+                    lean_step if source is full else None,
                 )
                 if k == 1 and stop_reason == "max_iter":
                     stop_reason = "refine_iter"
                 n_iter = len(history["loss"])
-            if lean_step is not None:  # same memory bound as the lean step
-                raw = lean_step.predict(x).cpu().numpy().astype(np.int32)
+            # the final pass also sets BatchNorm's running statistics to this image's,
+            # so that the saved network reproduces this result (TrainedModel.apply)
+            if plan.tiled:  # statistics over tiles covering the image, then tile by tile
+                with calibrating_batchnorm(model):
+                    calibrate_tiled(model, x_host, plan.tile, device, fmt, params.precision)
+                raw = predict_tiled(model, x_host, plan.tile, model.radius, device, fmt,
+                                    params.precision).numpy()
+            elif lean_step is not None:  # same memory bound as the lean step
+                with calibrating_batchnorm(model):
+                    raw = lean_step.predict(full.x).cpu().numpy().astype(np.int32)
             else:
-                with torch.no_grad(), _autocast(device, params.precision):  # BN still on batch statistics
-                    raw = model.fast_forward(x).float().argmax(1)[0].cpu().numpy().astype(np.int32)
+                with torch.no_grad(), _autocast(device, params.precision), calibrating_batchnorm(model):
+                    # BN still on batch statistics
+                    raw = model.fast_forward(full.x).float().argmax(1)[0].cpu().numpy().astype(np.int32)
         model.to(memory_format=torch.contiguous_format)
     except _oom_types() as exc:
         raise SegmentationError(
-            f"out of memory on {device} for a {h} x {w} image with "
-            f"{params.n_channels} channels ({params.arch}): use a smaller image or "
-            f"fewer channels, or device='cpu'"
+            f"out of memory on {device} for a {' x '.join(map(str, spatial))} image with "
+            f"{params.n_channels} channels ({params.arch}): use a smaller image, fewer "
+            f"channels, a tile_size, or device='cpu'"
         ) from exc
 
+    from ._scribbles import channels_present, make_label_map
+
+    label_map = make_label_map(channels_present(raw, params.n_channels), params.n_channels, scr_ids)
     return SegmentationResult(
-        labels=consecutive_labels(raw), n_iter=n_iter, history=history, params=params,
-        device=str(device), seconds=time.perf_counter() - t0, stop_reason=stop_reason,
-        seed=seed, model=model, channel_ids=raw,
+        labels=label_map[raw], n_iter=n_iter, seconds=time.perf_counter() - t0,
+        stop_reason=stop_reason, model=model, channel_ids=raw, label_map=label_map,
+        scribble_ids=scr_ids, plan=plan.describe(), **common,
     )
 
 
-def coarse_size(h: int, w: int, scale: float):
-    """Size of the coarse stage's image (at least ``MIN_SIZE`` per side)."""
+class _Source:
+    """What the optimisation steps of one stage see: the whole image (moved to the
+    device once) or, with ``tile``, a random tile of it per step."""
+
+    def __init__(self, x, scribbles, tile, device, fmt, rng):
+        self.tile = tile
+        self.shape = tuple(x.shape[2:])
+        self.device, self.fmt, self.rng = device, fmt, rng
+        if tile is None:
+            x = x.to(device).contiguous(memory_format=fmt)
+            scribbles = None if scribbles is None else scribbles.to(device)
+        self.x, self.scribbles = x, scribbles
+        # the stop rule looks at the clusters of this many recent tiles together
+        self.window = 1 if tile is None else int(min(8, math.ceil(math.prod(self.shape) / math.prod(tile))))
+
+    def batch(self):
+        if self.tile is None:
+            return self.x, self.scribbles
+        sel = (slice(None), slice(None)) + tuple(
+            slice(a, a + t) for a, t in
+            ((int(self.rng.integers(0, s - t + 1)), t) for s, t in zip(self.shape, self.tile))
+        )
+        x = self.x[sel].to(self.device).contiguous(memory_format=self.fmt)
+        scr = None if self.scribbles is None else self.scribbles[sel].to(self.device)
+        return x, scr
+
+
+def _downscale_scribbles(scr, size):
+    """Scribbles (-1 = none) at a coarser size: a coarse pixel takes the largest id it covers."""
+    import torch.nn.functional as F
+
+    pool = F.adaptive_max_pool2d if scr.dim() == 4 else F.adaptive_max_pool3d
+    return pool((scr + 1).float(), tuple(size)).long() - 1
+
+
+def _windows(spatial, step):
+    import itertools
+
+    for starts in itertools.product(*(range(0, s, c) for s, c in zip(spatial, step))):
+        yield starts, [min(s, a + c) for a, s, c in zip(starts, spatial, step)]
+
+
+def calibrate_tiled(model, x, tile, device, fmt, precision="float32"):
+    """One training-mode pass (no gradients) over tiles that cover ``x``, to average
+    BatchNorm's statistics over the whole image (see ``calibrating_batchnorm``)."""
+    import torch
+
+    model.train()
+    with torch.no_grad(), _autocast(torch.device(device), precision):
+        for starts, ends in _windows(tuple(x.shape[2:]), tile):
+            sel = (slice(None), slice(None), *(slice(a, e) for a, e in zip(starts, ends)))
+            model.fast_forward(x[sel].to(device).contiguous(memory_format=fmt))
+
+
+def predict_tiled(model, x, tile, radius, device, fmt, precision="float32"):
+    """The argmax channel of every pixel of ``x`` (``(1, C, *spatial)``, any device),
+    as an int32 CPU tensor, computed in windows of ``tile`` whose outer ``radius``
+    pixels are discarded (zero-padding there would differ from the whole image's
+    neighbours), with BatchNorm's running statistics: the same function as one
+    pass over the whole image in eval mode, without its memory."""
+    import torch
+
+    spatial = tuple(x.shape[2:])
+    core = [max(1, t - 2 * radius) for t in tile]
+    out = torch.empty(spatial, dtype=torch.int32)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad(), _autocast(torch.device(device), precision):
+            for starts, ends in _windows(spatial, core):
+                win = [slice(max(0, a - radius), min(s, e + radius)) for a, e, s in zip(starts, ends, spatial)]
+                xt = x[(slice(None), slice(None), *win)].to(device).contiguous(memory_format=fmt)
+                lab = model.fast_forward(xt).float().argmax(1)[0]
+                inner = tuple(slice(a - w.start, e - w.start) for a, e, w in zip(starts, ends, win))
+                out[tuple(slice(a, e) for a, e in zip(starts, ends))] = lab[inner].to("cpu", torch.int32)
+    finally:
+        model.train(was_training)
+    return out
+
+
+def coarse_size(shape, scale: float):
+    """Size of the coarse stage's image (at least ``MIN_SIZE`` per side, 2 along Z)."""
     from ._preprocess import MIN_SIZE
 
-    return (max(MIN_SIZE, min(h, round(h * scale))), max(MIN_SIZE, min(w, round(w * scale))))
+    least = [MIN_SIZE] * len(shape)
+    if len(shape) == 3:
+        least[0] = 2
+    return tuple(max(lo, min(s, round(s * scale))) for s, lo in zip(shape, least))
 
 
 def _autocast(device, precision: str):
@@ -310,34 +464,45 @@ def _autocast(device, precision: str):
     return torch.autocast(device_type=device.type, dtype=getattr(torch, precision))
 
 
-def _optimise(model, optimizer, x, steps, done_before, total, params, preview_every,
-              sync_every, history, full_shape, lean=None):
-    """Run up to ``steps`` optimisation steps on ``x``, yielding :class:`Progress`
-    records numbered from ``done_before + 1`` and appending to ``history``.
-    Returns ``"min_labels"`` or ``"max_iter"``. Previews of a coarse stage are
-    upscaled (nearest neighbour) to ``full_shape``. ``lean`` is a
-    ``LeanVanillaStep`` to take instead of autograd, or None."""
+def _optimise(model, optimizer, source, steps, done_before, total, params, preview_every,
+              sync_every, history, full_shape, axis_weights, scribble_ids=(), lean=None):
+    """Run up to ``steps`` optimisation steps on ``source`` (a :class:`_Source`),
+    yielding :class:`Progress` records numbered from ``done_before + 1`` and
+    appending to ``history``. Returns ``"min_labels"`` or ``"max_iter"``.
+    Previews of a coarse stage are upscaled (nearest neighbour) to
+    ``full_shape``; tiled stages have none. ``lean`` is a ``LeanVanillaStep`` to
+    take instead of autograd, or None. In tiled stages the stop rule counts the
+    clusters of the last ``source.window`` tiles together."""
+    import collections
+
     import torch
 
-    from ._train import cluster_loss, count_labels, stats_tuple
+    from ._scribbles import channels_present, make_label_map
+    from ._train import cluster_loss, stats_tuple
 
-    coarse = tuple(x.shape[2:]) != tuple(full_shape)
+    coarse = tuple(source.shape) != tuple(full_shape)
+    tiled = source.tile is not None
+    recent = collections.deque(maxlen=source.window)
     pending = []  # (iteration, stats tensors, target) not yet read back from the device
     last_it = done_before + steps
     for it in range(done_before + 1, last_it + 1):
+        x, scr = source.batch()
         optimizer.zero_grad()
         if lean is not None:  # sets the gradients itself
             loss, l_sim, l_con, target = lean(x, params.w_sim, params.w_con)
         else:
             with _autocast(x.device, params.precision):
                 response = model.fast_forward(x)
-            loss, l_sim, l_con, target = cluster_loss(response.float(), params.w_sim, params.w_con)
+            loss, l_sim, l_con, target = cluster_loss(response.float(), params.w_sim, params.w_con,
+                                                      axis_weights, scr, params.w_scr)
             del response
             loss.backward()
-        n_labels_t = count_labels(target, params.n_channels)
+        recent.append(torch.bincount(target.reshape(-1), minlength=params.n_channels))
+        n_labels_t = (recent[0] if len(recent) == 1 else torch.stack(tuple(recent)).sum(0)).count_nonzero()
         optimizer.step()
-        pending.append((it, (loss, l_sim, l_con, n_labels_t), target if preview_every else None))
-        del loss, target
+        want_preview = preview_every and not tiled
+        pending.append((it, (loss, l_sim, l_con, n_labels_t), target if want_preview else None))
+        del loss, target, x, scr
         if not (len(pending) >= sync_every or it == last_it or (preview_every and it % preview_every == 0)):
             continue
         done = False
@@ -356,7 +521,12 @@ def _optimise(model, optimizer, x, steps, done_before, total, params, preview_ev
                     tgt = torch.nn.functional.interpolate(
                         tgt[:, None].float(), size=tuple(full_shape), mode="nearest"
                     )[:, 0].long()
-                preview = consecutive_labels(tgt[0].cpu().numpy())
+                raw = tgt[0].cpu().numpy()
+                if scribble_ids:
+                    lut = make_label_map(channels_present(raw, params.n_channels), params.n_channels, scribble_ids)
+                    preview = lut[raw]
+                else:
+                    preview = consecutive_labels(raw)
             yield Progress(i, total, loss_v, sim_v, con_v, n_labels, preview)
         pending.clear()
         if done:
@@ -381,6 +551,7 @@ def segment(
     *,
     arch: str = "inception",
     channel_axis: Optional[int] = None,
+    dims: str = "2d",
     n_channels: int = 100,
     n_conv: int = 2,
     max_iter: int = 1000,
@@ -388,25 +559,34 @@ def segment(
     lr: float = 0.1,
     w_sim: float = 1.0,
     w_con: float = 1.0,
+    w_scr: float = 0.5,
     device: str = "auto",
     seed: Optional[int] = None,
     init: str = "default",
     coarse_scale: float = 1.0,
     coarse_iter: int = 60,
     refine_iter: int = 1,
+    tile_size: int = 0,
+    memory_gb: float = 0.0,
     precision: str = "float32",
+    scribbles=None,
+    spacing=None,
+    init_model=None,
     callback=None,
 ) -> SegmentationResult:
     """Segment a 2D image (grayscale, RGB/RGBA, or multichannel with
-    ``channel_axis``) without labels. Returns a :class:`SegmentationResult`
-    whose ``.labels`` are numbered 1..K. ``callback(progress)`` is called
-    after every iteration. ``coarse_scale < 1`` turns on coarse-to-fine: first
-    ``coarse_iter`` steps on a copy downscaled by that factor per side, then
-    ``refine_iter`` steps at full resolution (see :class:`SegmentParams`)."""
+    ``channel_axis``), or with ``dims='3d'`` a volume, without labels. Returns a
+    :class:`SegmentationResult` whose ``.labels`` are numbered 1..K.
+    ``callback(progress)`` is called after every iteration. ``coarse_scale < 1``
+    turns on coarse-to-fine: first ``coarse_iter`` steps on a copy downscaled by
+    that factor per side, then ``refine_iter`` steps at full resolution.
+    ``scribbles``, ``spacing`` and ``init_model`` are described in
+    :func:`segment_iter`; the parameters in :class:`SegmentParams`."""
     params = SegmentParams(
-        arch=arch, n_channels=n_channels, n_conv=n_conv, max_iter=max_iter,
-        min_labels=min_labels, lr=lr, w_sim=w_sim, w_con=w_con, device=device,
+        arch=arch, dims=dims, n_channels=n_channels, n_conv=n_conv, max_iter=max_iter,
+        min_labels=min_labels, lr=lr, w_sim=w_sim, w_con=w_con, w_scr=w_scr, device=device,
         seed=seed, init=init, coarse_scale=coarse_scale, coarse_iter=coarse_iter,
-        refine_iter=refine_iter, precision=precision,
+        refine_iter=refine_iter, tile_size=tile_size, memory_gb=memory_gb, precision=precision,
     )
-    return run_to_end(segment_iter(image, channel_axis=channel_axis, params=params), callback)
+    return run_to_end(segment_iter(image, channel_axis=channel_axis, params=params, scribbles=scribbles,
+                                   spacing=spacing, init_model=init_model), callback)

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import math
 import os
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Tuple
 
 from ._params import SegmentParams
 
@@ -50,7 +51,8 @@ def estimate_bytes(h: int, w: int, in_channels: int, params: SegmentParams, lean
     return BASE_BYTES + h * w * bytes_per_pixel(params, in_channels, lean)
 
 
-def use_lean(h: int, w: int, in_channels: int, params: SegmentParams, device: str) -> bool:
+def use_lean(h: int, w: int, in_channels: int, params: SegmentParams, device: str,
+             have: Optional[float] = None) -> bool:
     """Whether a run takes the memory-lean ``vanilla`` step: when the regular step
     would need more than ``LEAN_ABOVE_BYTES`` or more than half of the free memory.
     It is slower per iteration (it recomputes cheap layers and works block by
@@ -61,7 +63,8 @@ def use_lean(h: int, w: int, in_channels: int, params: SegmentParams, device: st
     if mode in ("0", "1"):
         return mode == "1"
     need = estimate_bytes(h, w, in_channels, params)
-    have = available_bytes(device)
+    if have is None:
+        have = available_bytes(device)
     return need > LEAN_ABOVE_BYTES or (have is not None and need > have / 2)
 
 
@@ -149,3 +152,123 @@ def heap_mode_ok(h: int, w: int, in_channels: int, params: SegmentParams) -> boo
     but up to twice the peak): the doubled estimate must fit in half of what is free."""
     have = available_bytes("cpu")
     return have is not None and 2 * estimate_bytes(h, w, in_channels, params) <= have / 2
+
+
+# -- planning a run: the whole image, the memory-lean step, or tiles ---------------------
+
+#: the largest tile the automatic choice takes (pixels in 2D, voxels in 3D): larger
+#: tiles make each step slower without helping the clustering much
+AUTO_TILE_PIXELS = {2: 1024 * 1024, 3: 64 * 64 * 64}
+#: the smallest tile side a run may use (and at least 2 x receptive radius + 8)
+MIN_TILE = 24
+
+
+def receptive_radius(params: SegmentParams) -> int:
+    """Pixels of context each output pixel sees on every side (see ``_models``)."""
+    return params.n_conv if params.arch == "vanilla" else 2 * (params.n_conv + 1)
+
+
+def min_tile_side(params: SegmentParams) -> int:
+    return max(MIN_TILE, 2 * receptive_radius(params) + 8)
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """How a run will use memory: ``tile`` is None for the whole image at once."""
+
+    shape: Tuple[int, ...]
+    lean: bool
+    tile: Optional[Tuple[int, ...]]
+    need_bytes: float  # the whole image's estimated peak (with the margin)
+    budget_bytes: Optional[float]
+    reason: str
+
+    @property
+    def tiled(self) -> bool:
+        return self.tile is not None
+
+    def describe(self) -> str:
+        """One line for the widget's status and the CLI: the path taken and why."""
+        return self.reason
+
+
+def _xs(shape) -> str:
+    return " x ".join(str(int(s)) for s in shape)
+
+
+def _fit_tile(shape: Tuple[int, ...], max_px: float) -> Tuple[int, ...]:
+    """The most cube-like tile of at most ``max_px`` pixels inside ``shape``."""
+    tile = [1] * len(shape)
+    if max_px < 1:
+        return tuple(tile)
+    order = sorted(range(len(shape)), key=lambda a: shape[a])
+    left = max_px
+    for k, a in enumerate(order):
+        side = int(left ** (1.0 / (len(order) - k)))
+        tile[a] = max(1, min(shape[a], side))
+        left /= tile[a]
+    return tuple(tile)
+
+
+def plan_run(shape: Tuple[int, ...], in_channels: int, params: SegmentParams, device: str,
+             guided: bool = False) -> RunPlan:
+    """Choose between the whole image (regular or memory-lean step) and tiles.
+
+    ``params.tile_size > 0`` asks for tiles of that side wherever the image is
+    larger; ``0`` tiles only when the whole image does not fit in the budget
+    (``params.memory_gb``, or what is free on ``device``), with the largest
+    tile that fits, up to ``AUTO_TILE_PIXELS``. Raises ``MemoryError`` naming
+    what fits when not even the smallest tile does.
+    """
+    shape = tuple(int(s) for s in shape)
+    dims = len(shape)
+    n_px = float(math.prod(shape))
+    budget: Optional[float] = None
+    if not os.environ.get("NAPARI_INCEPTSEG_NO_MEMORY_CHECK"):
+        have = available_bytes(device)
+        budget = None if have is None else float(have)
+    if params.memory_gb:
+        budget = params.memory_gb * 1e9 if budget is None else min(budget, params.memory_gb * 1e9)
+    lean = (dims == 2 and not guided and budget is not None
+            and use_lean(shape[0], shape[1], in_channels, params, device, budget))
+    need = (BASE_BYTES + n_px * bytes_per_pixel(params, in_channels, lean)) * MARGIN
+    per_px = bytes_per_pixel(params, in_channels) * MARGIN
+    room_px = float("inf") if budget is None else (budget - BASE_BYTES * MARGIN) / per_px
+    smallest = min_tile_side(params)
+
+    if params.tile_size and params.tile_size < smallest:
+        raise ValueError(f"tile_size must be 0 (automatic) or at least {smallest} for {params.arch!r} "
+                         f"with n_conv={params.n_conv}, got {params.tile_size}")
+    if params.tile_size and any(s > params.tile_size for s in shape):
+        tile = tuple(min(s, params.tile_size) for s in shape)
+        if math.prod(tile) > room_px:
+            raise MemoryError(
+                f"a tile of {_xs(tile)} needs about {_gb(BASE_BYTES * MARGIN + math.prod(tile) * per_px)} "
+                f"of memory with {params.arch!r} but about {_gb(budget)} is available on {device}: "
+                f"use a smaller tile_size (at most about {int(max(room_px, 0) ** (1 / dims))})"
+            )
+        return RunPlan(shape, False, tile, need, budget,
+                       f"tiles of {_xs(tile)} (tile_size {params.tile_size}), predicted tile by tile")
+    if budget is None or need <= budget:
+        how = "the whole image at once" + (", with the memory-lean step" if lean else "")
+        avail = "" if budget is None else f" of about {_gb(budget)} available"
+        return RunPlan(shape, lean, None, need, budget, f"{how} (needs about {_gb(need)}{avail})")
+    max_px = min(room_px, AUTO_TILE_PIXELS[dims])
+    tile = _fit_tile(shape, max_px)
+    if max_px <= 0 or any(t < min(smallest, s) for t, s in zip(tile, shape)):
+        hint = ("free some memory" if room_px < 1
+                else f"a tile of {_xs(_fit_tile(shape, room_px))} is all that fits")
+        if params.arch == "inception":
+            hint += ", or use arch='vanilla'"
+        if params.n_channels > 16:
+            hint += ", or use fewer channels (n_channels)"
+        raise MemoryError(
+            f"a {_xs(shape)} image needs about {_gb(need)} of memory with {params.arch!r} "
+            f"({params.n_channels} channels) and not even a {smallest}-pixel tile fits in the "
+            f"about {_gb(budget)} available on {device}: {hint}"
+        )
+    return RunPlan(
+        shape, False, tile, need, budget,
+        f"tiles of {_xs(tile)}: the whole image needs about {_gb(need)} but about "
+        f"{_gb(budget)} is available; one network is trained on tiles and predicts tile by tile",
+    )

@@ -1,7 +1,8 @@
 """The two networks: ``vanilla`` (Kim et al. 2020) and ``inception`` (Azad & Hamid 2025).
 
 Both map an ``(N, in_ch, H, W)`` image to an ``(N, n_channels, H, W)`` response of
-the same spatial size (any H, W). Layer order follows the published code exactly;
+the same spatial size (any H, W); with ``dims=3`` they are the same networks with
+3D convolutions, BatchNorm and max-pooling, for ``(N, in_ch, D, H, W)`` volumes. Layer order follows the published code exactly;
 BatchNorm is meant to stay in training mode (batch statistics) for every pass.
 
 ``forward`` is the reference definition, layer by layer as published.
@@ -15,6 +16,7 @@ identity there).
 
 from __future__ import annotations
 
+from functools import partial
 from typing import List
 
 import torch
@@ -22,19 +24,34 @@ import torch.nn.functional as F
 from torch import nn
 
 
+def _layers(dims: int):
+    """(Conv, BatchNorm, MaxPool) classes for 2 or 3 spatial dimensions."""
+    if dims == 2:
+        return nn.Conv2d, nn.BatchNorm2d, nn.MaxPool2d
+    if dims == 3:
+        # volumes are often only a few slices deep: zero padding would make the
+        # first and last slices look unlike the rest, so 3D pads by replication
+        return partial(nn.Conv3d, padding_mode="replicate"), nn.BatchNorm3d, nn.MaxPool3d
+    raise ValueError(f"dims must be 2 or 3, got {dims!r}")
+
+
 class VanillaNet(nn.Module):
     """conv3x3(in->C)+ReLU+BN, (n_conv-1) x [conv3x3(C->C)+ReLU+BN], conv1x1(C->C)+BN."""
 
-    def __init__(self, in_channels: int, n_channels: int = 100, n_conv: int = 2):
+    def __init__(self, in_channels: int, n_channels: int = 100, n_conv: int = 2, dims: int = 2):
         super().__init__()
-        self.conv1 = nn.Conv2d(in_channels, n_channels, kernel_size=3, padding=1)
-        self.bn1 = nn.BatchNorm2d(n_channels)
+        Conv, BN, _ = _layers(dims)
+        self.dims = dims
+        self.conv1 = Conv(in_channels, n_channels, kernel_size=3, padding=1)
+        self.bn1 = BN(n_channels)
         self.conv2 = nn.ModuleList(
-            nn.Conv2d(n_channels, n_channels, kernel_size=3, padding=1) for _ in range(n_conv - 1)
+            Conv(n_channels, n_channels, kernel_size=3, padding=1) for _ in range(n_conv - 1)
         )
-        self.bn2 = nn.ModuleList(nn.BatchNorm2d(n_channels) for _ in range(n_conv - 1))
-        self.conv3 = nn.Conv2d(n_channels, n_channels, kernel_size=1)
-        self.bn3 = nn.BatchNorm2d(n_channels)
+        self.bn2 = nn.ModuleList(BN(n_channels) for _ in range(n_conv - 1))
+        self.conv3 = Conv(n_channels, n_channels, kernel_size=1)
+        self.bn3 = BN(n_channels)
+        #: pixels of context each output pixel sees on every side
+        self.radius = n_conv
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.bn1(F.relu(self.conv1(x)))
@@ -53,10 +70,11 @@ class VanillaNet(nn.Module):
 class ConvBlock(nn.Module):
     """Conv + BN + ReLU, the unit of every Inception branch."""
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int):
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, dims: int = 2):
         super().__init__()
-        self.conv = nn.Conv2d(in_channels, out_channels, kernel_size, padding=kernel_size // 2)
-        self.bn = nn.BatchNorm2d(out_channels)
+        Conv, BN, _ = _layers(dims)
+        self.conv = Conv(in_channels, out_channels, kernel_size, padding=kernel_size // 2)
+        self.bn = BN(out_channels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.relu(self.bn(self.conv(x)))
@@ -74,13 +92,17 @@ def _joint_conv_bn_relu(blocks, x: torch.Tensor) -> List[torch.Tensor]:
     convs = [b.conv for b in blocks]
     bns = [b.bn for b in blocks]
     sizes = [c.out_channels for c in convs]
-    y = F.conv2d(x, torch.cat([c.weight for c in convs]), torch.cat([c.bias for c in convs]))
+    conv = F.conv2d if x.dim() == 4 else F.conv3d
+    y = conv(x, torch.cat([c.weight for c in convs]), torch.cat([c.bias for c in convs]))
     track = bns[0].training and bns[0].track_running_stats
     mean = torch.cat([b.running_mean for b in bns]) if bns[0].running_mean is not None else None
     var = torch.cat([b.running_var for b in bns]) if bns[0].running_var is not None else None
+    momentum = bns[0].momentum
+    if momentum is None:  # cumulative average, as nn.BatchNorm does
+        momentum = 1.0 / float(bns[0].num_batches_tracked + 1) if track else 0.0
     y = F.batch_norm(
         y, mean, var, torch.cat([b.weight for b in bns]), torch.cat([b.bias for b in bns]),
-        bns[0].training or mean is None, bns[0].momentum, bns[0].eps,
+        bns[0].training or mean is None, momentum, bns[0].eps,
     )
     if track and mean is not None:
         with torch.no_grad():
@@ -99,13 +121,14 @@ class InceptionBlock(nn.Module):
     maxpool3x3 (stride 1) -> 1x1 -> out_pool]
     """
 
-    def __init__(self, in_channels, out1, red3, out3, red5, out5, out_pool):
+    def __init__(self, in_channels, out1, red3, out3, red5, out5, out_pool, dims: int = 2):
         super().__init__()
-        self.branch1 = ConvBlock(in_channels, out1, 1)
-        self.branch2 = nn.Sequential(ConvBlock(in_channels, red3, 1), ConvBlock(red3, out3, 3))
-        self.branch3 = nn.Sequential(ConvBlock(in_channels, red5, 1), ConvBlock(red5, out5, 5))
+        _, _, Pool = _layers(dims)
+        self.branch1 = ConvBlock(in_channels, out1, 1, dims)
+        self.branch2 = nn.Sequential(ConvBlock(in_channels, red3, 1, dims), ConvBlock(red3, out3, 3, dims))
+        self.branch3 = nn.Sequential(ConvBlock(in_channels, red5, 1, dims), ConvBlock(red5, out5, 5, dims))
         self.branch4 = nn.Sequential(
-            nn.MaxPool2d(kernel_size=3, stride=1, padding=1), ConvBlock(in_channels, out_pool, 1)
+            Pool(kernel_size=3, stride=1, padding=1), ConvBlock(in_channels, out_pool, 1, dims)
         )
         self.out_channels = out1 + out3 + out5 + out_pool
 
@@ -128,23 +151,27 @@ class InceptionNet(nn.Module):
     FIRST = (160, 96, 64, 16, 16, 16)  # -> 256
     NEXT = (96, 32, 16, 16, 8, 8)  # -> 128
 
-    def __init__(self, in_channels: int, n_channels: int = 100, n_conv: int = 2):
+    def __init__(self, in_channels: int, n_channels: int = 100, n_conv: int = 2, dims: int = 2):
         super().__init__()
-        self.conv1 = nn.Conv2d(in_channels, self.STEM, kernel_size=1)
-        self.bn1 = nn.BatchNorm2d(self.STEM)
-        self.inception1 = InceptionBlock(self.STEM, *self.FIRST)
-        self.bn_i1 = nn.BatchNorm2d(self.inception1.out_channels)
+        Conv, BN, _ = _layers(dims)
+        self.dims = dims
+        self.conv1 = Conv(in_channels, self.STEM, kernel_size=1)
+        self.bn1 = BN(self.STEM)
+        self.inception1 = InceptionBlock(self.STEM, *self.FIRST, dims=dims)
+        self.bn_i1 = BN(self.inception1.out_channels)
         blocks, bns = [], []
         width = self.inception1.out_channels
         for _ in range(n_conv):
-            block = InceptionBlock(width, *self.NEXT)
+            block = InceptionBlock(width, *self.NEXT, dims=dims)
             width = block.out_channels
             blocks.append(block)
-            bns.append(nn.BatchNorm2d(width))
+            bns.append(BN(width))
         self.inception2 = nn.ModuleList(blocks)
         self.bn_i2 = nn.ModuleList(bns)
-        self.conv3 = nn.Conv2d(width, n_channels, kernel_size=1)
-        self.bn3 = nn.BatchNorm2d(n_channels)
+        self.conv3 = Conv(width, n_channels, kernel_size=1)
+        self.bn3 = BN(n_channels)
+        #: pixels of context each output pixel sees on every side (5x5 branch per block)
+        self.radius = 2 * (n_conv + 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.bn1(F.relu(self.conv1(x)))
@@ -165,20 +192,44 @@ class InceptionNet(nn.Module):
 MODELS = {"vanilla": VanillaNet, "inception": InceptionNet}
 
 
+class calibrating_batchnorm:
+    """Within this block, the BatchNorm layers of ``model`` forget their running
+    statistics and average the batches that pass (momentum None): after one
+    training-mode pass over an image, or over tiles covering it, the running
+    statistics are that image's, so eval mode reproduces the training result."""
+
+    def __init__(self, model: nn.Module):
+        self.bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+
+    def __enter__(self):
+        self.momenta = [b.momentum for b in self.bns]
+        for b in self.bns:
+            b.reset_running_stats()
+            b.momentum = None
+        return self
+
+    def __exit__(self, *exc):
+        for b, m in zip(self.bns, self.momenta):
+            b.momentum = m
+        return False
+
+
 def build_model(
-    arch: str, in_channels: int, n_channels: int = 100, n_conv: int = 2, init: str = "default"
+    arch: str, in_channels: int, n_channels: int = 100, n_conv: int = 2, init: str = "default",
+    dims: int = 2,
 ) -> nn.Module:
     """Create a network by name. ``init='xavier'`` re-initialises conv weights
     with Xavier-uniform and zero biases (the paper's text); ``'default'`` keeps
-    PyTorch's initialisation (the published code)."""
+    PyTorch's initialisation (the published code). ``dims=3`` builds the 3D
+    (Conv3d) version for volumes."""
     try:
         cls = MODELS[arch]
     except KeyError:
         raise ValueError(f"unknown architecture {arch!r}: choose one of {', '.join(MODELS)}") from None
-    model = cls(in_channels, n_channels=n_channels, n_conv=n_conv)
+    model = cls(in_channels, n_channels=n_channels, n_conv=n_conv, dims=dims)
     if init == "xavier":
         for m in model.modules():
-            if isinstance(m, nn.Conv2d):
+            if isinstance(m, (nn.Conv2d, nn.Conv3d)):
                 nn.init.xavier_uniform_(m.weight)
                 nn.init.zeros_(m.bias)
     elif init != "default":

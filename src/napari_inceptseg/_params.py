@@ -14,6 +14,7 @@ from typing import Any, Dict, Optional
 ARCHITECTURES = ("inception", "vanilla")
 INITS = ("default", "xavier")
 PRECISIONS = ("float32", "bfloat16")
+DIMS = ("2d", "3d")
 DEVICES = ("auto", "cuda", "mps", "cpu")
 
 
@@ -30,6 +31,12 @@ class SegmentParams:
         "Network: 'inception' (multi-scale Inception blocks, Azad & Hamid 2025) "
         "or 'vanilla' (3x3 convolutions, Kim et al. 2020).",
         choices=ARCHITECTURES,
+    )
+    dims: str = _f(
+        "2d",
+        "'2d' segments images (and each plane of a stack); '3d' segments Z-stacks as "
+        "volumes with 3D convolutions and continuity along Z as well.",
+        choices=DIMS,
     )
     n_channels: int = _f(
         100,
@@ -61,6 +68,12 @@ class SegmentParams:
         "larger values give smoother, larger segments.",
         minimum=0.0,
     )
+    w_scr: float = _f(
+        0.5,
+        "Weight of the scribble loss (cross-entropy of scribbled pixels against their "
+        "scribble id), used when scribbles are given (Kim et al. 2020: 0.5).",
+        minimum=0.0,
+    )
     coarse_scale: float = _f(
         1.0,
         "Coarse-to-fine: optimise first on the image downscaled by this factor per "
@@ -79,6 +92,19 @@ class SegmentParams:
         1,
         "Coarse-to-fine: full-resolution steps after the coarse stage.",
         minimum=0,
+    )
+    tile_size: int = _f(
+        0,
+        "Train on tiles of at most this side (pixels, or voxels in 3D) with one shared "
+        "network, then predict tile by tile with no seams; 0 tiles only when the whole "
+        "image does not fit in memory.",
+        minimum=0,
+    )
+    memory_gb: float = _f(
+        0.0,
+        "Memory a run may use, in GB; larger images are tiled to fit. 0: what is free "
+        "on the device.",
+        minimum=0.0,
     )
     init: str = _f(
         "default",
@@ -110,6 +136,8 @@ class SegmentParams:
             )
         if self.precision not in PRECISIONS:
             raise ValueError(f"unknown precision {self.precision!r}: choose one of {', '.join(PRECISIONS)}")
+        if self.dims not in DIMS:
+            raise ValueError(f"unknown dims {self.dims!r}: choose '2d' or '3d'")
         if self.init not in INITS:
             raise ValueError(f"unknown init {self.init!r}: choose one of {', '.join(INITS)}")
         for f in dataclasses.fields(self):
@@ -137,6 +165,11 @@ class SegmentParams:
         if self.coarse_scale < 1.0:
             return min(self.coarse_iter, self.max_iter) + self.refine_iter
         return self.max_iter
+
+    @property
+    def spatial_dims(self) -> int:
+        """2 or 3."""
+        return 3 if self.dims == "3d" else 2
 
     def replace(self, **changes: Any) -> "SegmentParams":
         return dataclasses.replace(self, **changes)

@@ -30,14 +30,17 @@ def _as_array(image) -> np.ndarray:
     return arr
 
 
-def spatial_layout(shape, channel_axis: Optional[int] = None):
+def spatial_layout(shape, channel_axis: Optional[int] = None, dims: int = 2):
     """Return ``(spatial_shape, channel_axis, drop_alpha)`` for an image shape.
 
     Without ``channel_axis``, a 2D array is grayscale and a 3D array whose last
     axis has length 3 or 4 is RGB / RGBA (alpha is dropped). Anything else needs
-    an explicit ``channel_axis``.
+    an explicit ``channel_axis``. With ``dims=3`` the same holds for volumes
+    (Z, Y, X) with one more axis.
     """
     ndim = len(shape)
+    if dims == 3:
+        return _volume_layout(tuple(shape), channel_axis)
     if channel_axis is None:
         if ndim == 2:
             return tuple(shape), None, False
@@ -78,6 +81,71 @@ def spatial_layout(shape, channel_axis: Optional[int] = None):
     return spatial, ax, False
 
 
+def _volume_layout(shape, channel_axis):
+    ndim = len(shape)
+    if channel_axis is None:
+        if ndim == 3:
+            return shape, None, False
+        if ndim == 4 and shape[-1] in (3, 4):
+            return shape[:3], 3, shape[-1] == 4
+        raise ValueError(
+            f"a volume of shape {shape} needs three spatial dimensions (Z, Y, X), optionally "
+            "with a channel axis: pass channel_axis=<axis> for multichannel volumes"
+        )
+    if isinstance(channel_axis, bool) or not isinstance(channel_axis, (int, np.integer)) \
+            or not -ndim <= channel_axis < ndim:
+        raise ValueError(f"channel_axis={channel_axis!r} is not an axis of a volume of shape {shape}")
+    ax = int(channel_axis) % ndim
+    spatial = tuple(s for i, s in enumerate(shape) if i != ax)
+    if len(spatial) != 3:
+        raise ValueError(
+            f"with channel_axis={channel_axis}, the volume of shape {shape} has "
+            f"{len(spatial)} spatial dimension(s); 3D mode needs exactly three (Z, Y, X)"
+        )
+    if shape[ax] > MAX_CHANNELS:
+        raise ValueError(f"channel_axis={channel_axis} has {shape[ax]} entries: is it a spatial axis?")
+    return spatial, ax, False
+
+
+def channel_ranges(data: np.ndarray) -> np.ndarray:
+    """The ``(C, 2)`` intensity range [lo, hi] that :func:`normalize_channels` maps
+    to [0, 1] per channel: 0..255 for uint8, 0..1 for bool, else the 1st and
+    99.8th percentiles (min/max for sparse channels)."""
+    if data.dtype == np.uint8:
+        return np.tile([0.0, 255.0], (data.shape[0], 1))
+    if data.dtype == bool:
+        return np.tile([0.0, 1.0], (data.shape[0], 1))
+    out = np.zeros((data.shape[0], 2))
+    for c in range(data.shape[0]):
+        ch = data[c].astype(np.float64, copy=False)
+        lo, hi = np.percentile(ch, NORM_PERCENTILES)
+        if hi <= lo:
+            lo, hi = float(ch.min()), float(ch.max())
+        out[c] = lo, hi
+    return out
+
+
+def apply_ranges(data: np.ndarray, ranges: np.ndarray) -> np.ndarray:
+    """Map each channel's [lo, hi] of ``ranges`` to [0, 1] (float32); a channel
+    with hi <= lo becomes 0."""
+    ranges = np.asarray(ranges, dtype=np.float64)
+    if ranges.shape != (data.shape[0], 2):
+        raise ValueError(
+            f"the image has {data.shape[0]} channel(s) but the normalisation is for {ranges.shape[0]}"
+        )
+    if data.dtype == np.uint8 and (ranges == [0.0, 255.0]).all():
+        return data.astype(np.float32) / np.float32(255.0)
+    if data.dtype == bool and (ranges == [0.0, 1.0]).all():
+        return data.astype(np.float32)
+    out = np.empty(data.shape, dtype=np.float32)
+    for c, (lo, hi) in enumerate(ranges):
+        if hi <= lo:
+            out[c] = 0.0
+        else:
+            out[c] = ((data[c].astype(np.float64, copy=False) - lo) / (hi - lo)).astype(np.float32)
+    return out
+
+
 def normalize_channels(data: np.ndarray) -> np.ndarray:
     """Normalise a ``(C, H, W)`` array to float32.
 
@@ -85,22 +153,7 @@ def normalize_channels(data: np.ndarray) -> np.ndarray:
     dtype is scaled per channel so that the 1st and 99.8th percentiles map to 0
     and 1 (falling back to min/max for sparse channels; constant channels become 0).
     """
-    if data.dtype == np.uint8:
-        return data.astype(np.float32) / np.float32(255.0)
-    if data.dtype == bool:
-        return data.astype(np.float32)
-    out = np.empty(data.shape, dtype=np.float32)
-    lo_p, hi_p = NORM_PERCENTILES
-    for c in range(data.shape[0]):
-        ch = data[c].astype(np.float64, copy=False)
-        lo, hi = np.percentile(ch, [lo_p, hi_p])
-        if hi <= lo:
-            lo, hi = float(ch.min()), float(ch.max())
-        if hi <= lo:
-            out[c] = 0.0
-        else:
-            out[c] = ((ch - lo) / (hi - lo)).astype(np.float32)
-    return out
+    return apply_ranges(data, channel_ranges(data))
 
 
 def prepare_image(image, channel_axis: Optional[int] = None) -> np.ndarray:
@@ -110,13 +163,24 @@ def prepare_image(image, channel_axis: Optional[int] = None) -> np.ndarray:
     dtypes, NaN/inf, fewer or more than two spatial dimensions, images smaller
     than 8 x 8, and a wrong ``channel_axis``.
     """
+    return prepare(image, channel_axis)[0]
+
+
+def prepare(image, channel_axis: Optional[int] = None, dims: int = 2, ranges=None):
+    """:func:`prepare_image` for 2D images or (``dims=3``) volumes, returning
+    ``(data, ranges)``: the float32 ``(C, *spatial)`` input and the per-channel
+    intensity ranges used (given ``ranges``, e.g. a saved network's, are applied
+    instead of measuring this image's)."""
     arr = _as_array(image)
-    (h, w), ax, drop_alpha = spatial_layout(arr.shape, channel_axis)
+    spatial, ax, drop_alpha = spatial_layout(arr.shape, channel_axis, dims)
+    h, w = spatial[-2:]
     if h < MIN_SIZE or w < MIN_SIZE:
         raise ValueError(
             f"the image is {h} x {w} pixels; it must be at least {MIN_SIZE} x {MIN_SIZE} "
             "(upsample it first if it really is this small)"
         )
+    if dims == 3 and spatial[0] < 2:
+        raise ValueError(f"the volume has {spatial[0]} slice(s) along Z: 3D mode needs at least 2")
     if arr.dtype.kind == "f" and not np.isfinite(arr).all():
         n_bad = int(arr.size - np.isfinite(arr).sum())
         raise ValueError(
@@ -129,7 +193,9 @@ def prepare_image(image, channel_axis: Optional[int] = None) -> np.ndarray:
         data = np.moveaxis(arr, ax, 0)
         if drop_alpha:
             data = data[:3]
-    return np.ascontiguousarray(normalize_channels(data))
+    if ranges is None:
+        ranges = channel_ranges(data)
+    return np.ascontiguousarray(apply_ranges(data, ranges)), np.asarray(ranges, dtype=np.float64)
 
 
 def is_constant(data: np.ndarray) -> bool:

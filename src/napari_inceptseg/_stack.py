@@ -1,7 +1,8 @@
 """Segmenting nD images plane by plane (Z-stacks, time series, ...).
 
-The image's last two non-channel axes are Y and X; every other non-channel axis
-is a "leading" axis. :func:`segment_stack_iter` segments each selected plane
+The image's last two non-channel axes are Y and X (three, Z Y X, in 3D mode,
+where each "plane" is a volume); every other non-channel axis is a "leading"
+axis. :func:`segment_stack_iter` segments each selected plane
 with :func:`segment_iter`, optionally warm-starting each plane from the network
 trained on the previous one so that cluster ids stay consistent, and returns
 one label array of the full (non-channel) shape. No Qt, no napari.
@@ -49,8 +50,12 @@ class PlaneLayout:
             sel[pos] = i
         return tuple(sel)
 
+    @property
+    def spatial_shape(self) -> Tuple[int, ...]:
+        return tuple(self.shape[a] for a in self.yx_axes)
+
     def plane(self, image, index: Tuple[int, ...]) -> np.ndarray:
-        """The 2D plane (Y, X[, C]) at a leading index, channels last."""
+        """The plane (Y, X[, C]) or volume (Z, Y, X[, C]) at a leading index, channels last."""
         sel: List[Any] = [slice(None)] * len(self.shape)
         for a, i in zip(self.leading_axes, index):
             sel[a] = i
@@ -62,9 +67,11 @@ class PlaneLayout:
         return plane
 
 
-def plane_layout(shape: Sequence[int], channel_axis: Optional[int] = None, rgb: bool = False) -> PlaneLayout:
+def plane_layout(shape: Sequence[int], channel_axis: Optional[int] = None, rgb: bool = False,
+                 dims: int = 2) -> PlaneLayout:
     """Describe an image of ``shape``. ``rgb=True`` means the last axis is colour
-    (as napari's ``Image.rgb``); otherwise ``channel_axis`` names the channel axis."""
+    (as napari's ``Image.rgb``); otherwise ``channel_axis`` names the channel axis.
+    ``dims=3``: the last three non-channel axes are one volume."""
     shape = tuple(int(s) for s in shape)
     ndim = len(shape)
     if rgb:
@@ -76,12 +83,13 @@ def plane_layout(shape: Sequence[int], channel_axis: Optional[int] = None, rgb: 
             raise ValueError(f"channel_axis={channel_axis} is out of range for an image of shape {shape}")
         channel_axis = int(channel_axis) % ndim
     others = [a for a in range(ndim) if a != channel_axis]
-    if len(others) < 2:
+    if len(others) < dims:
         raise ValueError(
-            f"the image of shape {shape} has fewer than two spatial dimensions"
+            f"the image of shape {shape} has fewer than {'two' if dims == 2 else 'three'} spatial dimensions"
             + (f" besides channel_axis={channel_axis}" if channel_axis is not None else "")
+            + ("" if dims == 2 else ": 3D mode needs a Z-stack")
         )
-    return PlaneLayout(shape, channel_axis, tuple(others[:-2]), (others[-2], others[-1]))
+    return PlaneLayout(shape, channel_axis, tuple(others[:-dims]), tuple(others[-dims:]))
 
 
 @dataclass(frozen=True)
@@ -123,6 +131,20 @@ class StackResult:
         return md
 
 
+def _check_planes(layout: PlaneLayout, planes):
+    if planes is None:
+        planes = list(np.ndindex(*layout.leading_shape)) if layout.leading_axes else [()]
+    planes = [tuple(int(i) for i in p) for p in planes]
+    for p in planes:
+        if len(p) != len(layout.leading_axes) or any(not 0 <= i < n for i, n in zip(p, layout.leading_shape)):
+            raise ValueError(f"plane index {p} does not fit the leading axes of shape {layout.leading_shape}")
+    return planes
+
+
+def _plane_channel_axis(layout: PlaneLayout, rgb: bool, plane) -> Optional[int]:
+    return -1 if (layout.channel_axis is not None and not (rgb and plane.shape[-1] in (3, 4))) else None
+
+
 def segment_stack_iter(
     image,
     *,
@@ -132,6 +154,9 @@ def segment_stack_iter(
     warm_start: bool = True,
     params: Optional[SegmentParams] = None,
     preview_every: int = 0,
+    scribbles=None,
+    spacing=None,
+    init_model=None,
     **kwargs: Any,
 ) -> Generator[StackProgress, None, StackResult]:
     """Segment the planes of an nD image, yielding :class:`StackProgress` records.
@@ -140,25 +165,32 @@ def segment_stack_iter(
     image). The returned labels have the image's full non-channel shape; planes
     not segmented stay 0. With ``warm_start`` every plane starts from the network
     trained on the previous one, so the same kind of region keeps its id.
+    With ``params.dims == '3d'`` each "plane" is a Z Y X volume. ``scribbles``
+    has the labels' shape (planes without strokes are segmented unguided);
+    ``spacing`` is per spatial axis; ``init_model`` warm-starts the first plane.
     """
     params = resolve_params(params, kwargs)
-    layout = plane_layout(np.shape(image), channel_axis, rgb)
-    if planes is None:
-        planes = list(np.ndindex(*layout.leading_shape)) if layout.leading_axes else [()]
-    planes = [tuple(int(i) for i in p) for p in planes]
-    for p in planes:
-        if len(p) != len(layout.leading_axes) or any(not 0 <= i < n for i, n in zip(p, layout.leading_shape)):
-            raise ValueError(f"plane index {p} does not fit the leading axes of shape {layout.leading_shape}")
+    if init_model is not None:
+        params = init_model.structure_of(params)
+    layout = plane_layout(np.shape(image), channel_axis, rgb, params.spatial_dims)
+    planes = _check_planes(layout, planes)
+    if scribbles is not None and tuple(np.shape(scribbles)) != layout.labels_shape:
+        raise ValueError(
+            f"the scribbles have shape {tuple(np.shape(scribbles))} but the image's labels have shape "
+            f"{layout.labels_shape}: paint them on a Labels layer of the image's size"
+        )
 
     t0 = time.perf_counter()
     raw = np.zeros(layout.labels_shape, dtype=np.int32)  # channel id + 1 per pixel, 0 = not done
     results: List[SegmentationResult] = []
     state = None
+    scribble_ids: set = set()
     for k, idx in enumerate(planes):
         plane = layout.plane(image, idx)
-        ch = -1 if (layout.channel_axis is not None and not (rgb and plane.shape[-1] in (3, 4))) else None
-        gen = segment_iter(plane, channel_axis=ch, params=params, preview_every=preview_every,
-                           init_state=state if warm_start else None)
+        scr = None if scribbles is None else np.asarray(scribbles[layout.labels_index(idx)])
+        gen = segment_iter(plane, channel_axis=_plane_channel_axis(layout, rgb, plane), params=params,
+                           preview_every=preview_every, init_state=state if warm_start else None,
+                           scribbles=scr, spacing=spacing, init_model=init_model if k == 0 else None)
         while True:
             try:
                 p = next(gen)
@@ -167,9 +199,71 @@ def segment_stack_iter(
                 break
             yield StackProgress(k, len(planes), idx, p)
         results.append(res)
+        scribble_ids.update(res.scribble_ids)
         raw[layout.labels_index(idx)] = res.channel_ids + 1
         if warm_start and res.model is not None:
             state = {n: t.detach().clone() for n, t in res.model.state_dict().items()}
-    # one numbering for the whole stack: 1..K over the planes done, 0 elsewhere
-    labels = consecutive_labels(raw) - 1 if (raw == 0).any() else consecutive_labels(raw)
-    return StackResult(labels=labels, planes=planes, results=results, seconds=time.perf_counter() - t0)
+    # one numbering for the whole stack: scribble ids kept, the rest 1..K over the planes done
+    from ._scribbles import make_label_map
+
+    present = np.flatnonzero(np.bincount(raw.ravel(), minlength=params.n_channels + 1)[1:])
+    lut = np.concatenate([[0], make_label_map(present, params.n_channels, sorted(scribble_ids))])
+    return StackResult(labels=lut[raw], planes=planes, results=results, seconds=time.perf_counter() - t0)
+
+
+def segment_stack(image, **kwargs) -> StackResult:
+    """:func:`segment_stack_iter` run to the end."""
+    return _drain(segment_stack_iter(image, **kwargs))
+
+
+@dataclass(frozen=True)
+class ApplyProgress:
+    """One plane done by :func:`apply_stack_iter`."""
+
+    plane: int
+    n_planes: int
+    index: Tuple[int, ...]
+    labels: np.ndarray
+
+
+def apply_stack_iter(
+    model,
+    image,
+    *,
+    channel_axis: Optional[int] = None,
+    rgb: bool = False,
+    planes: Optional[Sequence[Tuple[int, ...]]] = None,
+    device: str = "auto",
+    tile_size: int = 0,
+) -> Generator[ApplyProgress, None, np.ndarray]:
+    """Label every plane (or volume, for a 3D network) of an nD image with a trained
+    network and no training, yielding one :class:`ApplyProgress` per plane and
+    returning labels of the full non-channel shape (0 where not applied). Every
+    plane uses the same channel -> id mapping, so ids agree across the stack."""
+    from ._model_io import TrainedModel, load_model
+
+    if not isinstance(model, TrainedModel):
+        model = load_model(model)
+    layout = plane_layout(np.shape(image), channel_axis, rgb, model.params.spatial_dims)
+    planes = _check_planes(layout, planes)
+    out = np.zeros(layout.labels_shape, dtype=np.int32)
+    for k, idx in enumerate(planes):
+        plane = layout.plane(image, idx)
+        labels = model.apply(plane, channel_axis=_plane_channel_axis(layout, rgb, plane),
+                             device=device, tile_size=tile_size)
+        out[layout.labels_index(idx)] = labels
+        yield ApplyProgress(k, len(planes), idx, labels)
+    return out
+
+
+def apply_stack(model, image, **kwargs) -> np.ndarray:
+    """:func:`apply_stack_iter` run to the end."""
+    return _drain(apply_stack_iter(model, image, **kwargs))
+
+
+def _drain(gen):
+    while True:
+        try:
+            next(gen)
+        except StopIteration as stop:
+            return stop.value

@@ -32,27 +32,42 @@ import torch
 
 
 class ClusterLoss(torch.autograd.Function):
-    """``w_sim * CE(r, argmax r) + w_con * continuity(r)`` of an ``(N, C, H, W)`` response.
+    """``w_sim * CE(r, argmax r) + w_con * continuity(r)`` of an ``(N, C, *spatial)``
+    response (2 or 3 spatial axes).
 
     Returns ``(loss, loss_sim, loss_con, target)`` where ``target`` is the
-    argmax ``(N, H, W)``. The gradient is computed in the forward pass and kept
-    as the only saved tensor.
+    argmax ``(N, *spatial)``. The gradient is computed in the forward pass and kept
+    as the only saved tensor. ``axis_weights`` (one per spatial axis, default 1)
+    scale the continuity term of each axis (anisotropic voxels). With
+    ``scribbles`` (``(N, 1, *spatial)`` channel ids, -1 where unlabelled) the
+    scribbled pixels are pulled towards their channel instead of their argmax,
+    with weight ``w_scr`` (Kim et al. 2020): ``loss_sim`` is then the mean over
+    the unscribbled pixels and ``w_scr`` times the scribbled pixels' mean
+    cross-entropy is added to ``loss``.
     """
 
     @staticmethod
-    def forward(ctx, response: torch.Tensor, w_sim: float, w_con: float):  # type: ignore[override]
-        n, c, h, w = response.shape
+    def forward(ctx, response: torch.Tensor, w_sim: float, w_con: float,  # type: ignore[override]
+                axis_weights=None, scribbles=None, w_scr: float = 0.0):
+        n_px = response.numel() // response.shape[1]
         with torch.no_grad():
-            grad, target, nll = similarity_grad(response, 1, w_sim / (n * h * w))
-            loss_sim = nll.div_(n * h * w)
+            loss_scr = None
+            if scribbles is None:
+                grad, target, nll = similarity_grad(response, 1, w_sim / n_px)
+                loss_sim = nll.div_(n_px)
+            else:
+                grad, target, loss_sim, loss_scr = _scribble_grad(response, scribbles, w_sim, w_scr)
             loss_con = response.new_zeros(())
-            for dim in (2, 3):
+            for k, dim in enumerate(range(2, response.dim())):
+                weight = 1.0 if axis_weights is None else float(axis_weights[k])
                 # the reference takes the mean of an empty tensor (NaN) when a side
                 # is 1 pixel long; no neighbours, no loss
                 pairs = response.numel() // response.shape[dim] * (response.shape[dim] - 1)
-                if pairs:
-                    loss_con += add_continuity_grad_(grad, response, dim, w_con / pairs) / pairs
+                if pairs and weight:
+                    loss_con += add_continuity_grad_(grad, response, dim, w_con * weight / pairs) * (weight / pairs)
             loss = loss_sim * w_sim + loss_con * w_con
+            if loss_scr is not None:
+                loss = loss + loss_scr * w_scr
             target = target.squeeze(1)
         ctx.save_for_backward(grad)
         ctx.mark_non_differentiable(loss_sim, loss_con, target)
@@ -61,7 +76,27 @@ class ClusterLoss(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_loss, *_unused):  # type: ignore[override]
         (grad,) = ctx.saved_tensors
-        return grad.mul_(grad_loss), None, None
+        return grad.mul_(grad_loss), None, None, None, None, None
+
+
+def _scribble_grad(response: torch.Tensor, scribbles: torch.Tensor, w_sim: float, w_scr: float):
+    """Gradient of ``w_sim * mean CE(unscribbled, argmax) + w_scr * mean CE(scribbled,
+    scribble channel)`` (either mean is 0 over an empty set); returns
+    ``(grad, argmax, loss_sim, loss_scr)``."""
+    target = response.argmax(1, keepdim=True)
+    mask = scribbles >= 0
+    n_scr = mask.sum()
+    n_sim = (mask.numel() - n_scr).clamp_(min=1)
+    goal = torch.where(mask, scribbles, target)
+    grad = torch.log_softmax(response, 1)
+    picked = grad.gather(1, goal)
+    nll_scr = picked.masked_fill(~mask, 0).sum().neg_()
+    nll_sim = picked.sum().neg_() - nll_scr
+    n_scr = n_scr.clamp_(min=1)
+    grad.exp_()
+    grad.scatter_(1, goal, picked.exp_().sub_(1))
+    grad.mul_(torch.where(mask, w_scr / n_scr, w_sim / n_sim))
+    return grad, target, nll_sim / n_sim, nll_scr / n_scr
 
 
 def similarity_grad(response: torch.Tensor, dim: int, scale: float):
@@ -92,9 +127,10 @@ def add_continuity_grad_(grad: torch.Tensor, response: torch.Tensor, dim: int, s
     return total
 
 
-def cluster_loss(response: torch.Tensor, w_sim: float, w_con: float):
+def cluster_loss(response: torch.Tensor, w_sim: float, w_con: float, axis_weights=None,
+                 scribbles=None, w_scr: float = 0.0):
     """``(loss, loss_sim, loss_con, target)``; see :class:`ClusterLoss`."""
-    return ClusterLoss.apply(response, float(w_sim), float(w_con))
+    return ClusterLoss.apply(response, float(w_sim), float(w_con), axis_weights, scribbles, float(w_scr))
 
 
 def count_labels(target: torch.Tensor, n_channels: int) -> torch.Tensor:
@@ -129,9 +165,11 @@ class MomentumSGD:
         torch._foreach_add_(params, self.buffers, alpha=-self.lr)
 
 
-def memory_format_for(device: torch.device):
+def memory_format_for(device: torch.device, dims: int = 2):
     """Channels-last on CPU and CUDA (oneDNN and cuDNN prefer it), contiguous elsewhere."""
-    return torch.channels_last if device.type in ("cpu", "cuda") else torch.contiguous_format
+    if device.type not in ("cpu", "cuda"):
+        return torch.contiguous_format
+    return torch.channels_last if dims == 2 else torch.channels_last_3d
 
 
 def stats_tuple(*tensors: torch.Tensor) -> Tuple[float, ...]:

@@ -11,16 +11,17 @@ from __future__ import annotations
 import dataclasses
 import logging
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, List, Optional, Tuple
 
 import numpy as np
-from magicgui.widgets import CheckBox, ComboBox, Container, FloatSpinBox, Label, PushButton, SpinBox
-from napari.layers import Image
+from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, FloatSpinBox, Label, PushButton, SpinBox
+from napari.layers import Image, Labels
 from napari.utils import progress
 from napari.utils.notifications import show_error, show_info
 
 from .._params import SegmentParams
-from .._stack import PlaneLayout, StackProgress, StackResult, plane_layout
+from .._stack import ApplyProgress, PlaneLayout, StackProgress, StackResult, plane_layout
 from ._layers import current_plane, output_geometry
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -39,11 +40,14 @@ _NUMERIC = {
     "lr": ("learning rate", 10.0),
     "w_sim": ("similarity weight", 100.0),
     "w_con": ("continuity weight", 100.0),
+    "w_scr": ("scribble weight", 100.0),
+    "tile_size": ("tile size (0: auto)", 100000),
+    "memory_gb": ("memory limit GB (0: free)", 100000.0),
     "coarse_scale": ("coarse scale", 1.0),
     "coarse_iter": ("coarse steps", 100000),
     "refine_iter": ("refine steps", 10000),
 }
-_CHOICE_LABELS = {"arch": "architecture", "init": "initialisation", "precision": "precision"}
+_CHOICE_LABELS = {"arch": "architecture", "dims": "dimensions", "init": "initialisation", "precision": "precision"}
 
 
 def _param_widgets() -> dict:
@@ -58,7 +62,7 @@ def _param_widgets() -> dict:
             if str(f.type) == "float":
                 out[f.name] = FloatSpinBox(
                     label=label, min=0.0 if f.name != "coarse_scale" else f.metadata["minimum"],
-                    max=hi, step=0.01 if f.name != "coarse_scale" else 0.05, value=f.default, tooltip=help_,
+                    max=hi, step={"coarse_scale": 0.05, "memory_gb": 0.5}.get(f.name, 0.01), value=f.default, tooltip=help_,
                 )
             else:
                 out[f.name] = SpinBox(label=label, min=f.metadata["minimum"], max=hi, value=f.default, tooltip=help_)
@@ -81,6 +85,7 @@ class _Run:
     planes: List[Tuple[int, ...]]
     keep_preview: bool
     name: str
+    kind: str = "train"  # or "apply": a saved network labels the planes, no training
     worker: Any = None
     pbar: Any = None
     layer: Any = None  # the Labels layer this run created (and only that one is updated)
@@ -106,19 +111,34 @@ class SegmentWidget(Container):
         self._slices = ComboBox(label="slices", choices=[CURRENT, ALL], value=CURRENT, tooltip="For images with Z, T or other leading axes: segment the slice on screen, or every slice into one Labels layer.")
         self._warm_start = CheckBox(text="warm start from the previous slice", value=True, tooltip="All slices: start each slice from the network trained on the previous one, so that cluster ids stay consistent along the stack (and later slices converge faster).")
         self._keep_preview = CheckBox(text="keep last preview if cancelled or failed", value=False, tooltip="Off: a cancelled or failed run removes its layer, leaving the viewer as it was.")
+        self._scribbles = ComboBox(label="scribbles", choices=self._scribble_choices, tooltip="Optional Labels layer of the image's size with a few painted strokes (ids 1, 2, ...; 0 = unpainted): each id becomes one cluster that keeps the id (and colour) in the result.")
+        self._reuse = CheckBox(text="start from the last network", value=False, enabled=False, tooltip="Train starting from the network of the last run (or the loaded file), e.g. after adding scribbles: refining is fast. Its architecture, channels and depth are used.")
+        self._model_file = FileEdit(label="network file", mode="w", filter="*.safetensors", tooltip="Where Save writes the last network, and what Load reads (.safetensors).")
+        self._save_btn = PushButton(text="Save network")
+        self._load_btn = PushButton(text="Load network")
+        self._apply_btn = PushButton(text="Apply network", enabled=False, tooltip="Label the current slice / all slices / the image with the last network, without training: the same ids on every slice and time point.")
+        self._model_info = Label(value="network: none yet")
         self._run_btn = PushButton(text="Run")
         self._cancel_btn = PushButton(text="Cancel", enabled=False)
         self._status = Label(value="")
 
         self.extend([
             self._image, *self._params.values(), self._device, self._seed, self._preview_every,
-            self._channel_axis, self._slices, self._warm_start, self._keep_preview,
+            self._channel_axis, self._slices, self._warm_start, self._scribbles, self._reuse,
+            self._keep_preview,
             Container(widgets=[self._run_btn, self._cancel_btn], layout="horizontal", labels=False),
+            self._model_info, self._model_file,
+            Container(widgets=[self._apply_btn, self._save_btn, self._load_btn], layout="horizontal", labels=False),
             self._status,
         ])
+        self._model = None  # TrainedModel of the last run, or loaded from a file
 
         self._run_btn.changed.connect(self.run)
         self._cancel_btn.changed.connect(self.cancel)
+        self._apply_btn.changed.connect(self.apply)
+        self._save_btn.changed.connect(self.save_model)
+        self._load_btn.changed.connect(self.load_model)
+        self._params["dims"].changed.connect(self._update_nd_controls)
         self._image.changed.connect(self._on_image_changed)
         self._channel_axis.changed.connect(self._update_nd_controls)
         self._slices.changed.connect(self._update_nd_controls)
@@ -132,6 +152,9 @@ class SegmentWidget(Container):
 
     def _image_choices(self, _widget=None):
         return [(layer.name, layer) for layer in self._viewer.layers if isinstance(layer, Image)]
+
+    def _scribble_choices(self, _widget=None):
+        return [("none", None)] + [(layer.name, layer) for layer in self._viewer.layers if isinstance(layer, Labels)]
 
     def _channel_axis_choices(self, _widget=None):
         picker = self.__dict__.get("_image")  # absent while the widget is being built
@@ -154,11 +177,13 @@ class SegmentWidget(Container):
         self._channel_axis.reset_choices()
         self._update_nd_controls()
 
-    def _plane_layout(self) -> Optional[PlaneLayout]:
+    def _plane_layout(self, dims: Optional[int] = None) -> Optional[PlaneLayout]:
         layer = self._image.value
         if layer is None:
             return None
-        return plane_layout(layer.data.shape, self._channel_axis.value, rgb=layer.rgb)
+        if dims is None:
+            dims = 3 if self._params["dims"].value == "3d" else 2
+        return plane_layout(layer.data.shape, self._channel_axis.value, rgb=layer.rgb, dims=dims)
 
     def _update_nd_controls(self, _value=None):
         try:
@@ -172,6 +197,14 @@ class SegmentWidget(Container):
     def _set_running(self, running: bool) -> None:
         self._run_btn.enabled = not running
         self._cancel_btn.enabled = running
+        self._apply_btn.enabled = not running and self._model is not None
+        self._load_btn.enabled = not running
+
+    def _set_model(self, model, where: str) -> None:
+        self._model = model
+        self._model_info.value = f"network: {where} ({model.describe()})"
+        self._reuse.enabled = True
+        self._apply_btn.enabled = not self.running
 
     @property
     def running(self) -> bool:
@@ -183,6 +216,26 @@ class SegmentWidget(Container):
 
     # --- run / cancel -------------------------------------------------------------------
 
+    def _planes(self, layer, layout):
+        if not layout.leading_axes:
+            return [()]
+        if self._slices.value == CURRENT:
+            return [current_plane(self._viewer, layer, layout)]
+        return [tuple(i) for i in np.ndindex(*layout.leading_shape)]
+
+    def _plan_line(self, layer, layout, params) -> str:
+        """Which memory path the run takes and why (raises MemoryError if none fits)."""
+        from .._memory import plan_run
+
+        if layer.rgb:
+            in_ch = 3
+        elif layout.channel_axis is not None:
+            in_ch = layout.shape[layout.channel_axis]
+        else:
+            in_ch = 1
+        device = params.device if params.device != "auto" else self._device.choices[1]
+        return plan_run(layout.spatial_shape, in_ch, params, device).describe()
+
     def run(self, _=None) -> None:
         """Start a run on the chosen image (ignored while one is going)."""
         if self._run is not None:
@@ -191,22 +244,34 @@ class SegmentWidget(Container):
         if layer is None:
             show_info("Open or select an image layer first (File > Open Sample has examples).")
             return
+        init_model = self._model if (self._reuse.value and self._model is not None) else None
+        scribble_layer = self._scribbles.value
         try:
             params = self.parameters()
-            layout = self._plane_layout()
-            if not layout.leading_axes:
-                planes = [()]
-            elif self._slices.value == CURRENT:
-                planes = [current_plane(self._viewer, layer, layout)]
-            else:
-                planes = [tuple(i) for i in np.ndindex(*layout.leading_shape)]
-        except ValueError as exc:
+            if init_model is not None:
+                params = init_model.structure_of(params)
+            layout = self._plane_layout(params.spatial_dims)
+            planes = self._planes(layer, layout)
+            scribbles = None
+            if scribble_layer is not None:
+                if tuple(scribble_layer.data.shape) != layout.labels_shape:
+                    raise ValueError(
+                        f"the scribbles layer '{scribble_layer.name}' has shape {tuple(scribble_layer.data.shape)}, "
+                        f"the image needs {layout.labels_shape}: add a Labels layer of the image's size "
+                        "(Layers > New Labels layer with the image selected) and paint on it")
+                scribbles = scribble_layer.data
+            plan = self._plan_line(layer, layout, params)
+        except (ValueError, MemoryError) as exc:
             show_error(f"Cannot segment '{layer.name}': {exc}")
             return
         from napari.qt.threading import create_worker
 
         from .._stack import segment_stack_iter
 
+        spacing = None
+        if params.spatial_dims == 3:  # continuity along Z weighted by the layer's voxel size
+            scale = np.asarray(layer.scale)
+            spacing = tuple(float(scale[a]) for a in layout.yx_axes)
         run = _Run(
             image=layer, layout=layout, params=params, planes=planes,
             keep_preview=self._keep_preview.value, name=f"{layer.name} clusters",
@@ -214,17 +279,82 @@ class SegmentWidget(Container):
         run.worker = create_worker(
             segment_stack_iter, layer.data, channel_axis=layout.channel_axis if not layer.rgb else None,
             rgb=layer.rgb, planes=planes, warm_start=self._warm_start.value, params=params,
-            preview_every=self._preview_every.value, _start_thread=False,
-            _connect={
-                "yielded": self._on_yielded, "returned": self._on_returned, "errored": self._on_errored,
-                "aborted": self._on_aborted, "finished": self._on_finished,
-            },
+            preview_every=self._preview_every.value, scribbles=scribbles, spacing=spacing,
+            init_model=init_model, _start_thread=False, _connect=self._handlers(),
         )
         run.pbar = progress(total=len(planes) * params.total_iter, desc=f"Segmenting {layer.name}")
+        self._start(run, f"starting on {params.device}: {plan}")
+
+    def _handlers(self):
+        return {"yielded": self._on_yielded, "returned": self._on_returned, "errored": self._on_errored,
+                "aborted": self._on_aborted, "finished": self._on_finished}
+
+    def _start(self, run: _Run, status: str) -> None:
         self._run = run
         self._set_running(True)
-        self._status.value = f"starting on {params.device}..."
+        self._status.value = status
         run.worker.start()
+
+    def apply(self, _=None) -> None:
+        """Label the current slice / all slices with the last network, without training."""
+        if self._run is not None:
+            return
+        layer, model = self._image.value, self._model
+        if layer is None or model is None:
+            show_info("Run a segmentation or load a network first, and select an image layer.")
+            return
+        try:
+            layout = self._plane_layout(model.params.spatial_dims)
+            planes = self._planes(layer, layout)
+        except ValueError as exc:
+            show_error(f"Cannot apply the network to '{layer.name}': {exc}")
+            return
+        from napari.qt.threading import create_worker
+
+        from .._stack import apply_stack_iter
+
+        run = _Run(image=layer, layout=layout, params=model.params, planes=planes, kind="apply",
+                   keep_preview=self._keep_preview.value, name=f"{layer.name} clusters (applied)")
+        run.worker = create_worker(
+            apply_stack_iter, model, layer.data, channel_axis=layout.channel_axis if not layer.rgb else None,
+            rgb=layer.rgb, planes=planes, device=self._device.value, _start_thread=False,
+            _connect=self._handlers(),
+        )
+        run.pbar = progress(total=len(planes), desc=f"Applying the network to {layer.name}")
+        self._start(run, f"applying the network to {len(planes)} plane(s)...")
+
+    def save_model(self, _=None) -> None:
+        """Write the last network to the file named in *network file* (never over an existing file)."""
+        path = self._model_file.value
+        if self._model is None:
+            show_info("There is no network to save yet: run a segmentation first.")
+            return
+        if path is None or str(path) in ("", "."):
+            show_info("Choose a file name (.safetensors) under 'network file' first.")
+            return
+        path = Path(path)
+        if path.suffix != ".safetensors":
+            path = path.with_name(path.name + ".safetensors")
+        try:
+            self._model.save(path)
+        except (OSError, ValueError) as exc:
+            show_error(f"Could not save the network: {exc}")
+            return
+        self._status.value = f"network saved to {path}"
+        show_info(f"Network saved to {path}")
+
+    def load_model(self, _=None) -> None:
+        """Read the network in *network file*: then Apply, or Run with *start from the last network*."""
+        from .._model_io import load_model
+
+        path = self._model_file.value
+        try:
+            model = load_model(path)
+        except ValueError as exc:
+            show_error(f"Could not load the network: {exc}")
+            return
+        self._set_model(model, f"loaded from {Path(path).name}")
+        self._status.value = f"network loaded from {path}"
 
     def cancel(self, _=None) -> None:
         """Stop the run after the current iteration."""
@@ -244,9 +374,16 @@ class SegmentWidget(Container):
             )
         return run.layer
 
-    def _on_yielded(self, sp: StackProgress) -> None:
+    def _on_yielded(self, sp) -> None:
         run = self._run
         if run is None or run.cancelled:  # records still queued after Cancel are dropped
+            return
+        if isinstance(sp, ApplyProgress):
+            run.pbar.update(sp.plane + 1 - run.pbar.n)
+            self._status.value = f"applied to plane {sp.plane + 1}/{sp.n_planes}"
+            layer = self._ensure_layer(run)
+            layer.data[run.layout.labels_index(sp.index)] = sp.labels
+            layer.refresh()
             return
         p = sp.progress
         done = sp.plane * run.params.total_iter + p.iteration
@@ -258,13 +395,24 @@ class SegmentWidget(Container):
             layer.data[run.layout.labels_index(sp.index)] = p.labels
             layer.refresh()
 
-    def _on_returned(self, result: StackResult) -> None:
+    def _on_returned(self, result) -> None:
         run = self._run
         layer = self._ensure_layer(run)
+        if run.kind == "apply":
+            layer.data = result
+            layer.metadata["inceptseg"] = {"image": run.image.name, "applied": True, "n_iter": 0,
+                                           "network": self._model_info.value, "planes": [list(p) for p in run.planes]}
+            msg = f"{run.name}: {len(run.planes)} plane(s) labelled with the network, no training"
+            self._status.value = msg
+            show_info(msg)
+            return
         layer.data = result.labels
         layer.metadata["inceptseg"] = {"image": run.image.name, **result.metadata()}
+        last = result.results[-1]
+        if last.model is not None:
+            self._set_model(last.trained_model(), f"trained on '{run.image.name}'")
         msg = (f"{run.name}: {result.n_labels} clusters after {result.n_iter} iterations "
-               f"in {result.seconds:.1f} s on {result.results[0].device}")
+               f"in {result.seconds:.1f} s on {result.results[0].device}; {result.results[0].plan}")
         self._status.value = msg
         show_info(msg)
 
