@@ -165,6 +165,25 @@ class LeanVanillaStep:
     def __init__(self, model):
         self.model = model
 
+    def _layers_forward(self, x: torch.Tensor):
+        """The 3x3 layers in training mode: yields, per layer, its ReLU output ``a``
+        and BatchNorm's ``(mean, invstd, scale, shift)`` (running statistics
+        updated). The next layer's input ``BN(a)`` is a fresh plane, freed after
+        its convolution."""
+        m = self.model
+        layers = [(m.conv1, m.bn1)] + list(zip(m.conv2, m.bn2))
+        inp = x
+        for k, (conv, bn) in enumerate(layers):
+            z = conv3x3(inp, conv)
+            del inp
+            z.relu_()
+            mean, _var, invstd = _bn_stats(_hwc(z), bn)
+            scale, shift = _affine(bn, mean, invstd)
+            yield z, mean, invstd, scale, shift
+            if k + 1 < len(layers):
+                inp = torch.addcmul(shift, _hwc(z), scale).permute(2, 0, 1)[None]
+            del z
+
     @torch.no_grad()
     def __call__(self, x: torch.Tensor, w_sim: float, w_con: float):
         m = self.model
@@ -176,21 +195,11 @@ class LeanVanillaStep:
         # ---- forward: keep only the ReLU outputs a_k and the BN statistics -------------
         acts: List[torch.Tensor] = []
         stats = []
-        inp = x
-        for k, (conv, bn) in enumerate(layers):
-            z = conv3x3(inp, conv)
-            del inp
-            z.relu_()
-            mean, _var, invstd = _bn_stats(_hwc(z), bn)
+        for z, mean, invstd, scale_l, shift_l in self._layers_forward(x):
             acts.append(z)
             stats.append((mean, invstd))
-            if k + 1 < len(layers):  # next input: y = BN(a), a fresh plane, freed after the conv
-                scale, shift = _affine(bn, mean, invstd)
-                inp = torch.addcmul(shift, _hwc(z), scale).permute(2, 0, 1)[None]
         a_last = _hwc(acts[-1])
         c = m.conv3.out_channels
-        mean_l, invstd_l = stats[-1]
-        scale_l, shift_l = _affine(layers[-1][1], mean_l, invstd_l)
         w3 = m.conv3.weight.reshape(c, -1)
         # conv3(BN(a)) = a @ (W3 * scale)^T + (W3 @ shift + b3)
         w3f = w3 * scale_l
@@ -306,18 +315,10 @@ class LeanVanillaStep:
         statistics, running statistics updated), with the same memory bound."""
         m = self.model
         _, _, h, w = x.shape
-        layers = [(m.conv1, m.bn1)] + list(zip(m.conv2, m.bn2))
-        inp = x
-        for k, (conv, bn) in enumerate(layers):
-            z = conv3x3(inp, conv)
-            del inp
-            z.relu_()
-            mean, _var, invstd = _bn_stats(_hwc(z), bn)
-            scale, shift = _affine(bn, mean, invstd)
-            if k + 1 < len(layers):
-                inp = torch.addcmul(shift, _hwc(z), scale).permute(2, 0, 1)[None]
-                del z
+        for z, _mean, _invstd, scale, shift in self._layers_forward(x):
+            pass
         a_last = _hwc(z)
+        del z
         c = m.conv3.out_channels
         w3 = m.conv3.weight.reshape(c, -1)
         w3f = w3 * scale

@@ -47,6 +47,8 @@ class TrainedModel:
     scribble_ids: tuple = ()
     spacing: Optional[tuple] = None
     source: str = ""
+    #: networks built by :meth:`apply`, per device (applying to a stack builds one)
+    _built: Dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
     def from_result(cls, result) -> "TrainedModel":
@@ -188,9 +190,10 @@ class TrainedModel:
         except MemoryError as exc:
             raise SegmentationError(str(exc)) from None
         tile = plan.tile or spatial
-        net = self.build(dev)
         fmt = memory_format_for(dev, dims)
-        net.to(memory_format=fmt)
+        net = self._built.get(str(dev))
+        if net is None:
+            net = self._built[str(dev)] = self.build(dev).to(memory_format=fmt)
         x = torch.from_numpy(data).unsqueeze(0)
         raw = predict_tiled(net, x, tile, net.radius, dev, fmt, self.params.precision).numpy()
         return self.label_map[raw]

@@ -30,6 +30,9 @@ def _as_array(image) -> np.ndarray:
     return arr
 
 
+_AXES = {2: "two (Y, X)", 3: "three (Z, Y, X)"}
+
+
 def spatial_layout(shape, channel_axis: Optional[int] = None, dims: int = 2):
     """Return ``(spatial_shape, channel_axis, drop_alpha)`` for an image shape.
 
@@ -38,37 +41,37 @@ def spatial_layout(shape, channel_axis: Optional[int] = None, dims: int = 2):
     an explicit ``channel_axis``. With ``dims=3`` the same holds for volumes
     (Z, Y, X) with one more axis.
     """
+    shape = tuple(shape)
     ndim = len(shape)
-    if dims == 3:
-        return _volume_layout(tuple(shape), channel_axis)
     if channel_axis is None:
-        if ndim == 2:
-            return tuple(shape), None, False
-        if ndim == 3 and shape[-1] in (3, 4):
-            return tuple(shape[:2]), 2, shape[-1] == 4
-        if ndim < 2:
+        if ndim == dims:
+            return shape, None, False
+        if ndim == dims + 1 and shape[-1] in (3, 4):
+            return shape[:dims], dims, shape[-1] == 4
+        if ndim < dims:
             raise ValueError(
-                f"the image has shape {tuple(shape)}: it needs two spatial "
-                "dimensions (Y, X), optionally with a channel axis"
+                f"the image has shape {shape}: it needs {_AXES[dims].replace(' (', ' spatial dimensions (')}"
+                ", optionally with a channel axis"
             )
         raise ValueError(
-            f"cannot tell the channels of an image of shape {tuple(shape)}: pass "
+            f"cannot tell the channels of an image of shape {shape}: pass "
             "channel_axis=<axis> for multichannel data (e.g. channel_axis=0 for "
-            "(C, Y, X)); for Z-stacks or time series segment one 2D plane at a time"
+            + ("(C, Y, X)); for Z-stacks or time series segment one 2D plane at a time"
+               if dims == 2 else "(C, Z, Y, X))")
         )
     if isinstance(channel_axis, bool) or not isinstance(channel_axis, (int, np.integer)):
         raise ValueError(f"channel_axis must be an integer axis or None, got {channel_axis!r}")
     if not -ndim <= channel_axis < ndim:
         raise ValueError(
             f"channel_axis={channel_axis} is out of range for an image of shape "
-            f"{tuple(shape)} ({ndim} axes)"
+            f"{shape} ({ndim} axes)"
         )
     ax = int(channel_axis) % ndim
     spatial = tuple(s for i, s in enumerate(shape) if i != ax)
-    if len(spatial) != 2:
+    if len(spatial) != dims:
         raise ValueError(
-            f"with channel_axis={channel_axis}, the image of shape {tuple(shape)} has "
-            f"{len(spatial)} spatial dimension(s); it needs exactly two (Y, X)"
+            f"with channel_axis={channel_axis}, the image of shape {shape} has "
+            f"{len(spatial)} spatial dimension(s); it needs exactly {_AXES[dims]}"
         )
     if shape[ax] > MAX_CHANNELS:
         raise ValueError(
@@ -77,33 +80,7 @@ def spatial_layout(shape, channel_axis: Optional[int] = None, dims: int = 2):
             "that holds the channels"
         )
     if shape[ax] < 1:
-        raise ValueError(f"channel_axis={channel_axis} is empty in shape {tuple(shape)}")
-    return spatial, ax, False
-
-
-def _volume_layout(shape, channel_axis):
-    ndim = len(shape)
-    if channel_axis is None:
-        if ndim == 3:
-            return shape, None, False
-        if ndim == 4 and shape[-1] in (3, 4):
-            return shape[:3], 3, shape[-1] == 4
-        raise ValueError(
-            f"a volume of shape {shape} needs three spatial dimensions (Z, Y, X), optionally "
-            "with a channel axis: pass channel_axis=<axis> for multichannel volumes"
-        )
-    if isinstance(channel_axis, bool) or not isinstance(channel_axis, (int, np.integer)) \
-            or not -ndim <= channel_axis < ndim:
-        raise ValueError(f"channel_axis={channel_axis!r} is not an axis of a volume of shape {shape}")
-    ax = int(channel_axis) % ndim
-    spatial = tuple(s for i, s in enumerate(shape) if i != ax)
-    if len(spatial) != 3:
-        raise ValueError(
-            f"with channel_axis={channel_axis}, the volume of shape {shape} has "
-            f"{len(spatial)} spatial dimension(s); 3D mode needs exactly three (Z, Y, X)"
-        )
-    if shape[ax] > MAX_CHANNELS:
-        raise ValueError(f"channel_axis={channel_axis} has {shape[ax]} entries: is it a spatial axis?")
+        raise ValueError(f"channel_axis={channel_axis} is empty in shape {shape}")
     return spatial, ax, False
 
 

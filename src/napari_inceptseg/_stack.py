@@ -16,7 +16,7 @@ from typing import Any, Dict, Generator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from ._engine import Progress, SegmentationResult, consecutive_labels, segment_iter
+from ._engine import Progress, SegmentationResult, consecutive_labels, run_to_end, segment_iter
 from ._params import SegmentParams, resolve_params
 
 
@@ -213,7 +213,7 @@ def segment_stack_iter(
 
 def segment_stack(image, **kwargs) -> StackResult:
     """:func:`segment_stack_iter` run to the end."""
-    return _drain(segment_stack_iter(image, **kwargs))
+    return run_to_end(segment_stack_iter(image, **kwargs))
 
 
 @dataclass(frozen=True)
@@ -258,12 +258,4 @@ def apply_stack_iter(
 
 def apply_stack(model, image, **kwargs) -> np.ndarray:
     """:func:`apply_stack_iter` run to the end."""
-    return _drain(apply_stack_iter(model, image, **kwargs))
-
-
-def _drain(gen):
-    while True:
-        try:
-            next(gen)
-        except StopIteration as stop:
-            return stop.value
+    return run_to_end(apply_stack_iter(model, image, **kwargs))
