@@ -88,9 +88,24 @@ def test_help_documents_every_option_with_default():
         assert flag in text
     actions = {a.dest: a for a in sub._actions}
     for f in dataclasses.fields(SegmentParams):
-        assert actions[f.name].default == f.default
-        assert "default" in actions[f.name].help
-    assert "--overwrite" in text and "--channel-axis" in text
+        # left out, an option keeps the preset's value; the help shows the default method's
+        assert actions[f.name].default is None
+        assert f"(default: {f.default})" in actions[f.name].help
+    assert "--overwrite" in text and "--channel-axis" in text and "--preset" in text
+
+
+def test_options_override_the_preset_and_nothing_else():
+    from napari_inceptseg._cli import _params_from_args
+    from napari_inceptseg._params import preset_params
+
+    parser = build_parser()
+    args = parser.parse_args(["segment", "x.png", "-o", "o"])
+    assert _params_from_args(args) == SegmentParams()
+    args = parser.parse_args(["segment", "x.png", "-o", "o", "--preset", "paper-inception", "--max-iter", "7",
+                              "--no-regions"])
+    assert _params_from_args(args) == preset_params("paper-inception", max_iter=7)
+    args = parser.parse_args(["segment", "x.png", "-o", "o", "--n-clusters", "4"])
+    assert _params_from_args(args) == SegmentParams(n_clusters=4)
 
 
 def test_bad_option_is_one_line_error(tmp_path, inputs):
@@ -127,7 +142,8 @@ def test_demo_headless(tmp_path, capsys):
 def test_save_model_then_apply_it_without_training(tmp_path, inputs, small_rgb):
     a, _, _ = inputs
     net = tmp_path / "net.safetensors"
-    assert main(["segment", str(a), "-o", str(tmp_path / "o1"), "--save-model", str(net), *FAST]) == 0
+    # clusters: a saved network reproduces the clusters (regions are made per run)
+    assert main(["segment", str(a), "-o", str(tmp_path / "o1"), "--save-model", str(net), "--no-regions", *FAST]) == 0
     assert net.is_file()
     trained = iio.imread(tmp_path / "o1" / "a_labels.png")
     stack = tmp_path / "in" / "stack.tif"

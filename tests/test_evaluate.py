@@ -15,7 +15,8 @@ from napari_inceptseg._cli import main
 from napari_inceptseg._datasets import list_items
 from napari_inceptseg._sample_data import synthetic_regions
 
-PARAMS = SegmentParams(n_channels=8, max_iter=3, min_labels=1, device="cpu", seed=0)
+#: settings on top of each method's preset
+PARAMS = dict(n_channels=8, max_iter=3, min_labels=1, device="cpu", seed=0)
 FAST = ["--n-channels", "8", "--max-iter", "3", "--min-labels", "1", "--device", "cpu", "-q"]
 
 
@@ -51,12 +52,21 @@ def test_rows_summary_and_skipped_image(folder, capsys):
         (f"im{k}", m) for k in range(3) for m in ("vanilla", "kmeans3"))
     for r in rows:
         for c in ev.metric_columns(False):
-            assert 0 <= float(r[c]) <= 1
+            if c in ("voi", "kim_sum", "kim_segments"):  # VOI is in bits; the others are sums
+                assert float(r[c]) >= 0
+            else:
+                assert 0 <= float(r[c]) <= 1
+        assert int(r["n_regions"]) >= int(r["n_clusters"]) >= 1
     summary = json.loads((out / "summary.json").read_text())
     assert summary["n_images_scored"] == 3 and summary["n_images_skipped"] == 1
-    assert summary["methods"]["kmeans3"]["n_images"] == 3
+    km = summary["methods"]["kmeans3"]
+    assert km["n_images"] == 3 and km["n_clusters"]["mean"] == 3
+    mine = [r for r in rows if r["method"] == "kmeans3"]
+    pooled = sum(float(r["kim_sum"]) for r in mine) / sum(float(r["kim_segments"]) for r in mine)
+    assert km["kim_pooled"] == pytest.approx(pooled)
     md = (out / "summary.md").read_text()
     assert "standard protocol" in md and "paper protocol" in md and "1 skipped" in md
+    assert "region scores" in md and "kim mIoU, pooled" in md and "clusters / image" in md
     assert "skipped broken" in capsys.readouterr().out
 
 

@@ -183,3 +183,63 @@ def test_paper_protocol_only_hungarian():
         score(np.zeros(4, int), np.zeros(4, int), protocol="paper", matching="majority")
     with pytest.raises(ValueError, match="unknown protocol"):
         score(np.zeros(4, int), np.zeros(4, int), protocol="coco")
+
+
+# --- region scores: Kim et al.'s best-match mIoU, covering, Rand index, VOI ------------
+
+
+def test_kim_and_covering_by_hand():
+    # prediction regions (8-connected): A = 5 (2 px), B = 6 (2 px), C = 7 (6 px), D = 8 (2 px)
+    gt = np.array([[1, 1, 2, 2], [1, 1, 2, 2], [0, 0, 3, 3]])
+    pred = np.array([[5, 6, 7, 7], [5, 6, 7, 7], [8, 8, 7, 7]])
+    s = score(pred, gt)
+    # best IoU per segment: 1 -> A or B: 2/4; 2 -> C: 4/6; 0 -> D: 1; 3 -> C: 2/6
+    best = [0.5, 4 / 6, 1.0, 2 / 6]
+    assert s["kim_miou"] == pytest.approx(np.mean(best))
+    assert s["kim_sum"] == pytest.approx(sum(best)) and s["kim_segments"] == 4
+    assert s["covering"] == pytest.approx((4 * 0.5 + 4 * 4 / 6 + 2 * 1 + 2 * 2 / 6) / 12)
+    assert s["n_regions"] == 4
+
+
+def test_kim_splits_clusters_into_connected_regions():
+    # one cluster in two separate pieces: each piece is its own segment for kim
+    gt = np.array([[1, 1, 2, 2, 1, 1]])
+    pred = np.array([[3, 3, 4, 4, 3, 3]])
+    s = score(pred, gt)
+    assert s["miou"] == 1  # as clusters, a perfect match
+    assert s["n_regions"] == 3
+    # gt 1 (4 px) best matches one 2-px piece: 2/4; gt 2 matches exactly
+    assert s["kim_miou"] == pytest.approx((0.5 + 1) / 2)
+
+
+def test_blank_prediction_scores_one_over_the_number_of_segments():
+    from napari_inceptseg._metrics import region_scores
+
+    gt = np.repeat(np.repeat(np.arange(1, 6), 6)[None, :], 20, 0)  # 20 x 30, five vertical bands
+    blank = np.zeros_like(gt)
+    r = region_scores(blank, gt)
+    assert r["kim_miou"] == pytest.approx(1 / 5) and r["kim_segments"] == 5
+    assert r["voi"] == pytest.approx(np.log2(5))  # H(gt) bits, nothing explained
+    perfect = region_scores(gt, gt)
+    assert perfect["kim_miou"] == 1 and perfect["covering"] == 1 and perfect["pri"] == 1
+    assert perfect["voi"] == pytest.approx(0, abs=1e-9)
+
+
+def test_rand_index_and_voi_match_reference_implementations():
+    from sklearn.metrics import rand_score
+    from skimage.metrics import variation_of_information
+
+    from napari_inceptseg._metrics import region_scores
+
+    gt = np.repeat(np.repeat(np.array([[1, 2], [3, 3]]), 8, 0), 8, 1)  # 16 x 16, three segments
+    pred = np.repeat(np.repeat(np.array([[1, 1], [2, 3]]), 8, 0), 8, 1)  # connected clusters
+    r = region_scores(pred, gt)
+    assert r["pri"] == pytest.approx(rand_score(gt.ravel(), pred.ravel()))
+    assert r["voi"] == pytest.approx(variation_of_information(gt, pred).sum())
+
+
+def test_region_scores_leave_out_ignored_pixels():
+    gt = np.array([[1, 1, 255, 2, 2]])
+    pred = np.array([[4, 4, 4, 5, 5]])
+    assert score(pred, gt)["kim_miou"] < 1
+    assert score(pred, gt, ignore_index=255)["kim_miou"] == 1

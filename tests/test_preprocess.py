@@ -81,8 +81,13 @@ def test_16bit_microscopy_segments_as_well_as_8bit():
     ch0 = np.choose(gt - 1, [100, 400, 120]) + rng.normal(0, 15, gt.shape)
     ch1 = np.choose(gt - 1, [90, 110, 380]) + rng.normal(0, 15, gt.shape)
     img16 = np.stack([ch0, ch1]).clip(0).astype(np.uint16)
-    res = segment(img16, channel_axis=0, arch="vanilla", max_iter=60, seed=0, device="cpu")
+    res = segment(img16, channel_axis=0, preset="paper-vanilla", max_iter=60, seed=0, device="cpu")
     assert score(res.labels, gt, matching="majority")["accuracy"] >= 0.95
+    # the default method: the same scene in 8 bits (full range) and in dim 16 bits score alike
+    img8 = (np.stack([ch0, ch1]).clip(0) / 500 * 255).clip(0, 255).astype(np.uint8)
+    acc = {bits: score(segment(img, channel_axis=0, seed=0, device="cpu").labels, gt, matching="majority")["accuracy"]
+           for bits, img in (("8", img8), ("16", img16))}
+    assert acc["16"] >= 0.93 and abs(acc["16"] - acc["8"]) <= 0.02, acc
 
 
 def test_constant_image_gives_one_label():

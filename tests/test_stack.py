@@ -59,7 +59,7 @@ def test_warm_start_keeps_ids_consistent_along_the_stack():
     """Scoring the whole stack at once needs one id per object in every frame: with
     warm start it scores as well as the frames do one by one, without it much worse."""
     img, gt = _moving_squares()
-    kw = dict(arch="vanilla", n_channels=16, max_iter=60, min_labels=2, seed=0, device="cpu")
+    kw = dict(preset="paper-vanilla", n_channels=16, max_iter=60, min_labels=2, seed=0, device="cpu")
     warm = run_to_end(segment_stack_iter(img, warm_start=True, **kw))
     cold = run_to_end(segment_stack_iter(img, warm_start=False, **kw))
     assert warm.labels.shape == gt.shape

@@ -97,7 +97,7 @@ def test_3d_mode_from_the_widget(make_napari_viewer, qtbot):
     assert not widget._slices.visible  # the whole volume is one run
     widget.run()
     _wait(qtbot, widget)
-    out = viewer.layers["vol clusters"]
+    out = viewer.layers["vol regions"]
     assert out.data.shape == gt.shape
     md = out.metadata["inceptseg"]
     assert md["params"]["dims"] == "3d" and md["spacing"] == [3.0, 1.0, 1.0]

@@ -33,6 +33,10 @@ def test_picks_layers_and_scores_a_hand_computed_example(scored):
     rows = dict(zip(widget._table.row_headers, [r[0] for r in widget._table.data]))
     assert rows["pixel accuracy"] == pytest.approx(round(8 / 12, 4))
     assert rows["IoU class 3"] == 0
+    # region scores: best IoU per segment 2/4, 4/6, 1, 2/6 (see test_metrics)
+    assert rows["kim mIoU (best match per segment)"] == pytest.approx(round((0.5 + 4 / 6 + 1 + 2 / 6) / 4, 4))
+    assert rows["segmentation covering"] == pytest.approx(round((2 + 8 / 3 + 2 + 2 / 3) / 12, 4))
+    assert rows["connected regions"] == 4
     csv = widget.table_csv()
     assert csv.startswith("metric,value\nmIoU,") and "NMI," in csv and "homogeneity," in csv
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from napari_inceptseg import score
+from napari_inceptseg import SegmentParams, score
+from napari_inceptseg._params import preset_params
 
 pytestmark = pytest.mark.gui
 
@@ -43,8 +44,16 @@ def test_docked_through_the_manifest(make_napari_viewer):
     viewer = make_napari_viewer()
     _, widget = viewer.window.add_plugin_dock_widget("napari-inceptseg", "Unsupervised segmentation")
     assert type(widget).__name__ == "SegmentWidget"
-    assert widget._params["n_channels"].value == 100 and widget._params["max_iter"].value == 1000
-    assert widget._params["arch"].value == "inception"
+    # the default method, then each paper preset sets every method control
+    assert widget._preset.value == "default"
+    assert widget._params["n_channels"].value == 48 and widget._params["max_iter"].value == 15
+    assert widget._params["arch"].value == "vanilla" and widget._params["regions"].value
+    assert widget.parameters() == SegmentParams(device="auto")
+    widget._preset.value = "paper-inception"
+    assert widget.parameters() == preset_params("paper-inception", device="auto")
+    widget._params["n_clusters"].value = 5
+    widget._preset.value = "default"
+    assert widget.parameters() == SegmentParams(device="auto")
     assert "clusters" in widget._params["n_channels"].tooltip
     assert "cpu" in widget._device.choices and widget._device.value == "auto"
     assert widget._slices.native.isHidden()  # no image: no slice options
@@ -72,8 +81,8 @@ def test_run_makes_a_labels_layer_with_geometry_metadata_and_quality(viewer_and_
     widget.run()
     assert widget.running and not widget._run_btn.enabled and widget._cancel_btn.enabled
     _wait(qtbot, widget)
-    out = viewer.layers["syn clusters"]
-    assert previews == ["syn clusters"]  # one layer, created at the first preview, then updated
+    out = viewer.layers["syn regions"]
+    assert previews == ["syn regions"]  # one layer, created at the first preview, then updated
     assert out.data.shape == gt.shape
     np.testing.assert_allclose(out.scale, (0.5, 2.0))
     np.testing.assert_allclose(out.translate, (10.0, -3.0))
@@ -82,7 +91,7 @@ def test_run_makes_a_labels_layer_with_geometry_metadata_and_quality(viewer_and_
     assert md["device"] == "cpu" and md["n_iter"] == 60 and md["seconds"] > 0 and md["final_loss"] > 0
     assert score(out.data, gt, matching="majority")["accuracy"] >= 0.95
     assert widget._run_btn.enabled and not widget._cancel_btn.enabled
-    assert "clusters after 60 iterations" in widget._status.value
+    assert "regions after 60 iterations" in widget._status.value
 
 
 def test_every_engine_parameter_has_a_control(viewer_and_widget):
@@ -102,6 +111,8 @@ def test_every_engine_parameter_has_a_control(viewer_and_widget):
 def test_coarse_to_fine_from_the_widget(viewer_and_widget, qtbot, synthetic):
     viewer, widget = viewer_and_widget
     _, gt = synthetic
+    widget._preset.value = "paper-vanilla"  # coarse-to-fine of the papers' full-resolution method
+    widget._params["n_channels"].value = 32
     widget._params["coarse_scale"].value = 0.5
     widget._params["coarse_iter"].value = 60
     widget._params["refine_iter"].value = 2
@@ -118,12 +129,12 @@ def test_coarse_to_fine_from_the_widget(viewer_and_widget, qtbot, synthetic):
 def test_rerun_makes_a_new_layer_and_leaves_the_edited_one(viewer_and_widget, qtbot):
     viewer, widget = viewer_and_widget
     first = _run_quick(viewer, widget, qtbot, 3)
-    assert first.name == "syn clusters"
+    assert first.name == "syn regions"
     first.data[:5, :5] = 42  # the user edits the result
     before = first.data.copy()
     second = _run_quick(viewer, widget, qtbot, 3)
     assert np.array_equal(first.data, before)
-    assert second.name == "syn clusters [1]"
+    assert second.name == "syn regions [1]"
 
 
 @pytest.mark.parametrize("keep", [False, True])
@@ -135,13 +146,13 @@ def test_cancel_in_the_middle(viewer_and_widget, qtbot, keep):
     widget._keep_preview.value = keep
     names_before = [l.name for l in viewer.layers]
     widget.run()
-    qtbot.waitUntil(lambda: "syn clusters" in [l.name for l in viewer.layers], timeout=30_000)
+    qtbot.waitUntil(lambda: "syn regions" in [l.name for l in viewer.layers], timeout=30_000)
     widget.cancel()
     _wait(qtbot, widget, timeout=30_000)
     names = [l.name for l in viewer.layers]
     if keep:
-        assert names == names_before + ["syn clusters"]
-        assert viewer.layers["syn clusters"].data.min() >= 1  # a real preview
+        assert names == names_before + ["syn regions"]
+        assert viewer.layers["syn regions"].data.min() >= 1  # a real preview
     else:
         assert names == names_before
     assert widget._status.value.startswith("cancelled"), widget._status.value
@@ -178,7 +189,7 @@ def test_all_slices_of_a_stack(make_napari_viewer, qtbot):
     widget._image.value = layer
     assert not widget._slices.native.isHidden()  # shown for nD images
     widget._slices.value = "all slices"
-    widget._params["arch"].value = "vanilla"
+    widget._preset.value = "paper-vanilla"  # warm start keeps cluster ids along the stack
     widget._params["n_channels"].value = 16
     widget._params["max_iter"].value = 40
     widget._params["min_labels"].value = 2
@@ -208,7 +219,7 @@ def test_current_slice_of_a_multichannel_stack(make_napari_viewer, qtbot):
     widget._params["max_iter"].value = 2
     widget.run()
     _wait(qtbot, widget)
-    out = viewer.layers["zc clusters"]
+    out = viewer.layers["zc regions"]
     assert out.data.shape == (4, 16, 20)
     filled = [z for z in range(4) if out.data[z].any()]
     assert filled == [2]
@@ -236,7 +247,7 @@ def test_demo_opens_napari_with_results_and_both_widgets(make_napari_viewer, mon
     assert _cli.main(["demo", "--max-iter", "2", "-o", str(tmp_path), "--device", "cpu"]) == 0
     (viewer,) = made
     names = [l.name for l in viewer.layers]
-    assert "synthetic regions clusters" in names and "astronaut clusters" in names
+    assert "synthetic regions" in names and "astronaut regions" in names
     docks = viewer.window.dock_widgets  # public mapping of dock widget names
     assert any("Unsupervised segmentation" in k for k in docks)
     assert any("Score against ground truth" in k for k in docks)

@@ -17,21 +17,36 @@ from ._params import SegmentParams
 OUTPUT_SUFFIXES = ("_labels", "_overlay")
 
 
-def _add_engine_options(parser: argparse.ArgumentParser, skip=()) -> None:
-    """One option per :class:`SegmentParams` field, with its default and help."""
-    group = parser.add_argument_group("engine options")
+def _add_engine_options(parser: argparse.ArgumentParser, skip=(), preset: bool = True) -> None:
+    """``--preset`` and one option per :class:`SegmentParams` field, with its help.
+    Options left out keep the preset's value (so their argparse default is None)."""
+    from ._params import PRESETS
+
+    group = parser.add_argument_group(
+        "method and engine options",
+        "--preset picks the method; any option below overrides that one setting "
+        "(defaults shown are the default method's)",
+    )
+    if preset:
+        group.add_argument("--preset", choices=tuple(PRESETS), default="default",
+                           help="'default': a short training on a downscaled copy, then connected regions "
+                           "(seconds on a CPU); 'paper-vanilla' / 'paper-inception': the papers' exact "
+                           "settings (default: %(default)s)")
     for f in dataclasses.fields(SegmentParams):
         if f.name in skip:
             continue
         flag = "--" + f.name.replace("_", "-")
-        kind = {"int": int, "float": float}.get(str(f.type), None)
-        if f.name == "seed":
-            kind = int
-        kw = {"default": f.default, "help": f"{f.metadata['help']} (default: %(default)s)"}
-        if "choices" in f.metadata:
-            kw["choices"] = f.metadata["choices"]
-        if kind is not None:
-            kw["type"] = kind
+        kw = {"default": None, "help": f"{f.metadata['help']} (default: {f.default})"}
+        if str(f.type) == "bool":
+            kw["action"] = argparse.BooleanOptionalAction
+        else:
+            kind = {"int": int, "float": float}.get(str(f.type), None)
+            if f.name == "seed":
+                kind = int
+            if "choices" in f.metadata:
+                kw["choices"] = f.metadata["choices"]
+            if kind is not None:
+                kw["type"] = kind
         group.add_argument(flag, dest=f.name, **kw)
     group.add_argument(
         "--channel-axis", type=int, default=None,
@@ -40,8 +55,16 @@ def _add_engine_options(parser: argparse.ArgumentParser, skip=()) -> None:
     )
 
 
+def _overrides(args: argparse.Namespace) -> dict:
+    """The engine options given on the command line (the rest come from the preset)."""
+    return {f.name: getattr(args, f.name) for f in dataclasses.fields(SegmentParams)
+            if getattr(args, f.name, None) is not None}
+
+
 def _params_from_args(args: argparse.Namespace) -> SegmentParams:
-    return SegmentParams(**{f.name: getattr(args, f.name) for f in dataclasses.fields(SegmentParams) if hasattr(args, f.name)})
+    from ._params import preset_params
+
+    return preset_params(args.preset, **_overrides(args))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -58,11 +81,10 @@ def build_parser() -> argparse.ArgumentParser:
         description="Segment each IMAGE and write, per image, OUTDIR/<name>_labels.<format> "
         "(cluster ids 1..K), OUTDIR/<name>_overlay.png and OUTDIR/<name>_run.json "
         "(parameters, iterations, loss, time).",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     seg.add_argument("images", nargs="+", metavar="IMAGE", help="image files (PNG, JPEG, TIFF, ...)")
     seg.add_argument("-o", "--out", required=True, metavar="OUTDIR", help="output folder (created)")
-    seg.add_argument("--format", choices=("png", "tif"), default="png", help="labels file format (16-bit PNG or TIFF)")
+    seg.add_argument("--format", choices=("png", "tif"), default="png", help="labels file format, 16-bit PNG or TIFF (default: %(default)s)")
     seg.add_argument("--overwrite", action="store_true", help="replace existing outputs (never done otherwise)")
     seg.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     reuse = seg.add_argument_group("guidance and reuse")
@@ -86,7 +108,6 @@ def build_parser() -> argparse.ArgumentParser:
         "ground truth under the standard and the paper protocol (docs/benchmarks.md). Writes "
         "OUTDIR/results.csv (one row per image and method, resumable), skipped.csv, and "
         "summary.md/summary.json (mean and std per metric). Data is read where it lies.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     from ._datasets import DATASETS
     from ._evaluate import METHODS
@@ -98,14 +119,16 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--labels", help="--dataset folder: folder of label maps with the same file stems")
     ev.add_argument("--ignore-index", type=int, default=None, help="ground-truth value to ignore (folder; overrides the dataset's)")
     ev.add_argument("--limit", type=int, default=None, help="only the first N images (in sorted order)")
-    ev.add_argument("--method", nargs="+", default=["vanilla", "inception"], choices=METHODS, help="methods to run")
+    ev.add_argument("--method", nargs="+", default=["default"], choices=METHODS,
+                    help="methods to run: presets, 'vanilla'/'inception' (the paper presets' networks) "
+                    "and the classical baselines (default: %(default)s)")
     ev.add_argument("--scale", type=float, default=1.0, help="segment a copy downscaled by this factor per side (e.g. 0.25), score at full resolution")
     ev.add_argument("-o", "--out", required=True, metavar="OUTDIR", help="results folder; an interrupted run resumes there")
     ev.add_argument("--overwrite", action="store_true", help="replace another run's results in OUTDIR")
     ev.add_argument("--workers", type=int, default=None, help="run on a local Dask cluster of N worker processes")
     ev.add_argument("--scheduler", default=None, metavar="ADDRESS", help="run on a Dask distributed cluster (e.g. tcp://host:8786)")
     ev.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
-    _add_engine_options(ev, skip=("arch",))
+    _add_engine_options(ev, skip=("arch",), preset=False)
     ev.set_defaults(seed=0)
 
     demo = sub.add_parser(
@@ -116,9 +139,12 @@ def build_parser() -> argparse.ArgumentParser:
         "results and the plugin when a display is available.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
+    from ._params import PRESETS
+
+    demo.add_argument("--preset", choices=tuple(PRESETS), default="default", help="method")
     demo.add_argument("-o", "--out", default="inceptseg-demo", metavar="OUTDIR", help="output folder; each run writes a new subfolder")
     demo.add_argument("--headless", action="store_true", help="never open napari, even with a display")
-    demo.add_argument("--max-iter", type=int, default=100, help="iterations per image")
+    demo.add_argument("--max-iter", type=int, default=None, help="iterations per image (default: the preset's)")
     demo.add_argument("--device", default="auto", help="'auto', 'cpu', 'cuda', 'mps'")
     demo.add_argument("--seed", type=int, default=0, help="random seed")
     return parser
@@ -223,8 +249,8 @@ def cmd_segment(args: argparse.Namespace) -> int:
                 if save_to is not None:
                     result.save_model(save_to, overwrite=args.overwrite)
                     info["saved_model"] = str(save_to)
-                summary = (f"{result.n_labels} clusters after {result.n_iter} iterations "
-                           f"({result.seconds:.1f} s, {result.device}; {result.plan})")
+                summary = (f"{result.n_labels} {'regions' if result.regions else 'clusters'} after "
+                           f"{result.n_iter} iterations ({result.seconds:.1f} s, {result.device}; {result.plan})")
             if labels.ndim > 2 and targets["labels"].suffix == ".png":  # PNG holds one plane
                 targets["labels"] = targets["labels"].with_suffix(".tif")
                 if targets["labels"].exists() and not args.overwrite:
@@ -257,8 +283,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from ._engine import resolve_device
     from ._evaluate import run_evaluation
 
-    params = _params_from_args(args)
-    resolve_device(params.device)
+    overrides = _overrides(args)
+    resolve_device(overrides.get("device", "auto"))
     if args.limit is not None and args.limit < 1:
         raise ValueError("--limit must be >= 1")
     if args.workers is not None and args.workers < 1:
@@ -273,10 +299,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         "root": str(Path(args.root).resolve()) if args.root else None,
         "images": args.images, "labels": args.labels, "split": args.split,
         "ignore_index": args.ignore_index, "scale": args.scale, "limit": args.limit,
-        "methods": list(args.method), "params": params.to_dict(),
+        "methods": list(args.method), "params": overrides,
     }
     t0 = time.perf_counter()
-    report = run_evaluation(items, args.method, params, args.out, config=config, scale=args.scale,
+    report = run_evaluation(items, args.method, overrides, args.out, config=config, scale=args.scale,
                             overwrite=args.overwrite, workers=args.workers, scheduler=args.scheduler,
                             progress=not args.quiet)
     print((Path(args.out) / "summary.md").read_text())
@@ -307,14 +333,18 @@ def cmd_demo(args: argparse.Namespace) -> int:
         run_dir = Path(args.out) / time.strftime(f"run-%Y%m%d-%H%M%S-{k}")
     image, gt = synthetic_regions()
     photo = (resize(natural_image(), (192, 192), anti_aliasing=True) * 255).astype("uint8")
-    base = SegmentParams(max_iter=args.max_iter, device=args.device, seed=args.seed)
+    from ._params import preset_params
+
+    extra = {} if args.max_iter is None else {"max_iter": args.max_iter}
+    base = preset_params(args.preset, device=args.device, seed=args.seed, **extra)
     results = {}
     for key, img in (("synthetic", image), ("astronaut", photo)):
         res = _run_one(img, base, None, key, False)
         results[key] = res
         write_labels(run_dir / f"{key}_labels.png", res.labels)
         write_png(run_dir / f"{key}_overlay.png", colour_overlay(img, res.labels))
-        print(f"{key}: {res.n_labels} clusters, {res.n_iter} iterations, {res.seconds:.1f} s on {res.device}")
+        kind = "regions" if res.regions else "clusters"
+        print(f"{key}: {res.n_labels} {kind}, {res.n_iter} iterations, {res.seconds:.1f} s on {res.device}")
     one = score(results["synthetic"].labels, gt)
     many = score(results["synthetic"].labels, gt, matching="majority")
     print("\nScores of the synthetic sample against its ground truth:")
@@ -336,11 +366,14 @@ def _open_viewer(image, gt, photo, results) -> int:
     import napari
 
     viewer = napari.Viewer(title="napari-inceptseg demo")
+    kind = {k: "regions" if r.regions else "clusters" for k, r in results.items()}
     viewer.add_image(photo, name="astronaut", rgb=True)
-    viewer.add_labels(results["astronaut"].labels, name="astronaut clusters", metadata=results["astronaut"].metadata())
-    viewer.add_image(image, name="synthetic regions", rgb=True)
-    viewer.add_labels(gt, name="synthetic regions ground truth", visible=False)
-    viewer.add_labels(results["synthetic"].labels, name="synthetic regions clusters", metadata=results["synthetic"].metadata())
+    viewer.add_labels(results["astronaut"].labels, name=f"astronaut {kind['astronaut']}",
+                      metadata=results["astronaut"].metadata())
+    viewer.add_image(image, name="synthetic", rgb=True)
+    viewer.add_labels(gt, name="synthetic ground truth", visible=False)
+    viewer.add_labels(results["synthetic"].labels, name=f"synthetic {kind['synthetic']}",
+                      metadata=results["synthetic"].metadata())
     viewer.window.add_plugin_dock_widget("napari-inceptseg", "Unsupervised segmentation")
     viewer.window.add_plugin_dock_widget("napari-inceptseg", "Score against ground truth")
     napari.run()

@@ -62,7 +62,8 @@ class SegmentationResult:
     #: the network's channel index of every pixel (0..n_channels-1) before
     #: renumbering; stable across slices when a network is warm-started
     channel_ids: Optional[np.ndarray] = field(default=None, repr=False)
-    #: output label of every network channel (``labels == label_map[channel_ids]``)
+    #: cluster id of every network channel: ``label_map[channel_ids]`` are the
+    #: clusters (``labels`` themselves unless ``regions`` or ``n_clusters`` changed them)
     label_map: Optional[np.ndarray] = field(default=None, repr=False)
     #: per-channel intensity range [lo, hi] the image was normalised with
     ranges: Optional[np.ndarray] = field(default=None, repr=False)
@@ -70,6 +71,9 @@ class SegmentationResult:
     spacing: Optional[Tuple[float, ...]] = None
     #: how memory was used: whole image, memory-lean step, or tiles (and why)
     plan: str = "the whole image at once"
+    #: True when ``labels`` are connected regions made from the clusters (the default
+    #: method); False when they are the clusters (``label_map[channel_ids]``)
+    regions: bool = False
 
     def trained_model(self):
         """The trained network with its parameters, normalisation and id mapping,
@@ -94,7 +98,10 @@ class SegmentationResult:
 
     def metadata(self) -> Dict[str, Any]:
         """JSON-friendly description of the run (for napari layer metadata, files)."""
+        from ._params import preset_of
+
         return {
+            "preset": preset_of(self.params),
             "params": {**self.params.to_dict(), "seed": self.seed},
             "n_iter": self.n_iter,
             "n_labels": self.n_labels,
@@ -103,6 +110,7 @@ class SegmentationResult:
             "seconds": round(self.seconds, 3),
             "stop_reason": self.stop_reason,
             "plan": self.plan,
+            "labels": "regions" if self.regions else "clusters",
             **({"scribble_ids": list(self.scribble_ids)} if self.scribble_ids else {}),
             **({"spacing": list(self.spacing)} if self.spacing else {}),
         }
@@ -196,13 +204,15 @@ def segment_iter(
     scribbles=None,
     spacing=None,
     init_model=None,
+    preset: Optional[str] = None,
     **kwargs: Any,
 ) -> Generator[Progress, None, SegmentationResult]:
     """Segment one 2D image (or, with ``dims='3d'``, one volume), yielding a
     :class:`Progress` per iteration.
 
     Parameters are those of :class:`SegmentParams`, given either as ``params``
-    or as keyword arguments (``arch='vanilla', max_iter=200, ...``). With
+    or as keyword arguments (``arch='vanilla', max_iter=200, ...``) on top of
+    ``preset`` (``'default'``, ``'paper-vanilla'``, ``'paper-inception'``). With
     ``preview_every=k > 0`` every k-th record (and the last) carries the current
     labels (not in tiled runs, which predict once at the end). The generator's
     return value is the :class:`SegmentationResult`; closing the generator
@@ -220,7 +230,7 @@ def segment_iter(
     iteration on the CPU, every ``CUDA_SYNC_EVERY`` on a GPU); the stop rule is
     checked then, so a GPU run may take up to ``sync_every - 1`` steps more.
     """
-    params = resolve_params(params, kwargs)
+    params = resolve_params(params, kwargs, preset)
     ranges = None
     if init_model is not None:
         params = init_model.structure_of(params)
@@ -233,14 +243,19 @@ def segment_iter(
     ):
         raise ValueError(f"sync_every must be an integer >= 1, got {sync_every!r}")
 
-    from ._preprocess import prepare
+    from ._preprocess import is_rgb, prepare, to_colour_space
     from ._scribbles import axis_weights, prepare_scribbles
 
     dims = params.spatial_dims
     data, ranges = prepare(image, channel_axis, dims, ranges)
+    net_in = to_colour_space(data, params.color_space, is_rgb(np.shape(image), channel_axis, dims))
     spatial = tuple(data.shape[1:])
+    train_shape = training_size(spatial, params.train_pixels)
     weights = axis_weights(spacing, dims)
     scr, scr_ids = prepare_scribbles(scribbles, spatial, params.n_channels)
+    if scr is not None and params.n_clusters:
+        raise ValueError("n_clusters cannot be combined with scribbles (merging would change their ids): "
+                         "set n_clusters=0, or scribble fewer ids")
     device = resolve_device(params.device)
     if params.precision != "float32" and device.type not in ("cpu", "cuda"):
         raise ValueError(
@@ -259,19 +274,20 @@ def segment_iter(
         # Nothing to cluster: every pixel is the same cluster.
         return SegmentationResult(
             labels=np.ones(spatial, dtype=np.int32), n_iter=0, seconds=time.perf_counter() - t0,
-            stop_reason="constant image", channel_ids=np.zeros(spatial, dtype=np.int32), **common,
+            stop_reason="constant image", channel_ids=np.zeros(spatial, dtype=np.int32),
+            regions=params.regions and scr is None, **common,
         )
 
     from ._memory import heap_mode_ok, plan_run
 
     try:
-        plan = plan_run(spatial, data.shape[0], params, str(device), guided=scr is not None)
+        plan = plan_run(train_shape, data.shape[0], params, str(device), guided=scr is not None)
     except MemoryError as exc:
         raise SegmentationError(str(exc)) from None
 
     import torch
 
-    from ._models import build_model, calibrating_batchnorm
+    from ._models import build_model
     from ._train import MomentumSGD, heap_allocator, memory_format_for
 
     if sync_every is None:
@@ -292,10 +308,14 @@ def segment_iter(
                 ) from None
         fmt = memory_format_for(device, dims)
         model.to(device=device, memory_format=fmt).train()  # BN uses batch statistics in every pass
-        x_host = torch.from_numpy(data).unsqueeze(0)
+        x_host = torch.from_numpy(net_in).unsqueeze(0)
         scr_host = None if scr is None else torch.from_numpy(scr)[None, None]
+        x_train, scr_train = x_host, scr_host
+        if train_shape != spatial:  # train on a smaller copy (train_pixels)
+            x_train = torch.nn.functional.interpolate(x_host, size=train_shape, mode="area")
+            scr_train = None if scr_host is None else _downscale_scribbles(scr_host, train_shape)
         rng = np.random.default_rng(seed)
-        full = _Source(x_host, scr_host, plan.tile, device, fmt, rng)
+        full = _Source(x_train, scr_train, plan.tile, device, fmt, rng)
         optimizer = MomentumSGD(model.parameters(), lr=params.lr, momentum=0.9)
         lean_step = None
         if plan.lean:  # the memory-lean vanilla step (see _memory.use_lean)
@@ -305,9 +325,9 @@ def segment_iter(
 
         stages = [(full, params.max_iter)]
         if params.coarse_scale < 1.0:
-            small = coarse_size(spatial, params.coarse_scale)
-            x_small = torch.nn.functional.interpolate(x_host, size=small, mode="area")
-            scr_small = None if scr_host is None else _downscale_scribbles(scr_host, small)
+            small = coarse_size(train_shape, params.coarse_scale)
+            x_small = torch.nn.functional.interpolate(x_train, size=small, mode="area")
+            scr_small = None if scr_train is None else _downscale_scribbles(scr_train, small)
             try:
                 small_plan = plan_run(small, data.shape[0], params.replace(tile_size=0), str(device), True)
             except MemoryError as exc:
@@ -333,18 +353,12 @@ def segment_iter(
                 n_iter = len(history["loss"])
             # the final pass also sets BatchNorm's running statistics to this image's,
             # so that the saved network reproduces this result (TrainedModel.apply)
-            if plan.tiled:  # statistics over tiles covering the image, then tile by tile
-                with calibrating_batchnorm(model):
-                    calibrate_tiled(model, x_host, plan.tile, device, fmt, params.precision)
-                raw = predict_tiled(model, x_host, plan.tile, model.radius, device, fmt,
-                                    params.precision).numpy()
-            elif lean_step is not None:  # same memory bound as the lean step
-                with calibrating_batchnorm(model):
-                    raw = lean_step.predict(full.x).cpu().numpy().astype(np.int32)
+            regions = params.regions and scr is None
+            if regions:  # the default method: clusters -> regions
+                raw, labels = _regions_pass(model, x_host, data, params, device, fmt)
             else:
-                with torch.no_grad(), _autocast(device, params.precision), calibrating_batchnorm(model):
-                    # BN still on batch statistics
-                    raw = model.fast_forward(full.x).float().argmax(1)[0].cpu().numpy().astype(np.int32)
+                raw, response = _final_clusters(model, x_host, full, plan, lean_step, device, fmt, params)
+                labels = None
         model.to(memory_format=torch.contiguous_format)
     except _oom_types() as exc:
         raise SegmentationError(
@@ -356,10 +370,16 @@ def segment_iter(
     from ._scribbles import channels_present, make_label_map
 
     label_map = make_label_map(channels_present(raw, params.n_channels), params.n_channels, scr_ids)
+    if labels is None:
+        labels = label_map[raw]
+        if params.n_clusters:
+            from ._regions import limit_clusters
+
+            labels, _ = limit_clusters(labels, net_in if response is None else response, params.n_clusters)
     return SegmentationResult(
-        labels=label_map[raw], n_iter=n_iter, seconds=time.perf_counter() - t0,
+        labels=labels, n_iter=n_iter, seconds=time.perf_counter() - t0,
         stop_reason=stop_reason, model=model, channel_ids=raw, label_map=label_map,
-        scribble_ids=scr_ids, plan=plan.describe(), **common,
+        scribble_ids=scr_ids, plan=_describe(plan, train_shape, spatial), regions=regions, **common,
     )
 
 
@@ -388,6 +408,87 @@ class _Source:
         x = self.x[sel].to(self.device).contiguous(memory_format=self.fmt)
         scr = None if self.scribbles is None else self.scribbles[sel].to(self.device)
         return x, scr
+
+
+def _describe(plan, train_shape, spatial) -> str:
+    """The memory plan in words, saying when training used a smaller copy."""
+    if tuple(train_shape) == tuple(spatial):
+        return plan.describe()
+    return f"trained on a {' x '.join(map(str, train_shape))} copy: {plan.describe()}"
+
+
+def training_size(shape, max_pixels: int):
+    """The spatial size of the training copy: Y and X shrunk together (Z kept) so that
+    a plane has at most ``max_pixels`` pixels; ``shape`` itself when 0 or small enough."""
+    plane = shape[-2] * shape[-1]
+    if not max_pixels or plane <= max_pixels:
+        return tuple(shape)
+    yx = coarse_size(shape[-2:], math.sqrt(max_pixels / plane))
+    return tuple(shape[:-2]) + tuple(yx)
+
+
+def _upscale_nearest(array: np.ndarray, shape) -> np.ndarray:
+    """``array`` resized to ``shape`` by nearest neighbour (each output pixel takes
+    the input pixel it falls in)."""
+    if tuple(array.shape) == tuple(shape):
+        return array
+    index = np.ix_(*[(np.arange(n) * a) // n for a, n in zip(array.shape, shape)])
+    return array[index]
+
+
+def _regions_pass(model, x_host, data, params, device, fmt):
+    """The default method's last step: one forward pass over the image (a copy of at
+    most ``ANALYSIS_PIXELS`` per plane for larger images) that sets BatchNorm's
+    statistics and gives the response, then regions from its clusters
+    (:func:`~napari_inceptseg._regions.regions_from_clusters`). Returns ``(channel
+    ids, labels)``, both of the image's spatial shape."""
+    import torch
+
+    from ._models import calibrating_batchnorm
+    from ._regions import ANALYSIS_PIXELS, regions_from_clusters
+
+    spatial = tuple(x_host.shape[2:])
+    shape = training_size(spatial, ANALYSIS_PIXELS)
+    image = data
+    if shape != spatial:
+        x_host = torch.nn.functional.interpolate(x_host, size=shape, mode="area")
+        image = torch.nn.functional.interpolate(torch.from_numpy(data)[None], size=shape, mode="area")[0].numpy()
+    with torch.no_grad(), _autocast(device, params.precision), calibrating_batchnorm(model):
+        response = model.fast_forward(x_host.to(device).contiguous(memory_format=fmt)).float()[0]
+    raw = response.argmax(0).to("cpu", torch.int32).numpy()
+    response = response.cpu().numpy()
+    labels = regions_from_clusters(raw, response, image, merge_threshold=params.merge_threshold,
+                                   n_clusters=params.n_clusters)
+    return _upscale_nearest(raw, spatial), _upscale_nearest(labels, spatial)
+
+
+def _final_clusters(model, x_host, full, plan, lean_step, device, fmt, params):
+    """The argmax channel of every pixel of the full image after training (and, when
+    ``n_clusters`` asks for merging and the image was one pass, the response), by the
+    path the memory plan chose: whole image, memory-lean step or tiles."""
+    import torch
+
+    from ._memory import plan_run
+    from ._models import calibrating_batchnorm
+
+    spatial = tuple(x_host.shape[2:])
+    tile = plan.tile if plan.tiled else None
+    if tuple(full.shape) != spatial:  # trained on a smaller copy: the full image may need tiles
+        try:
+            tile = plan_run(spatial, x_host.shape[1], params, str(device), guided=True).tile or spatial
+        except MemoryError as exc:
+            raise SegmentationError(str(exc)) from None
+    if tile is not None:  # statistics over tiles covering the image, then tile by tile
+        with calibrating_batchnorm(model):
+            calibrate_tiled(model, x_host, tile, device, fmt, params.precision)
+        return predict_tiled(model, x_host, tile, model.radius, device, fmt, params.precision).numpy(), None
+    if lean_step is not None:  # same memory bound as the lean step
+        with calibrating_batchnorm(model):
+            return lean_step.predict(full.x).cpu().numpy().astype(np.int32), None
+    with torch.no_grad(), _autocast(device, params.precision), calibrating_batchnorm(model):
+        response = model.fast_forward(full.x).float()  # BN still on batch statistics
+    raw = response.argmax(1)[0].cpu().numpy().astype(np.int32)
+    return raw, (response[0].cpu().numpy() if params.n_clusters else None)
 
 
 def _downscale_scribbles(scr, size):
@@ -549,44 +650,27 @@ def run_to_end(gen: Generator[Progress, None, SegmentationResult], callback=None
 def segment(
     image,
     *,
-    arch: str = "inception",
+    preset: str = "default",
     channel_axis: Optional[int] = None,
-    dims: str = "2d",
-    n_channels: int = 100,
-    n_conv: int = 2,
-    max_iter: int = 1000,
-    min_labels: int = 3,
-    lr: float = 0.1,
-    w_sim: float = 1.0,
-    w_con: float = 1.0,
-    w_scr: float = 0.5,
-    device: str = "auto",
-    seed: Optional[int] = None,
-    init: str = "default",
-    coarse_scale: float = 1.0,
-    coarse_iter: int = 60,
-    refine_iter: int = 1,
-    tile_size: int = 0,
-    memory_gb: float = 0.0,
-    precision: str = "float32",
     scribbles=None,
     spacing=None,
     init_model=None,
     callback=None,
+    **params: Any,
 ) -> SegmentationResult:
     """Segment a 2D image (grayscale, RGB/RGBA, or multichannel with
     ``channel_axis``), or with ``dims='3d'`` a volume, without labels. Returns a
     :class:`SegmentationResult` whose ``.labels`` are numbered 1..K.
-    ``callback(progress)`` is called after every iteration. ``coarse_scale < 1``
-    turns on coarse-to-fine: first ``coarse_iter`` steps on a copy downscaled by
-    that factor per side, then ``refine_iter`` steps at full resolution.
-    ``scribbles``, ``spacing`` and ``init_model`` are described in
-    :func:`segment_iter`; the parameters in :class:`SegmentParams`."""
-    params = SegmentParams(
-        arch=arch, dims=dims, n_channels=n_channels, n_conv=n_conv, max_iter=max_iter,
-        min_labels=min_labels, lr=lr, w_sim=w_sim, w_con=w_con, w_scr=w_scr, device=device,
-        seed=seed, init=init, coarse_scale=coarse_scale, coarse_iter=coarse_iter,
-        refine_iter=refine_iter, tile_size=tile_size, memory_gb=memory_gb, precision=precision,
-    )
-    return run_to_end(segment_iter(image, channel_axis=channel_axis, params=params, scribbles=scribbles,
+
+    ``preset`` picks the method: ``'default'`` (a short training on a downscaled
+    copy, then connected regions; seconds on a CPU) or the papers' exact settings,
+    ``'paper-vanilla'`` and ``'paper-inception'``. Any :class:`SegmentParams` field
+    given as a keyword (``n_clusters=5``, ``max_iter=200``, ``seed=0``, ...) overrides
+    the preset. ``callback(progress)`` is called after every iteration.
+    ``scribbles``, ``spacing`` and ``init_model`` are described in :func:`segment_iter`.
+    """
+    from ._params import preset_params
+
+    settings = preset_params(preset, **params)
+    return run_to_end(segment_iter(image, channel_axis=channel_axis, params=settings, scribbles=scribbles,
                                    spacing=spacing, init_model=init_model), callback)

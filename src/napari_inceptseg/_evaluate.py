@@ -28,20 +28,33 @@ import numpy as np
 from ._baselines import BASELINES, run_baseline
 from ._datasets import Item
 from ._metrics import score
-from ._params import ARCHITECTURES, SegmentParams
+from ._params import ARCHITECTURES, PRESETS, SegmentParams, preset_params
 
-METHODS = ARCHITECTURES + BASELINES
+#: presets, the papers' networks by name (aliases of their presets), and the baselines
+METHODS = tuple(PRESETS) + ARCHITECTURES + BASELINES
 PROTOCOLS = ("standard", "paper")
 METRICS = ("miou", "accuracy", "accuracy_majority", "nmi", "homogeneity")
-BASE_COLUMNS = ("image", "method", "seed", "seconds", "n_iter", "n_clusters", "n_annotators")
+#: region scores (connected regions of the prediction; see _metrics.region_scores);
+#: for VOI lower is better, so its ``_best`` column is the lowest
+REGION_METRICS = ("kim_miou", "covering", "pri", "voi")
+BASE_COLUMNS = ("image", "method", "seed", "seconds", "n_iter", "n_clusters", "n_regions", "n_annotators")
+#: per row, summed over annotators, so that a summary can pool segments as Kim et al. do
+POOL_COLUMNS = ("kim_sum", "kim_segments")
 RESULT_FILES = ("config.json", "results.csv", "skipped.csv", "summary.json", "summary.md")
 
 
 def metric_columns(multi_annotator: bool) -> List[str]:
-    cols = [f"{p}_{m}" for p in PROTOCOLS for m in METRICS]
+    cols = [f"{p}_{m}" for p in PROTOCOLS for m in METRICS] + list(REGION_METRICS)
     if multi_annotator:
         cols += [f"{c}_best" for c in cols]
-    return cols
+    return cols + list(POOL_COLUMNS)
+
+
+def method_params(method: str, overrides: Dict[str, Any]) -> SegmentParams:
+    """The settings a network method runs with: its preset (``vanilla`` and
+    ``inception`` are the paper presets) with the user's ``overrides`` on top."""
+    preset = f"paper-{method}" if method in ARCHITECTURES else method
+    return preset_params(preset, **overrides)
 
 
 def image_seed(base: int, name: str) -> int:
@@ -59,23 +72,25 @@ def _resize(array: np.ndarray, shape: Tuple[int, int], labels: bool) -> np.ndarr
     return np.round(out).astype(array.dtype) if array.dtype.kind in "iu" else out.astype(array.dtype)
 
 
-def evaluate_one(item: Item, method: str, params: SegmentParams, scale: float = 1.0) -> Dict[str, Any]:
+def evaluate_one(item: Item, method: str, overrides: Dict[str, Any], scale: float = 1.0) -> Dict[str, Any]:
     """Segment one image with one method and score it; returns the CSV row.
 
+    ``overrides`` are engine settings applied on top of a network method's preset.
     With ``scale < 1`` a copy downscaled by ``scale`` per side is segmented and
     the labels are upscaled (nearest neighbour) and scored at full resolution.
     """
     image, gts = item.load()
-    seed = image_seed(params.seed or 0, item.name)
+    seed = image_seed(overrides.get("seed") or 0, item.name)
     t0 = time.perf_counter()
     h, w = image.shape[:2]
     work = image
     if scale != 1.0:
         work = _resize(image, (max(8, round(h * scale)), max(8, round(w * scale))), labels=False)
-    if method in ARCHITECTURES:
+    if method in PRESETS or method in ARCHITECTURES:
         from ._engine import run_to_end, segment_iter
 
-        res = run_to_end(segment_iter(work, params=params.replace(arch=method, seed=seed)))
+        params = method_params(method, {**overrides, "seed": seed})
+        res = run_to_end(segment_iter(work, params=params))
         labels, n_iter = res.labels, res.n_iter
     elif method in BASELINES:
         labels, n_iter = run_baseline(method, work, seed=seed), 0
@@ -84,21 +99,32 @@ def evaluate_one(item: Item, method: str, params: SegmentParams, scale: float = 
     seconds = time.perf_counter() - t0
     if labels.shape != (h, w):
         labels = _resize(labels, (h, w), labels=True)
+    scores = {p: [score(labels, gt, ignore_index=item.ignore_index, protocol=p, regions=p == "standard")
+                  for gt in gts] for p in PROTOCOLS}
+    regions = scores["standard"]  # region scores leave out the standard protocol's ignored pixels
     row: Dict[str, Any] = {
         "image": item.name, "method": method, "seed": seed, "seconds": round(seconds, 3),
-        "n_iter": n_iter, "n_clusters": int(np.unique(labels).size), "n_annotators": len(gts),
+        "n_iter": n_iter, "n_clusters": int(np.unique(labels).size), "n_regions": regions[0]["n_regions"],
+        "n_annotators": len(gts),
     }
     for protocol in PROTOCOLS:
-        per = [score(labels, gt, ignore_index=item.ignore_index, protocol=protocol) for gt in gts]
-        for m in METRICS:
-            vals = [s[m] for s in per]
-            row[f"{protocol}_{m}"] = float(np.mean(vals))
-            if len(gts) > 1:
-                row[f"{protocol}_{m}_best"] = float(np.max(vals))
+        _mean_and_best(row, f"{protocol}_", scores[protocol], METRICS, len(gts) > 1)
+    _mean_and_best(row, "", regions, REGION_METRICS, len(gts) > 1)
+    for c in POOL_COLUMNS:
+        row[c] = float(sum(s[c] for s in regions))
     return row
 
 
-def _safe_evaluate_one(item: Item, method: str, params: SegmentParams, scale: float, threads: int = 0):
+def _mean_and_best(row: Dict[str, Any], prefix: str, per: List[Dict[str, Any]], metrics, multi: bool) -> None:
+    """Each metric's mean over annotators, and with several annotators the best one."""
+    for m in metrics:
+        vals = [s[m] for s in per]
+        row[f"{prefix}{m}"] = float(np.mean(vals))
+        if multi:
+            row[f"{prefix}{m}_best"] = float(np.min(vals) if m == "voi" else np.max(vals))
+
+
+def _safe_evaluate_one(item: Item, method: str, params: Dict[str, Any], scale: float, threads: int = 0):
     """``(row, None)`` or ``((image, method), reason)``: bad images never stop a run."""
     if threads:
         import torch
@@ -220,7 +246,7 @@ def prepare_output(out: Path, config: Dict[str, Any], overwrite: bool) -> None:
 def run_evaluation(
     items: Sequence[Item],
     methods: Sequence[str],
-    params: SegmentParams,
+    params: Dict[str, Any],
     out,
     *,
     config: Dict[str, Any],
@@ -231,10 +257,17 @@ def run_evaluation(
     progress: bool = True,
     log=print,
 ) -> EvaluationReport:
-    """Evaluate ``methods`` on ``items`` into ``out`` (resuming what is there)."""
+    """Evaluate ``methods`` on ``items`` into ``out`` (resuming what is there).
+    ``params`` are engine settings applied on top of each network method's preset
+    (a dict of :class:`SegmentParams` fields; a ``SegmentParams`` is taken whole)."""
     for m in methods:
         if m not in METHODS:
             raise ValueError(f"unknown method {m!r}: choose from {', '.join(METHODS)}")
+    if isinstance(params, SegmentParams):
+        params = params.to_dict()
+    for m in methods:
+        if m in PRESETS or m in ARCHITECTURES:
+            method_params(m, params)  # a bad setting fails here, before any image
     if not 0 < scale <= 1:
         raise ValueError(f"--scale must be in (0, 1] (0.25 segments a copy a quarter the size per side), got {scale}")
     out = Path(out)
@@ -279,14 +312,17 @@ def write_summary(out: Path, config: Dict[str, Any], columns: Sequence[str]) -> 
     """summary.json and summary.md from results.csv and skipped.csv."""
     rows = _read_rows(out / "results.csv", columns)
     skipped = _read_rows(out / "skipped.csv", ["image", "method", "reason"])
-    metric_cols = [c for c in columns if c not in BASE_COLUMNS] + ["seconds"]
+    metric_cols = [c for c in columns if c not in BASE_COLUMNS and c not in POOL_COLUMNS]
+    metric_cols += ["seconds", "n_clusters", "n_regions"]
     by_method: Dict[str, Dict[str, Any]] = {}
     for method in dict.fromkeys(r["method"] for r in rows):
         mine = [r for r in rows if r["method"] == method]
-        stats = {}
+        stats: Dict[str, Any] = {}
         for c in metric_cols:
             vals = np.array([float(r[c]) for r in mine])
             stats[c] = {"mean": float(vals.mean()), "std": float(vals.std(ddof=1)) if vals.size > 1 else 0.0}
+        segments = sum(float(r["kim_segments"]) for r in mine)
+        stats["kim_pooled"] = sum(float(r["kim_sum"]) for r in mine) / segments if segments else 0.0
         by_method[method] = {"n_images": len(mine), **stats}
     summary = {
         "config": config,
@@ -299,29 +335,45 @@ def write_summary(out: Path, config: Dict[str, Any], columns: Sequence[str]) -> 
     return summary
 
 
-_LABELS = {"miou": "mIoU", "accuracy": "accuracy", "accuracy_majority": "many-to-one acc.", "nmi": "NMI", "homogeneity": "homogeneity"}
+_LABELS = {"miou": "mIoU", "accuracy": "accuracy", "accuracy_majority": "many-to-one acc.", "nmi": "NMI",
+           "homogeneity": "homogeneity", "kim_miou": "kim mIoU", "covering": "covering", "pri": "PRI",
+           "voi": "VOI"}
+
+
+def _cell(st: Dict[str, Any], key: str) -> str:
+    s = st.get(key)
+    return f"{s['mean']:.3f} ± {s['std']:.3f}" if s else ""
+
+
+def _table(summary: Dict[str, Any], title: str, metrics: Sequence[str], suffix: str, extra) -> List[str]:
+    """One markdown table: a row per method, ``metrics`` (+ ``suffix``) then ``extra``
+    columns, each ``(heading, function of the method's stats)``."""
+    head = ["method", "images"] + [_LABELS[m.split("_", 1)[1] if m.startswith(PROTOCOLS) else m] for m in metrics]
+    head += [h for h, _ in extra]
+    lines = ["", f"**{title}** (mean ± std over images)", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for method, st in summary["methods"].items():
+        cells = [method, str(st["n_images"])] + [_cell(st, m + suffix) for m in metrics]
+        cells += [fn(st) for _, fn in extra]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
 
 
 def summary_markdown(summary: Dict[str, Any]) -> str:
-    lines = []
     cfg = summary["config"]
-    lines.append(f"Dataset `{cfg.get('dataset')}` ({cfg.get('split', '')}), {summary['n_images_scored']} images scored, "
-                 f"{summary['n_images_skipped']} skipped; scale {cfg.get('scale')}, max_iter {cfg.get('params', {}).get('max_iter')}.")
+    lines = [f"Dataset `{cfg.get('dataset')}` ({cfg.get('split', '')}), {summary['n_images_scored']} images scored, "
+             f"{summary['n_images_skipped']} skipped; scale {cfg.get('scale')}, settings on top of each "
+             f"method's preset: {json.dumps(cfg.get('params', {}))}."]
     multi = any(k.endswith("_best") for m in summary["methods"].values() for k in m)
+    per_image = [("clusters / image", lambda st: f"{st['n_clusters']['mean']:.1f}"),
+                 ("s / image", lambda st: f"{st['seconds']['mean']:.2f}")]
     for protocol in PROTOCOLS:
         for best in ((False, True) if multi else (False,)):
-            suffix = "_best" if best else ""
             title = f"{protocol} protocol" + (", best annotator per image" if best else (", mean over annotators" if multi else ""))
-            lines += ["", f"**{title}** (mean ± std over images)", ""]
-            head = ["method", "images"] + [_LABELS[m] for m in METRICS] + ([] if best else ["s / image"])
-            lines.append("| " + " | ".join(head) + " |")
-            lines.append("|" + "---|" * len(head))
-            for method, st in summary["methods"].items():
-                cells = [method, str(st["n_images"])]
-                for m in METRICS:
-                    s = st.get(f"{protocol}_{m}{suffix}")
-                    cells.append(f"{s['mean']:.3f} ± {s['std']:.3f}" if s else "")
-                if not best:
-                    cells.append(f"{st['seconds']['mean']:.2f}")
-                lines.append("| " + " | ".join(cells) + " |")
+            lines += _table(summary, title, [f"{protocol}_{m}" for m in METRICS], "_best" if best else "", per_image)
+    region_extra = [("kim mIoU, pooled", lambda st: f"{st['kim_pooled']:.3f}"),
+                    ("regions / image", lambda st: f"{st['n_regions']['mean']:.1f}")] + per_image
+    title = "region scores (connected regions of the prediction)" + (", mean over annotators" if multi else "")
+    lines += _table(summary, title, REGION_METRICS, "", region_extra)
+    if multi:
+        lines += _table(summary, "region scores, best annotator per image (VOI: lowest)", REGION_METRICS, "_best", [])
     return "\n".join(lines)

@@ -22,8 +22,11 @@ from ._params import SegmentParams
 FORMAT = "napari-inceptseg-model"
 VERSION = 1
 SUFFIX = ".safetensors"
-#: the parameters that fix the network's structure (taken from the file when warm-starting)
-STRUCTURE = ("arch", "dims", "n_channels", "n_conv")
+#: the parameters that fix the network and what its input means (taken from the file
+#: when warm-starting)
+STRUCTURE = ("arch", "dims", "n_channels", "n_conv", "color_space")
+#: settings that files written before they existed were trained with (the papers')
+LEGACY = {"color_space": "rgb", "train_pixels": 0, "regions": False}
 
 
 class ModelFileError(ValueError):
@@ -114,7 +117,7 @@ class TrainedModel:
             version = int(header.get("version", "0"))
             if version > VERSION:
                 raise ModelFileError(f"{path}: written by a newer napari-inceptseg (format {version}); upgrade to read it")
-            raw = json.loads(header["params"])
+            raw = {**LEGACY, **json.loads(header["params"])}
             known = {f.name for f in dataclasses.fields(SegmentParams)}
             params = SegmentParams(**{k: v for k, v in raw.items() if k in known})
             in_ch = int(header["in_channels"])
@@ -169,16 +172,19 @@ class TrainedModel:
         """Labels of ``image`` (a 2D image, or a volume for a 3D network) without
         training: the network with BatchNorm's learned statistics, so the result
         is a fixed function of each pixel's neighbourhood and ids agree across
-        images. Large images are predicted tile by tile (the same result)."""
+        images. Large images are predicted tile by tile (the same result). These
+        are the network's clusters: the default method's regions are made per run
+        (``segment``), so a network applied to other images gives clusters."""
         from ._engine import SegmentationError, predict_tiled, resolve_device
         from ._memory import plan_run
-        from ._preprocess import prepare
+        from ._preprocess import is_rgb, prepare, to_colour_space
         from ._train import memory_format_for
 
         import torch
 
         dims = self.params.spatial_dims
         data, _ = prepare(image, channel_axis, dims, self.ranges)
+        data = to_colour_space(data, self.params.color_space, is_rgb(np.shape(image), channel_axis, dims))
         if data.shape[0] != self.in_channels:  # pragma: no cover - prepare checks the ranges
             raise ValueError(f"the network takes {self.in_channels} channel(s), the image has {data.shape[0]}")
         dev = resolve_device(device)

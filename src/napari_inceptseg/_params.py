@@ -1,8 +1,9 @@
 """Engine parameters: one definition with defaults, help text and validation.
 
 The Python API, the CLI (``--help``) and the widgets all read their defaults and
-help strings from :class:`SegmentParams`, so they cannot drift apart.
-No torch import here.
+help strings from :class:`SegmentParams`, so they cannot drift apart. The defaults
+are the default method (docs/method.md); :data:`PRESETS` holds it and the papers'
+exact settings. No torch import here.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any, Dict, Optional
 
 ARCHITECTURES = ("inception", "vanilla")
 INITS = ("default", "xavier")
+COLOUR_SPACES = ("lab", "rgb")
 PRECISIONS = ("float32", "bfloat16")
 DIMS = ("2d", "3d")
 DEVICES = ("auto", "cuda", "mps", "cpu")
@@ -27,9 +29,9 @@ class SegmentParams:
     """Settings of one unsupervised segmentation run (defaults of the papers)."""
 
     arch: str = _f(
-        "inception",
-        "Network: 'inception' (multi-scale Inception blocks, Azad & Hamid 2025) "
-        "or 'vanilla' (3x3 convolutions, Kim et al. 2020).",
+        "vanilla",
+        "Network: 'vanilla' (3x3 convolutions, Kim et al. 2020) or 'inception' "
+        "(multi-scale Inception blocks, Azad & Hamid 2025).",
         choices=ARCHITECTURES,
     )
     dims: str = _f(
@@ -39,8 +41,9 @@ class SegmentParams:
         choices=DIMS,
     )
     n_channels: int = _f(
-        100,
-        "Channels of the response map = the largest possible number of clusters.",
+        48,
+        "Channels of the response map = the largest possible number of clusters "
+        "(the papers: 100).",
         minimum=2,
     )
     n_conv: int = _f(
@@ -49,7 +52,9 @@ class SegmentParams:
         "the first (inception).",
         minimum=1,
     )
-    max_iter: int = _f(1000, "Stop after this many optimisation steps.", minimum=1)
+    max_iter: int = _f(
+        15, "Stop after this many optimisation steps (the papers: 1000).", minimum=1
+    )
     min_labels: int = _f(
         3,
         "Stop as soon as the image has at most this many clusters.",
@@ -73,6 +78,41 @@ class SegmentParams:
         "Weight of the scribble loss (cross-entropy of scribbled pixels against their "
         "scribble id), used when scribbles are given (Kim et al. 2020: 0.5).",
         minimum=0.0,
+    )
+    color_space: str = _f(
+        "lab",
+        "Colours the network sees: 'lab' converts RGB images to CIELAB, where "
+        "distances follow perceived colour differences; 'rgb' feeds them as they are "
+        "(the papers). Grayscale and multichannel images are not converted.",
+        choices=COLOUR_SPACES,
+    )
+    train_pixels: int = _f(
+        40000,
+        "Train on a copy of the image downscaled to at most this many pixels (voxels "
+        "in 3D), then label the full image with the trained network, which is fully "
+        "convolutional; 0 trains at full resolution (the papers).",
+        minimum=0,
+    )
+    regions: bool = _f(
+        True,
+        "Turn the clusters into connected regions with sharp borders: superpixels "
+        "take their majority cluster, tiny regions join a neighbour, and adjacent "
+        "regions the network sees as alike are merged (see merge_threshold). Off: "
+        "the network's clusters as they are (the papers). Not used with scribbles.",
+    )
+    merge_threshold: float = _f(
+        0.65,
+        "With regions: adjacent regions whose mean network responses differ by less "
+        "than this (root mean square over channels, in standard deviations of the "
+        "response) are merged; larger gives fewer, larger regions, 0 merges none.",
+        minimum=0.0,
+    )
+    n_clusters: int = _f(
+        0,
+        "At most this many labels: after the run the most similar adjacent labels are "
+        "merged until this many remain (fewer only if the rest do not touch); "
+        "0: no limit.",
+        minimum=0,
     )
     coarse_scale: float = _f(
         1.0,
@@ -140,6 +180,10 @@ class SegmentParams:
             raise ValueError(f"unknown dims {self.dims!r}: choose '2d' or '3d'")
         if self.init not in INITS:
             raise ValueError(f"unknown init {self.init!r}: choose one of {', '.join(INITS)}")
+        if self.color_space not in COLOUR_SPACES:
+            raise ValueError(f"unknown color_space {self.color_space!r}: choose one of {', '.join(COLOUR_SPACES)}")
+        if not isinstance(self.regions, bool):
+            raise ValueError(f"regions must be True or False, got {self.regions!r}")
         for f in dataclasses.fields(self):
             lo = f.metadata.get("minimum")
             if lo is None:
@@ -178,17 +222,56 @@ class SegmentParams:
         return dataclasses.asdict(self)
 
 
-def resolve_params(params: Optional["SegmentParams"], overrides: Dict[str, Any]) -> "SegmentParams":
-    """``params`` (or the defaults) with keyword ``overrides`` applied."""
+#: the papers' settings: full resolution, 1000 steps, raw clusters (docs/method.md)
+_PAPER = dict(
+    n_channels=100, n_conv=2, max_iter=1000, min_labels=3, lr=0.1, w_sim=1.0, w_con=1.0,
+    color_space="rgb", train_pixels=0, regions=False, coarse_scale=1.0, init="default",
+)
+#: name -> the settings it fixes; everything else keeps its default or the caller's value
+PRESETS: Dict[str, Dict[str, Any]] = {
+    "default": {},
+    "paper-vanilla": {**_PAPER, "arch": "vanilla"},
+    "paper-inception": {**_PAPER, "arch": "inception"},
+}
+
+
+def preset_params(preset: str = "default", **overrides: Any) -> "SegmentParams":
+    """The settings of a preset (``'default'``, ``'paper-vanilla'``,
+    ``'paper-inception'``) with keyword ``overrides`` applied on top."""
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}: choose one of {', '.join(PRESETS)}")
+    known = {f.name for f in dataclasses.fields(SegmentParams)}
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        raise TypeError(f"unknown parameter(s) {', '.join(unknown)}: see SegmentParams for the names")
+    return SegmentParams(**{**PRESETS[preset], **overrides})
+
+
+def preset_of(params: "SegmentParams") -> str:
+    """The name of the preset whose settings ``params`` has (``'custom'`` if none):
+    every method setting counts, but not the device, seed or memory options."""
+    method = method_fields()
+    for name in PRESETS:
+        ref = preset_params(name)
+        if all(getattr(params, k) == getattr(ref, k) for k in method):
+            return name
+    return "custom"
+
+
+#: options that change where and how a run executes, not the method
+_RUN_OPTIONS = ("device", "seed", "precision", "tile_size", "memory_gb", "dims")
+
+
+def method_fields():
+    """The names of the settings a preset decides (all but the run options)."""
+    return [f.name for f in dataclasses.fields(SegmentParams) if f.name not in _RUN_OPTIONS]
+
+
+def resolve_params(params: Optional["SegmentParams"], overrides: Dict[str, Any],
+                   preset: Optional[str] = None) -> "SegmentParams":
+    """``params`` (or the preset's, or the defaults) with keyword ``overrides`` applied."""
+    if params is not None and preset is not None:
+        raise ValueError("give either params or a preset, not both")
     if params is None:
-        return SegmentParams(**overrides)
+        return preset_params(preset or "default", **overrides)
     return params.replace(**overrides) if overrides else params
-
-
-def param_help(name: str) -> str:
-    """The help text of one parameter (for CLI help and widget tooltips)."""
-    return SegmentParams.__dataclass_fields__[name].metadata["help"]
-
-
-def param_default(name: str) -> Any:
-    return SegmentParams.__dataclass_fields__[name].default

@@ -175,6 +175,27 @@ def prepare(image, channel_axis: Optional[int] = None, dims: int = 2, ranges=Non
     return np.ascontiguousarray(apply_ranges(data, ranges)), np.asarray(ranges, dtype=np.float64)
 
 
+def is_rgb(shape, channel_axis: Optional[int] = None, dims: int = 2) -> bool:
+    """True when an image of this shape is read as RGB(A): no ``channel_axis`` given
+    and a last axis of 3 or 4 (see :func:`spatial_layout`)."""
+    return channel_axis is None and len(shape) == dims + 1 and shape[-1] in (3, 4)
+
+
+def to_colour_space(data: np.ndarray, space: str, rgb: bool) -> np.ndarray:
+    """The network's input from normalised ``(C, *spatial)`` data: RGB images in
+    CIELAB when ``space == 'lab'`` (L / 100, a / 100 + 0.5, b / 100 + 0.5, so about
+    0..1 like the other inputs); anything else unchanged."""
+    if space != "lab" or not rgb:
+        return data
+    from skimage.color import rgb2lab
+
+    lab = rgb2lab(np.moveaxis(np.clip(data, 0.0, 1.0), 0, -1), channel_axis=-1)
+    out = np.moveaxis(lab, -1, 0).astype(np.float32)
+    out /= np.float32(100.0)
+    out[1:] += np.float32(0.5)
+    return np.ascontiguousarray(out)
+
+
 def is_constant(data: np.ndarray) -> bool:
     """True when every channel of a ``(C, H, W)`` array holds a single value."""
     flat = data.reshape(data.shape[0], -1)

@@ -157,6 +157,7 @@ def segment_stack_iter(
     scribbles=None,
     spacing=None,
     init_model=None,
+    preset: Optional[str] = None,
     **kwargs: Any,
 ) -> Generator[StackProgress, None, StackResult]:
     """Segment the planes of an nD image, yielding :class:`StackProgress` records.
@@ -164,12 +165,15 @@ def segment_stack_iter(
     ``planes`` lists leading indices to segment (default: all; ``[()]`` for a 2D
     image). The returned labels have the image's full non-channel shape; planes
     not segmented stay 0. With ``warm_start`` every plane starts from the network
-    trained on the previous one, so the same kind of region keeps its id.
+    trained on the previous one, so with ``regions=False`` the same kind of region
+    keeps its cluster id; with regions (the default method) each plane's regions get
+    ids of their own, numbered on from the plane before.
     With ``params.dims == '3d'`` each "plane" is a Z Y X volume. ``scribbles``
     has the labels' shape (planes without strokes are segmented unguided);
     ``spacing`` is per spatial axis; ``init_model`` warm-starts the first plane.
+    Settings come as ``params``, or as keywords on top of ``preset``.
     """
-    params = resolve_params(params, kwargs)
+    params = resolve_params(params, kwargs, preset)
     if init_model is not None:
         params = init_model.structure_of(params)
     layout = plane_layout(np.shape(image), channel_axis, rgb, params.spatial_dims)
@@ -203,12 +207,26 @@ def segment_stack_iter(
         raw[layout.labels_index(idx)] = res.channel_ids + 1
         if warm_start and res.model is not None:
             state = {n: t.detach().clone() for n, t in res.model.state_dict().items()}
-    # one numbering for the whole stack: scribble ids kept, the rest 1..K over the planes done
-    from ._scribbles import make_label_map
+    if results and all(r.regions for r in results):
+        labels = _stack_regions(layout, planes, results)
+    else:  # one numbering for the whole stack: scribble ids kept, the rest 1..K over the planes done
+        from ._scribbles import make_label_map
 
-    present = np.flatnonzero(np.bincount(raw.ravel(), minlength=params.n_channels + 1)[1:])
-    lut = np.concatenate([[0], make_label_map(present, params.n_channels, sorted(scribble_ids))])
-    return StackResult(labels=lut[raw], planes=planes, results=results, seconds=time.perf_counter() - t0)
+        present = np.flatnonzero(np.bincount(raw.ravel(), minlength=params.n_channels + 1)[1:])
+        lut = np.concatenate([[0], make_label_map(present, params.n_channels, sorted(scribble_ids))])
+        labels = lut[raw]
+    return StackResult(labels=labels, planes=planes, results=results, seconds=time.perf_counter() - t0)
+
+
+def _stack_regions(layout: PlaneLayout, planes, results) -> np.ndarray:
+    """Each plane's regions, numbered after those of the planes before it: regions
+    are made per plane, so the same id never names unrelated regions."""
+    out = np.zeros(layout.labels_shape, dtype=np.int32)
+    offset = 0
+    for idx, res in zip(planes, results):
+        out[layout.labels_index(idx)] = res.labels + offset
+        offset += int(res.labels.max())
+    return out
 
 
 def segment_stack(image, **kwargs) -> StackResult:

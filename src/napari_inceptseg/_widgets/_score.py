@@ -112,7 +112,10 @@ class ScoreWidget(Container):
             return None
         rows = [
             ("mIoU", s["miou"]), ("pixel accuracy", s["accuracy"]), ("NMI", s["nmi"]),
-            ("homogeneity", s["homogeneity"]), ("clusters", s["n_clusters"]), ("classes", s["n_classes"]),
+            ("homogeneity", s["homogeneity"]), ("kim mIoU (best match per segment)", s["kim_miou"]),
+            ("segmentation covering", s["covering"]), ("Rand index", s["pri"]),
+            ("variation of information (bits)", s["voi"]), ("clusters", s["n_clusters"]),
+            ("connected regions", s["n_regions"]), ("classes", s["n_classes"]),
         ] + [(f"IoU class {c}", v) for c, v in s["per_class_iou"].items()]
         self._table.value = {
             "data": [[round(v, 4) if isinstance(v, float) else v] for _, v in rows],

@@ -20,7 +20,7 @@ from napari.layers import Image, Labels
 from napari.utils import progress
 from napari.utils.notifications import show_error, show_info
 
-from .._params import SegmentParams
+from .._params import PRESETS, SegmentParams, method_fields, preset_params
 from .._stack import ApplyProgress, PlaneLayout, StackProgress, StackResult, plane_layout
 from ._layers import current_plane, output_geometry
 
@@ -46,23 +46,31 @@ _NUMERIC = {
     "coarse_scale": ("coarse scale", 1.0),
     "coarse_iter": ("coarse steps", 100000),
     "refine_iter": ("refine steps", 10000),
+    "train_pixels": ("training pixels (0: all)", 10**9),
+    "merge_threshold": ("merge threshold", 100.0),
+    "n_clusters": ("at most N labels (0: any)", 100000),
 }
-_CHOICE_LABELS = {"arch": "architecture", "dims": "dimensions", "init": "initialisation", "precision": "precision"}
+_CHOICE_LABELS = {"arch": "architecture", "dims": "dimensions", "init": "initialisation", "precision": "precision",
+                  "color_space": "colour space"}
+_BOOL_LABELS = {"regions": "connected regions"}
 
 
 def _param_widgets() -> dict:
-    """One magicgui widget per engine parameter, with the paper's default and its help."""
+    """One magicgui widget per engine parameter, with the default method's value and its help."""
     out = {}
     for f in dataclasses.fields(SegmentParams):
         help_ = f.metadata["help"]
-        if "choices" in f.metadata:
+        if f.name in _BOOL_LABELS:
+            out[f.name] = CheckBox(text=_BOOL_LABELS[f.name], value=f.default, tooltip=help_)
+        elif "choices" in f.metadata:
             out[f.name] = ComboBox(label=_CHOICE_LABELS[f.name], choices=f.metadata["choices"], value=f.default, tooltip=help_)
         elif f.name in _NUMERIC:
             label, hi = _NUMERIC[f.name]
             if str(f.type) == "float":
                 out[f.name] = FloatSpinBox(
                     label=label, min=0.0 if f.name != "coarse_scale" else f.metadata["minimum"],
-                    max=hi, step={"coarse_scale": 0.05, "memory_gb": 0.5}.get(f.name, 0.01), value=f.default, tooltip=help_,
+                    max=hi, step={"coarse_scale": 0.05, "memory_gb": 0.5, "merge_threshold": 0.05}.get(f.name, 0.01),
+                    value=f.default, tooltip=help_,
                 )
             else:
                 out[f.name] = SpinBox(label=label, min=f.metadata["minimum"], max=hi, value=f.default, tooltip=help_)
@@ -95,7 +103,8 @@ class _Run:
 
 
 class SegmentWidget(Container):
-    """Segment the selected image layer without labels; the clusters become a Labels layer."""
+    """Segment the selected image layer without labels; the result (regions with the
+    default method, clusters with the paper presets) becomes a Labels layer."""
 
     def __init__(self, viewer: napari.viewer.Viewer):
         super().__init__()
@@ -103,6 +112,10 @@ class SegmentWidget(Container):
         self._run: Optional[_Run] = None
 
         self._image = ComboBox(label="image", choices=self._image_choices, tooltip="The image layer to segment (follows the selected layer).")
+        self._preset = ComboBox(label="preset", choices=list(PRESETS), value="default", tooltip=(
+            "default: a short training on a downscaled copy, then connected regions (seconds on a CPU). "
+            "paper-vanilla / paper-inception: the papers' exact settings (1000 iterations at full "
+            "resolution, raw clusters). Choosing one sets every method control below."))
         self._params = _param_widgets()
         self._device = ComboBox(label="device", choices=_present_devices(), value="auto", tooltip=SegmentParams.__dataclass_fields__["device"].metadata["help"])
         self._seed = SpinBox(label="seed", min=-1, max=2**31 - 1, value=-1, tooltip="Seed of the initial weights; -1 draws one (recorded in the layer metadata). The same seed gives the same result on the CPU.")
@@ -123,7 +136,7 @@ class SegmentWidget(Container):
         self._status = Label(value="")
 
         self.extend([
-            self._image, *self._params.values(), self._device, self._seed, self._preview_every,
+            self._image, self._preset, *self._params.values(), self._device, self._seed, self._preview_every,
             self._channel_axis, self._slices, self._warm_start, self._scribbles, self._reuse,
             self._keep_preview,
             Container(widgets=[self._run_btn, self._cancel_btn], layout="horizontal", labels=False),
@@ -139,6 +152,7 @@ class SegmentWidget(Container):
         self._save_btn.changed.connect(self.save_model)
         self._load_btn.changed.connect(self.load_model)
         self._params["dims"].changed.connect(self._update_nd_controls)
+        self._preset.changed.connect(self.apply_preset)
         self._image.changed.connect(self._on_image_changed)
         self._channel_axis.changed.connect(self._update_nd_controls)
         self._slices.changed.connect(self._update_nd_controls)
@@ -210,6 +224,12 @@ class SegmentWidget(Container):
     def running(self) -> bool:
         return self._run is not None
 
+    def apply_preset(self, name: Optional[str] = None) -> None:
+        """Set every method control to the preset's value (device, seed and memory stay)."""
+        settings = preset_params(name or self._preset.value)
+        for field_name in method_fields():
+            self._params[field_name].value = getattr(settings, field_name)
+
     def parameters(self) -> SegmentParams:
         values = {name: w.value for name, w in self._params.items()}
         return SegmentParams(**values, device=self._device.value, seed=None if self._seed.value < 0 else self._seed.value)
@@ -274,7 +294,8 @@ class SegmentWidget(Container):
             spacing = tuple(float(scale[a]) for a in layout.yx_axes)
         run = _Run(
             image=layer, layout=layout, params=params, planes=planes,
-            keep_preview=self._keep_preview.value, name=f"{layer.name} clusters",
+            keep_preview=self._keep_preview.value,
+            name=f"{layer.name} {'regions' if params.regions and scribbles is None else 'clusters'}",
         )
         run.worker = create_worker(
             segment_stack_iter, layer.data, channel_axis=layout.channel_axis if not layer.rgb else None,
@@ -411,7 +432,8 @@ class SegmentWidget(Container):
         last = result.results[-1]
         if last.model is not None:
             self._set_model(last.trained_model(), f"trained on '{run.image.name}'")
-        msg = (f"{run.name}: {result.n_labels} clusters after {result.n_iter} iterations "
+        kind = "regions" if all(r.regions for r in result.results) else "clusters"
+        msg = (f"{run.name}: {result.n_labels} {kind} after {result.n_iter} iterations "
                f"in {result.seconds:.1f} s on {result.results[0].device}; {result.results[0].plan}")
         self._status.value = msg
         show_info(msg)
