@@ -27,10 +27,11 @@ QUALITY_SEEDS = (0, 1, 2)
 
 @pytest.fixture(scope="session")
 def quality_runs(synthetic):
-    """100-iteration runs of each architecture on the synthetic sample, one per seed."""
+    """100-iteration runs of each paper preset on the synthetic sample, one per seed."""
     image, _ = synthetic
     return {
-        arch: [segment(image, arch=arch, max_iter=QUALITY_ITERS, seed=s, device="cpu") for s in QUALITY_SEEDS]
+        arch: [segment(image, preset=f"paper-{arch}", max_iter=QUALITY_ITERS, seed=s, device="cpu")
+               for s in QUALITY_SEEDS]
         for arch in ("vanilla", "inception")
     }
 

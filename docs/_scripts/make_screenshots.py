@@ -25,20 +25,22 @@ def main() -> int:
     from napari_inceptseg._sample_data import natural_image, synthetic_regions
 
     OUT.mkdir(parents=True, exist_ok=True)
-    photo = (resize(natural_image(), (256, 256), anti_aliasing=True) * 255).astype(np.uint8)
-    res = segment(photo, arch="inception", max_iter=60, seed=0, device="cpu")
-    print(f"astronaut 256x256: {res.n_labels} clusters, {res.n_iter} it, {res.seconds:.1f} s")
-    iio.imwrite(OUT / "astronaut-result.png", np.concatenate([photo, colour_overlay(photo, res.labels)], 1))
+    photo = natural_image()  # 512 x 512, the sample napari users open
+    res = segment(photo, seed=0, device="cpu")  # the default method
+    print(f"astronaut 512x512: {res.n_labels} regions, {res.n_iter} it, {res.seconds:.1f} s")
+    small = (resize(photo, (256, 256), anti_aliasing=True) * 255).astype(np.uint8)
+    labels_small = resize(res.labels, (256, 256), order=0, preserve_range=True, anti_aliasing=False).astype(np.int32)
+    iio.imwrite(OUT / "astronaut-result.png", np.concatenate([small, colour_overlay(small, labels_small)], 1))
 
     image, gt = synthetic_regions()
-    syn = segment(image, arch="inception", max_iter=100, seed=1, device="cpu")
+    syn = segment(image, seed=1, device="cpu")
     s = score(syn.labels, gt)
-    print(f"synthetic: {syn.n_labels} clusters, one-to-one accuracy {s['accuracy']:.3f}")
+    print(f"synthetic: {syn.n_labels} regions, one-to-one accuracy {s['accuracy']:.3f}")
 
     viewer = napari.Viewer(show=True)
     viewer.window.resize(1100, 760)
     viewer.add_image(photo, name="astronaut", rgb=True)
-    viewer.add_labels(res.labels, name="astronaut clusters", opacity=0.6)
+    viewer.add_labels(res.labels, name="astronaut regions", opacity=0.6)
     viewer.reset_view()
     viewer.screenshot(str(OUT / "napari-result.png"), canvas_only=False, flash=False)
     viewer.close()
@@ -69,23 +71,22 @@ def widget_screenshots() -> None:
     viewer.layers["synthetic regions ground truth"].visible = False
     viewer.layers.selection.active = viewer.layers["synthetic regions"]
     _, seg = viewer.window.add_plugin_dock_widget("napari-inceptseg", "Unsupervised segmentation")
-    seg._params["max_iter"].value = 100
     seg._seed.value = 1
     seg._device.value = "cpu"
-    seg._preview_every.value = 5
+    seg._preview_every.value = 1
     _wait(app, lambda: False, timeout=0.5)  # let the dock settle, then fit the image
     viewer.reset_view()
     seg.run()
-    _wait(app, lambda: "iteration 21/" in seg._status.value)
+    _wait(app, lambda: "iteration 8/" in seg._status.value)
     viewer.screenshot(str(OUT / "segment-widget-running.png"), canvas_only=False, flash=False)
     _wait(app, lambda: not seg.running)
     viewer.screenshot(str(OUT / "segment-widget-done.png"), canvas_only=False, flash=False)
     viewer.window.remove_dock_widget(seg.native)
     _, sc = viewer.window.add_plugin_dock_widget("napari-inceptseg", "Score against ground truth")
-    sc._pred.value = viewer.layers["synthetic regions clusters"]
+    sc._pred.value = viewer.layers["synthetic regions regions"]
     sc._gt.value = viewer.layers["synthetic regions ground truth"]
     sc.add_matched_layer()
-    viewer.layers["synthetic regions clusters"].visible = False
+    viewer.layers["synthetic regions regions"].visible = False
     _wait(app, lambda: False, timeout=0.5)
     viewer.reset_view()
     _wait(app, lambda: False, timeout=0.3)

@@ -353,6 +353,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(f"  mIoU (Hungarian):                       {one['miou']:.3f}")
     print(f"  NMI:                                    {one['nmi']:.3f}")
     print(f"  homogeneity:                            {one['homogeneity']:.3f}")
+    print(f"  kim mIoU (best region per segment):     {one['kim_miou']:.3f}")
     print(f"\nOutputs written to {run_dir.resolve()}")
 
     if args.headless or not _has_display():

@@ -438,17 +438,24 @@ def _upscale_nearest(array: np.ndarray, shape) -> np.ndarray:
 
 def _regions_pass(model, x_host, data, params, device, fmt):
     """The default method's last step: one forward pass over the image (a copy of at
-    most ``ANALYSIS_PIXELS`` per plane for larger images) that sets BatchNorm's
-    statistics and gives the response, then regions from its clusters
-    (:func:`~napari_inceptseg._regions.regions_from_clusters`). Returns ``(channel
-    ids, labels)``, both of the image's spatial shape."""
+    most ``ANALYSIS_PIXELS`` per plane for larger ones, and no larger than the free
+    memory allows) that sets BatchNorm's statistics and gives the response, then
+    regions from its clusters (:func:`~napari_inceptseg._regions.regions_from_clusters`).
+    Returns ``(channel ids, labels)``, both of the image's spatial shape."""
     import torch
 
+    from ._memory import plan_run
     from ._models import calibrating_batchnorm
     from ._regions import ANALYSIS_PIXELS, regions_from_clusters
 
     spatial = tuple(x_host.shape[2:])
     shape = training_size(spatial, ANALYSIS_PIXELS)
+    try:  # the pass needs less than a training step, so a shape that could train fits
+        fit = plan_run(shape, x_host.shape[1], params.replace(tile_size=0), str(device), guided=True)
+    except MemoryError as exc:
+        raise SegmentationError(str(exc)) from None
+    if fit.tiled:  # as many pixels per plane as the largest tile that fits holds
+        shape = training_size(spatial, max(1, math.prod(fit.tile) // math.prod(shape[:-2])))
     image = data
     if shape != spatial:
         x_host = torch.nn.functional.interpolate(x_host, size=shape, mode="area")
