@@ -7,7 +7,8 @@
 Every configuration runs in a fresh process, so its peak memory is its own:
 peak RSS on the CPU (the whole process, PyTorch's libraries included), peak
 allocated memory on CUDA. Seconds per iteration are the median over ``--iters``
-iterations after one warm-up iteration, with the stop rule off ("lean step": the
+iterations after one warm-up iteration of the paper preset (``paper-vanilla`` or
+``paper-inception``: the reference's settings, full resolution), with the stop rule off ("lean step": the
 engine chose its memory-lean ``vanilla`` step, see ``_memory.use_lean``). Configurations
 that the engine's memory check says do not fit are reported as such, not run.
 The image is the astronaut photo (scikit-image) resized to each size.
@@ -54,10 +55,11 @@ def _child(impl: str, arch: str, h: int, w: int, iters: int, device: str) -> dic
     else:
         from napari_inceptseg import segment_iter
         from napari_inceptseg._memory import use_lean
-        from napari_inceptseg._params import SegmentParams
+        from napari_inceptseg._params import preset_params
 
-        lean = use_lean(h, w, 3, SegmentParams(arch=arch), device)
-        for _ in segment_iter(image, arch=arch, max_iter=iters + 1, min_labels=1, seed=0, device=device):
+        lean = use_lean(h, w, 3, preset_params(f"paper-{arch}"), device)
+        for _ in segment_iter(image, preset=f"paper-{arch}", max_iter=iters + 1, min_labels=1, seed=0,
+                              device=device):
             if device.startswith("cuda"):
                 torch.cuda.synchronize()
             stamps.append(time.perf_counter())
@@ -91,9 +93,9 @@ def _run_child(impl, arch, h, w, iters, device, timeout) -> dict:
 def _fits(arch: str, h: int, w: int, device: str, factor: float = 1.0):
     """(fits, needed GB, available GB) from the engine's own memory model."""
     from napari_inceptseg._memory import MARGIN, available_bytes, estimate_bytes, use_lean
-    from napari_inceptseg._params import SegmentParams
+    from napari_inceptseg._params import preset_params
 
-    params = SegmentParams(arch=arch)
+    params = preset_params(f"paper-{arch}")
     lean = factor == 1.0 and use_lean(h, w, 3, params, device)
     need = estimate_bytes(h, w, 3, params, lean) * factor * MARGIN
     have = available_bytes(device)

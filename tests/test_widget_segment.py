@@ -251,3 +251,33 @@ def test_demo_opens_napari_with_results_and_both_widgets(make_napari_viewer, mon
     docks = viewer.window.dock_widgets  # public mapping of dock widget names
     assert any("Unsupervised segmentation" in k for k in docks)
     assert any("Score against ground truth" in k for k in docks)
+
+
+def test_a_progress_bar_that_processes_events_cannot_put_a_preview_over_the_result(
+        viewer_and_widget, qtbot, monkeypatch):
+    """napari's progress bar may run Qt's event loop inside a ``yielded`` handler, so the
+    result's handlers can run inside it; the preview of that record must not land after them."""
+    import time
+
+    from napari.utils import progress
+    from qtpy.QtWidgets import QApplication
+
+    plain = progress.update
+    calls = []
+
+    def nesting_update(self, n=1):
+        calls.append(n)
+        if len(calls) == 1:  # the first record's update runs every later record, the result too
+            deadline = time.monotonic() + 20
+            while widget.running and time.monotonic() < deadline:
+                QApplication.processEvents()
+                time.sleep(0.01)
+        return plain(self, n)
+
+    monkeypatch.setattr(progress, "update", nesting_update)
+    viewer, widget = viewer_and_widget
+    widget._preview_every.value = 1
+    out = _run_quick(viewer, widget, qtbot, max_iter=12)
+    meta = out.metadata["inceptseg"]
+    assert len(np.unique(out.data)) == meta["n_labels"]
+    assert widget._status.value.startswith(f"syn regions: {meta['n_labels']} regions after 12 iterations")

@@ -68,8 +68,8 @@ def widget_screenshots() -> None:
     app = QApplication.instance()
     viewer.window.resize(1400, 900)
     viewer.open_sample("napari-inceptseg", "synthetic_regions")
-    viewer.layers["synthetic regions ground truth"].visible = False
-    viewer.layers.selection.active = viewer.layers["synthetic regions"]
+    viewer.layers["synthetic ground truth"].visible = False
+    viewer.layers.selection.active = viewer.layers["synthetic"]
     _, seg = viewer.window.add_plugin_dock_widget("napari-inceptseg", "Unsupervised segmentation")
     seg._seed.value = 1
     seg._device.value = "cpu"
@@ -83,10 +83,10 @@ def widget_screenshots() -> None:
     viewer.screenshot(str(OUT / "segment-widget-done.png"), canvas_only=False, flash=False)
     viewer.window.remove_dock_widget(seg.native)
     _, sc = viewer.window.add_plugin_dock_widget("napari-inceptseg", "Score against ground truth")
-    sc._pred.value = viewer.layers["synthetic regions regions"]
-    sc._gt.value = viewer.layers["synthetic regions ground truth"]
+    sc._pred.value = viewer.layers["synthetic regions"]
+    sc._gt.value = viewer.layers["synthetic ground truth"]
     sc.add_matched_layer()
-    viewer.layers["synthetic regions regions"].visible = False
+    viewer.layers["synthetic regions"].visible = False
     _wait(app, lambda: False, timeout=0.5)
     viewer.reset_view()
     _wait(app, lambda: False, timeout=0.3)

@@ -281,7 +281,7 @@ def segment_iter(
     from ._memory import heap_mode_ok, plan_run
 
     try:
-        plan = plan_run(train_shape, data.shape[0], params, str(device), guided=scr is not None)
+        plan = plan_run(train_shape, net_in.shape[0], params, str(device), guided=scr is not None)
     except MemoryError as exc:
         raise SegmentationError(str(exc)) from None
 
@@ -296,7 +296,7 @@ def segment_iter(
     try:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            model = build_model(params.arch, data.shape[0], params.n_channels, params.n_conv,
+            model = build_model(params.arch, net_in.shape[0], params.n_channels, params.n_conv,
                                 params.init, dims=dims)
         if init_state is not None:
             try:
@@ -329,7 +329,7 @@ def segment_iter(
             x_small = torch.nn.functional.interpolate(x_train, size=small, mode="area")
             scr_small = None if scr_train is None else _downscale_scribbles(scr_train, small)
             try:
-                small_plan = plan_run(small, data.shape[0], params.replace(tile_size=0), str(device), True)
+                small_plan = plan_run(small, net_in.shape[0], params.replace(tile_size=0), str(device), True)
             except MemoryError as exc:
                 raise SegmentationError(str(exc)) from None
             coarse = _Source(x_small, scr_small, small_plan.tile, device, fmt, rng)
@@ -338,7 +338,7 @@ def segment_iter(
         n_iter = 0
         stop_reason = "max_iter"
         step_px = math.prod(plan.tile) if plan.tiled else math.prod(spatial)
-        heap = device.type == "cpu" and not plan.lean and heap_mode_ok(step_px, 1, data.shape[0], params)
+        heap = device.type == "cpu" and not plan.lean and heap_mode_ok(step_px, 1, net_in.shape[0], params)
         with heap_allocator(heap):
             for k, (source, steps) in enumerate(stages):  # coarse, then full resolution
                 if steps == 0:

@@ -55,8 +55,8 @@ def natural_image() -> np.ndarray:
 def synthetic_sample():
     image, gt = synthetic_regions()
     return [
-        (image, {"name": "synthetic regions", "rgb": True}, "image"),
-        (gt, {"name": "synthetic regions ground truth"}, "labels"),
+        (image, {"name": "synthetic", "rgb": True}, "image"),
+        (gt, {"name": "synthetic ground truth"}, "labels"),
     ]
 
 

@@ -99,6 +99,7 @@ class _Run:
     layer: Any = None  # the Labels layer this run created (and only that one is updated)
     cancelled: bool = False
     failed: bool = False
+    returned: bool = False  # the result has landed: previews still queued are stale
     history: List[float] = field(default_factory=list)
 
 
@@ -397,27 +398,30 @@ class SegmentWidget(Container):
 
     def _on_yielded(self, sp) -> None:
         run = self._run
-        if run is None or run.cancelled:  # records still queued after Cancel are dropped
+        if run is None or run.cancelled or run.returned:  # queued records after Cancel or the result are dropped
             return
         if isinstance(sp, ApplyProgress):
-            run.pbar.update(sp.plane + 1 - run.pbar.n)
             self._status.value = f"applied to plane {sp.plane + 1}/{sp.n_planes}"
             layer = self._ensure_layer(run)
             layer.data[run.layout.labels_index(sp.index)] = sp.labels
             layer.refresh()
-            return
-        p = sp.progress
-        done = sp.plane * run.params.total_iter + p.iteration
+            done = sp.plane + 1
+        else:
+            p = sp.progress
+            where = f"slice {sp.plane + 1}/{sp.n_planes} · " if sp.n_planes > 1 else ""
+            self._status.value = f"{where}iteration {p.iteration}/{p.max_iter} · loss {p.loss:.3f} · {p.n_labels} clusters"
+            if p.labels is not None:
+                layer = self._ensure_layer(run)
+                layer.data[run.layout.labels_index(sp.index)] = p.labels
+                layer.refresh()
+            done = sp.plane * run.params.total_iter + p.iteration
+        # last: napari's progress bar processes Qt events, so later handlers (even the
+        # result's) may run inside this call; nothing of this record may follow them
         run.pbar.update(done - run.pbar.n)
-        where = f"slice {sp.plane + 1}/{sp.n_planes} · " if sp.n_planes > 1 else ""
-        self._status.value = f"{where}iteration {p.iteration}/{p.max_iter} · loss {p.loss:.3f} · {p.n_labels} clusters"
-        if p.labels is not None:
-            layer = self._ensure_layer(run)
-            layer.data[run.layout.labels_index(sp.index)] = p.labels
-            layer.refresh()
 
     def _on_returned(self, result) -> None:
         run = self._run
+        run.returned = True
         layer = self._ensure_layer(run)
         if run.kind == "apply":
             layer.data = result
