@@ -147,3 +147,74 @@ def test_dask_local_cluster_equals_sequential(folder):
         return sorted(tuple(r[c] for c in keep) for r in _rows(out))
 
     assert table(folder / "seq") == table(folder / "par")
+
+
+def test_files_left_by_a_killed_run_are_repaired(folder):
+    out = folder / "out"
+    assert _cli(folder, out, "--method", "kmeans3") == 0
+    full = _rows(out)
+    (out / "skipped.csv").write_text("")  # killed before anything reached the disk
+    (out / "results.csv").write_text("image,meth")  # killed while writing the header
+    assert _cli(folder, out, "--method", "kmeans3") == 0
+    assert [(r["image"], r["method"]) for r in _rows(out)] == [(r["image"], r["method"]) for r in full]
+    # a real change of columns is refused, and the message says which
+    (out / "results.csv").write_text("image,method,seconds,colour\nim0,kmeans3,0.1,red\n")
+    with pytest.raises(ValueError, match=r"lacks .*n_iter.*has colour too"):
+        ev._read_rows(out / "results.csv", ["image", "method", "seconds", "n_iter"])
+
+
+def test_sigkill_at_random_points_then_resume_gives_every_pair_once_with_the_same_values(folder):
+    """A run killed with SIGKILL anywhere (even while a file is half written) resumes."""
+    import os
+    import random
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    cmd = [sys.executable, "-m", "napari_inceptseg._cli", "evaluate", "--dataset", "folder",
+           "--images", str(folder / "img"), "--labels", str(folder / "lab"),
+           "--method", "kmeans3", "kmeans5", "felzenszwalb", "slic", "--seed", "0", "-q"]
+    assert subprocess.run(cmd + ["-o", str(folder / "ref")], capture_output=True).returncode == 0
+    rng = random.Random(0)
+    out = folder / "killed"
+    for attempt in range(4):
+        proc = subprocess.Popen(cmd + ["-o", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        if attempt == 0:  # the moment a result file is created, before anything is in it
+            deadline = time.monotonic() + 60
+            while not (out / "skipped.csv").exists() and time.monotonic() < deadline:
+                time.sleep(0.001)
+        else:
+            time.sleep(rng.uniform(0.2, 3.0))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    assert subprocess.run(cmd + ["-o", str(out)], capture_output=True).returncode == 0
+
+    def table(path):
+        return {(r["image"], r["method"]): {k: v for k, v in r.items() if k != "seconds"} for r in _rows(path)}
+
+    pairs = [(r["image"], r["method"]) for r in _rows(out)]
+    assert len(pairs) == len(set(pairs)) == 12
+    assert table(out) == table(folder / "ref")
+    assert os.path.getsize(out / "skipped.csv") > 0
+
+
+def test_sigterm_stops_like_ctrl_c(folder):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = folder / "out"
+    cmd = [sys.executable, "-m", "napari_inceptseg._cli", "evaluate", "--dataset", "folder",
+           "--images", str(folder / "img"), "--labels", str(folder / "lab"),
+           "--method", "vanilla", "-o", str(out), "--n-channels", "8", "--max-iter", "20000",
+           "--min-labels", "1", "--device", "cpu"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not (out / "skipped.csv").exists() or (out / "skipped.csv").stat().st_size == 0:
+        assert time.monotonic() < deadline, "the run did not start"
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "interrupted" in err

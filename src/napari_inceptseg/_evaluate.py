@@ -165,21 +165,36 @@ def _execute(todo, params, scale, workers, scheduler) -> Iterator[tuple]:
 
 
 def _read_rows(path: Path, columns: Sequence[str]) -> List[Dict[str, str]]:
-    """Complete rows of a CSV; a torn last line (a run killed mid-write) is dropped
-    and the file rewritten without it."""
+    """Complete rows of a CSV. What a killed run leaves behind is repaired: an empty
+    file or a torn header (killed before its first row) becomes an empty table, and a
+    torn last line is dropped; the file is rewritten in either case."""
     if not path.exists():
         return []
+    raw = path.read_text()
     with open(path, newline="") as fh:
         reader = csv.reader(fh)
         header = next(reader, None)
         rows = [r for r in reader]
+    if header is None or (not rows and ",".join(columns).startswith(raw.rstrip("\r\n"))):
+        _write_rows(path, columns, [])
+        return []
     if header != list(columns):
-        raise ValueError(f"{path} has other columns than this run writes; choose another --out or pass --overwrite")
+        raise ValueError(f"{path} was written by another version or configuration ({_column_change(header, columns)}): "
+                         "use another output folder, or overwrite it")
     good = [r for r in rows if len(r) == len(columns) and all(x != "" for x in r[:2])]
-    raw = path.read_text()
     if len(good) != len(rows) or (raw and not raw.endswith("\n")):
         _write_rows(path, columns, [dict(zip(columns, r)) for r in good])
     return [dict(zip(columns, r)) for r in good]
+
+
+def _column_change(found: Sequence[str], expected: Sequence[str]) -> str:
+    """Which columns differ, in words."""
+    missing = [c for c in expected if c not in found]
+    extra = [c for c in found if c not in expected]
+    if not missing and not extra:
+        return "its columns are in another order"
+    parts = ([f"it lacks {', '.join(missing)}"] if missing else []) + ([f"it has {', '.join(extra)} too"] if extra else [])
+    return "; ".join(parts)
 
 
 def _write_rows(path: Path, columns: Sequence[str], rows: Iterable[Dict[str, Any]]) -> None:
@@ -196,16 +211,20 @@ class _Appender:
     """Appends rows to a CSV, flushing each one to disk."""
 
     def __init__(self, path: Path, columns: Sequence[str]):
-        new = not path.exists()
+        new = not path.exists() or path.stat().st_size == 0
         self._fh = open(path, "a", newline="")
         self._w = csv.DictWriter(self._fh, fieldnames=list(columns))
-        if new:
+        if new:  # on disk at once: a run killed before its first row leaves a valid table
             self._w.writeheader()
+            self._sync()
+
+    def _sync(self) -> None:
+        self._fh.flush()
+        os.fsync(self._fh.fileno())
 
     def write(self, row: Dict[str, Any]) -> None:
         self._w.writerow(row)
-        self._fh.flush()
-        os.fsync(self._fh.fileno())
+        self._sync()
 
     def close(self) -> None:
         self._fh.close()
