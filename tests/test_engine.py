@@ -246,3 +246,11 @@ def test_bfloat16_mixed_precision_segments(small_rgb):
 def test_unknown_precision_is_a_clear_error():
     with pytest.raises(ValueError, match="precision"):
         SegmentParams(precision="float8")
+
+
+def test_a_diverging_run_stops_with_a_clear_error():
+    from napari_inceptseg._engine import SegmentationError
+
+    image = np.random.default_rng(0).integers(0, 255, (32, 40, 3), dtype=np.uint8)
+    with pytest.raises(SegmentationError, match="diverged.*lower learning rate"):
+        segment(image, seed=0, lr=1e30, max_iter=10)

@@ -119,6 +119,11 @@ def test_bad_files_are_clear_errors(trained, tmp_path):
     cases["shape.safetensors"] = "wrong shape"
     _header_file(tmp_path / "header.safetensors", tensors, dict(header, params="{not json"))
     cases["header.safetensors"] = "damaged model header"
+    nan = dict(tensors, **{"conv1.weight": torch.full_like(tensors["conv1.weight"], float("nan"))})
+    _header_file(tmp_path / "nan.safetensors", nan, header)
+    cases["nan.safetensors"] = "NaN or infinite values .*conv1.weight"
+    (tmp_path / "folder.safetensors").mkdir()
+    cases["folder.safetensors"] = "is a directory"
     for name, expected in cases.items():
         with pytest.raises(ModelFileError, match=expected):
             load_model(tmp_path / name)

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from napari_inceptseg import prepare_image, score, segment
-from napari_inceptseg._preprocess import normalize_channels
+from napari_inceptseg import SegmentParams
+from napari_inceptseg._preprocess import normalize_channels, prepare
 
 FAST = dict(arch="vanilla", n_channels=16, max_iter=3, min_labels=1, seed=0, device="cpu")
 
@@ -142,10 +143,31 @@ def test_bad_input_is_a_clear_value_error(image, kwargs, match):
         ({"w_con": -1}, "w_con must be >= 0"),
         ({"max_iter": 2.5}, "whole number"),
         ({"init": "he"}, "unknown init"),
-        ({"seed": 1.5}, "seed must be an integer"),
+        ({"seed": 1.5}, "seed must be a whole number"),
+        ({"seed": -1}, "seed must be a whole number from 0"),
+        ({"seed": 2**63}, "seed must be a whole number from 0"),
+        ({"seed": "abc"}, "seed must be a whole number"),
+        ({"lr": float("nan")}, "lr must be a finite number"),
+        ({"lr": float("inf")}, "lr must be a finite number"),
+        ({"w_con": float("nan")}, "w_con must be a finite number"),
+        ({"w_sim": float("nan")}, "w_sim must be a finite number"),
     ],
 )
 def test_bad_parameters_are_clear_errors(kwargs, match):
     args = {**FAST, **kwargs}
     with pytest.raises(ValueError, match=match):
         segment(np.zeros((16, 16), np.uint8), **args)
+
+
+def test_values_near_the_float64_limits_are_normalised_without_overflow():
+    rng = np.random.default_rng(0)
+    image = rng.uniform(0.5, 1.0, (24, 30)) * 1.7e308
+    image[:, 15:] *= -1  # two halves: huge positive, huge negative
+    data, ranges = prepare(image)
+    assert np.isfinite(data).all() and np.isfinite(ranges).all()
+    assert data[0, :, :15].min() > data[0, :, 15:].max()  # the halves stay apart
+
+
+def test_min_labels_above_the_channels_is_a_warning():
+    with pytest.warns(UserWarning, match="min_labels .* above n_channels"):
+        SegmentParams(min_labels=60, n_channels=48)

@@ -617,6 +617,9 @@ def _optimise(model, optimizer, source, steps, done_before, total, params, previ
         values = stats_tuple(*(t for _, stats, _ in pending for t in stats))
         for k, (i, _, tgt) in enumerate(pending):
             loss_v, sim_v, con_v, n_v = values[4 * k: 4 * k + 4]
+            if not math.isfinite(loss_v):
+                raise SegmentationError(f"the optimisation diverged: the loss became {loss_v} at iteration {i}; "
+                                        f"try a lower learning rate (lr is {params.lr:g})")
             n_labels = int(n_v)
             history["loss"].append(loss_v)
             history["loss_sim"].append(sim_v)

@@ -98,6 +98,8 @@ class TrainedModel:
     def load(cls, path) -> "TrainedModel":
         """Read a file written by :meth:`save`; raises :class:`ModelFileError`."""
         path = Path(path)
+        if path.is_dir():
+            raise ModelFileError(f"{path}: is a directory, not a model file (name the .safetensors file in it)")
         if not path.is_file():
             raise ModelFileError(f"{path}: no such model file")
         try:
@@ -152,6 +154,12 @@ class TrainedModel:
             raise ModelFileError(
                 f"{where}: the weights do not match a {self.describe()} network: {', '.join(parts)}"
             )
+        import torch
+
+        bad = sorted(k for k, t in self.state_dict.items() if t.is_floating_point() and not torch.isfinite(t).all())
+        if bad:
+            raise ModelFileError(f"{where}: {len(bad)} weight tensor(s) hold NaN or infinite values "
+                                 f"(e.g. {bad[0]}): the network that was saved had diverged")
 
     def _network(self):
         from ._models import build_model

@@ -9,6 +9,9 @@ exact settings. No torch import here.
 from __future__ import annotations
 
 import dataclasses
+import math
+import numbers
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Dict, Optional
 
@@ -191,6 +194,8 @@ class SegmentParams:
             value = getattr(self, f.name)
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise ValueError(f"{f.name} must be a number, got {value!r}")
+            if not math.isfinite(value):
+                raise ValueError(f"{f.name} must be a finite number, got {value!r}")
             if f.type in ("int", int) and int(value) != value:
                 raise ValueError(f"{f.name} must be a whole number, got {value!r}")
             if value < lo or (f.name == "lr" and value == 0):
@@ -198,8 +203,11 @@ class SegmentParams:
             hi = f.metadata.get("maximum")
             if hi is not None and value > hi:
                 raise ValueError(f"{f.name} must be <= {hi}, got {value!r}")
-        if self.seed is not None and (isinstance(self.seed, bool) or int(self.seed) != self.seed):
-            raise ValueError(f"seed must be an integer or None, got {self.seed!r}")
+        if self.seed is not None and not _is_seed(self.seed):
+            raise ValueError(f"seed must be a whole number from 0 to 2**63 - 1, or None, got {self.seed!r}")
+        if self.min_labels > self.n_channels:
+            warnings.warn(f"min_labels ({self.min_labels}) is above n_channels ({self.n_channels}), the most "
+                          "clusters possible: the run stops at max_iter only", stacklevel=3)
         if not isinstance(self.device, str) or not self.device:
             raise ValueError(f"device must be a string such as 'auto' or 'cpu', got {self.device!r}")
 
@@ -220,6 +228,13 @@ class SegmentParams:
 
     def to_dict(self) -> Dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+def _is_seed(value: Any) -> bool:
+    """A whole number that numpy and torch both take as a seed."""
+    if isinstance(value, bool) or not isinstance(value, (numbers.Integral, float)):
+        return False
+    return math.isfinite(value) and int(value) == value and 0 <= int(value) < 2**63
 
 
 #: the papers' settings: full resolution, 1000 steps, raw clusters (docs/method.md)

@@ -7,6 +7,7 @@ returns a float32 ``(C, H, W)`` array ready for the network or raises a
 
 from __future__ import annotations
 
+import math
 from typing import Optional
 
 import numpy as np
@@ -95,11 +96,17 @@ def channel_ranges(data: np.ndarray) -> np.ndarray:
     out = np.zeros((data.shape[0], 2))
     for c in range(data.shape[0]):
         ch = data[c].astype(np.float64, copy=False)
-        lo, hi = np.percentile(ch, NORM_PERCENTILES)
+        # values near the float64 limits: measure a quarter of them, so no difference overflows
+        shrink = 1.0 if np.isfinite(float(ch.max()) - float(ch.min())) else _SHRINK
+        lo, hi = np.percentile(ch * shrink if shrink != 1.0 else ch, NORM_PERCENTILES) / shrink
         if hi <= lo:
             lo, hi = float(ch.min()), float(ch.max())
         out[c] = lo, hi
     return out
+
+
+#: the factor that keeps differences of float64 values finite (see channel_ranges)
+_SHRINK = 0.25
 
 
 def apply_ranges(data: np.ndarray, ranges: np.ndarray) -> np.ndarray:
@@ -119,7 +126,12 @@ def apply_ranges(data: np.ndarray, ranges: np.ndarray) -> np.ndarray:
         if hi <= lo:
             out[c] = 0.0
         else:
-            out[c] = ((data[c].astype(np.float64, copy=False) - lo) / (hi - lo)).astype(np.float32)
+            x = data[c].astype(np.float64, copy=False)
+            if math.isfinite(float(hi) - float(lo)):
+                out[c] = ((x - lo) / (hi - lo)).astype(np.float32)
+            else:  # a range near the float64 limits: the same map on a quarter of every value
+                k = _SHRINK
+                out[c] = ((x * k - lo * k) / (hi * k - lo * k)).astype(np.float32)
     return out
 
 
