@@ -124,6 +124,13 @@ def test_bad_files_are_clear_errors(trained, tmp_path):
     cases["nan.safetensors"] = "NaN or infinite values .*conv1.weight"
     (tmp_path / "folder.safetensors").mkdir()
     cases["folder.safetensors"] = "is a directory"
+    # hostile headers: refused before any network is built
+    for name, change in {"wide": {"n_channels": 12000}, "wider": {"n_channels": 2e6}, "deep": {"n_conv": 100000}}.items():
+        claim = dict(header, params=json.dumps({**json.loads(header["params"]), **change}))
+        _header_file(tmp_path / f"{name}.safetensors", tensors, claim)
+        cases[f"{name}.safetensors"] = "impossible network"
+    _header_file(tmp_path / "inputs.safetensors", tensors, dict(header, in_channels="5000000"))
+    cases["inputs.safetensors"] = "impossible network"
     for name, expected in cases.items():
         with pytest.raises(ModelFileError, match=expected):
             load_model(tmp_path / name)

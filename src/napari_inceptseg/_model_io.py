@@ -21,6 +21,9 @@ from ._params import SegmentParams
 
 FORMAT = "napari-inceptseg-model"
 VERSION = 1
+#: the largest networks a model file may describe (the widget offers at most 1000
+#: channels, the images at most 64 input channels); checked before anything is built
+FILE_LIMITS = {"n_channels": 1024, "n_conv": 64, "in_channels": 64}
 SUFFIX = ".safetensors"
 #: the parameters that fix the network and what its input means (taken from the file
 #: when warm-starting)
@@ -131,6 +134,10 @@ class TrainedModel:
             raise
         except (KeyError, ValueError, TypeError) as exc:
             raise ModelFileError(f"{path}: damaged model header ({type(exc).__name__}: {exc})") from None
+        claimed = {"n_channels": params.n_channels, "n_conv": params.n_conv, "in_channels": in_ch}
+        over = [f"{k}={v} (at most {FILE_LIMITS[k]})" for k, v in claimed.items() if not 1 <= v <= FILE_LIMITS[k]]
+        if over:
+            raise ModelFileError(f"{path}: the header describes an impossible network: {', '.join(over)}")
         if ranges.shape != (in_ch, 2) or label_map.shape != (params.n_channels,):
             raise ModelFileError(f"{path}: damaged model header (normalisation or label map of the wrong size)")
         model = cls(params=params, in_channels=in_ch, state_dict=tensors, ranges=ranges,
@@ -142,7 +149,10 @@ class TrainedModel:
     def check_tensors(self, where: str = "the model") -> None:
         """Raise :class:`ModelFileError` unless the tensors are exactly those of the
         network the parameters describe (names and shapes)."""
-        expected = self._network().state_dict()
+        import torch
+
+        with torch.device("meta"):  # shapes only: nothing is allocated for a hostile header
+            expected = self._network().state_dict()
         missing = sorted(set(expected) - set(self.state_dict))
         extra = sorted(set(self.state_dict) - set(expected))
         wrong = sorted(k for k in set(expected) & set(self.state_dict)
@@ -154,8 +164,6 @@ class TrainedModel:
             raise ModelFileError(
                 f"{where}: the weights do not match a {self.describe()} network: {', '.join(parts)}"
             )
-        import torch
-
         bad = sorted(k for k, t in self.state_dict.items() if t.is_floating_point() and not torch.isfinite(t).all())
         if bad:
             raise ModelFileError(f"{where}: {len(bad)} weight tensor(s) hold NaN or infinite values "
