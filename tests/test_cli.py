@@ -206,3 +206,21 @@ def test_volume_with_spacing_and_tiles(tmp_path):
     run = json.loads((tmp_path / "o" / "vol_run.json").read_text())
     assert run["plan"].startswith("tiles of 6 x 24 x 24") and run["spacing"] == [3.0, 1.0, 1.0]
     assert (tmp_path / "o" / "vol_overlay.png").is_file()
+
+
+def test_output_problems_are_found_before_any_training(tmp_path, inputs, monkeypatch):
+    from napari_inceptseg import _cli
+
+    a, _, _ = inputs
+    trained = []
+    monkeypatch.setattr(_cli, "_run_one", lambda *args, **kw: trained.append(1))
+    a_file = tmp_path / "results.txt"
+    a_file.write_text("the user's file")
+    assert main(["segment", str(a), "-o", str(a_file), *FAST]) == 2
+    assert a_file.read_text() == "the user's file"
+    assert main(["segment", str(a), "-o", str(a_file / "sub"), *FAST]) == 2  # cannot be created
+    twin = tmp_path / "twin"
+    twin.mkdir()
+    (twin / a.name).write_bytes(a.read_bytes())
+    assert main(["segment", str(a), str(twin / a.name), "-o", str(tmp_path / "o"), *FAST]) == 2
+    assert not trained

@@ -10,7 +10,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import List, Optional
+from typing import Dict, List, Optional
 
 import numpy as np
 
@@ -200,6 +200,28 @@ def _overlay(image, labels, channel_axis):
     return colour_overlay(image, labels, channel_axis)
 
 
+def _check_output_folder(out: Path, images: List[str]) -> None:
+    """Before the first image trains: ``out`` is (or becomes) a writable folder, and no
+    two inputs would write the same output files."""
+    import tempfile
+
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"-o {out} is a file, not a folder: name a folder for the outputs")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out):
+            pass
+    except OSError as exc:
+        raise ValueError(f"cannot write to the output folder {out} ({exc.strerror or exc}): choose another -o") from None
+    stems: Dict[str, str] = {}
+    for name in images:
+        stem = Path(name).stem
+        if stem in stems:
+            raise ValueError(f"{stems[stem]} and {name} would write the same outputs ({stem}_labels...): "
+                             "rename one, or segment them into different folders")
+        stems[stem] = name
+
+
 def cmd_segment(args: argparse.Namespace) -> int:
     from ._engine import SegmentationError, resolve_device
     from ._io import read_image, write_json, write_labels, write_png
@@ -215,6 +237,7 @@ def cmd_segment(args: argparse.Namespace) -> int:
     if args.save_model:
         _per_image(args.save_model, Path(args.images[0]), len(args.images), "--save-model")
     out = Path(args.out)
+    _check_output_folder(out, args.images)
     failed: List[str] = []
     done = 0
     for i, name in enumerate(args.images, 1):
