@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from napari_inceptseg import SegmentParams, score, segment, segment_iter
-from napari_inceptseg._engine import consecutive_labels, resolve_device, run_to_end
+from napari_inceptseg._engine import resolve_device, run_to_end
+from napari_inceptseg._regions import consecutive_labels
 
 
 def _fast(**kw):

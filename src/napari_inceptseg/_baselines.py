@@ -16,7 +16,7 @@ from typing import Optional
 
 import numpy as np
 
-from ._engine import consecutive_labels
+from ._regions import consecutive_labels
 from ._preprocess import prepare_image
 
 BASELINES = ("kmeans3", "kmeans5", "felzenszwalb", "slic")

@@ -16,6 +16,7 @@ import numpy as np
 
 from ._params import SegmentParams, resolve_params
 from ._preprocess import is_constant, prepare_image
+from ._regions import consecutive_labels
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -171,16 +172,6 @@ def similarity_loss(response: "torch.Tensor", target: "torch.Tensor") -> "torch.
     import torch.nn.functional as F
 
     return F.cross_entropy(response, target)
-
-
-def consecutive_labels(raw: np.ndarray) -> np.ndarray:
-    """Renumber cluster ids to 1..K (in order of their channel index), as int32."""
-    flat = raw.ravel()
-    present = np.bincount(flat)
-    lut = np.zeros(present.size, dtype=np.int32)
-    nz = present > 0
-    lut[nz] = np.arange(1, int(nz.sum()) + 1, dtype=np.int32)
-    return lut[raw]
 
 
 def _oom_types():

@@ -158,14 +158,15 @@ def _paper_scores(table: np.ndarray, g_ids: np.ndarray) -> Tuple[float, float]:
     return miou, float(correct) / n
 
 
-def connected_regions(pred) -> np.ndarray:
-    """Every connected region of ``pred`` (any ids, 2D or 3D) as its own id 1..R
-    (full connectivity: 8 neighbours in 2D, 26 in 3D, as scikit-image's default)."""
+def connected_regions(pred, connectivity: Optional[int] = None) -> np.ndarray:
+    """Every connected region of ``pred`` (any ids, 2D or 3D) as its own id 1..R.
+    ``connectivity`` as in scikit-image's ``label``; by default full connectivity
+    (8 neighbours in 2D, 26 in 3D), as the region scores use."""
     from skimage.measure import label
 
     pred = np.asarray(pred)
     _, index = _dense_ids(pred.ravel())
-    return label(index.reshape(pred.shape) + 1, background=0, connectivity=pred.ndim)
+    return label(index.reshape(pred.shape) + 1, background=0, connectivity=connectivity or pred.ndim)
 
 
 def region_scores(pred, gt, *, ignore_index: Optional[int] = None) -> Dict[str, float]:

@@ -26,6 +26,8 @@ from typing import Dict, Optional, Tuple
 
 import numpy as np
 
+from ._metrics import connected_regions
+
 #: pixels per superpixel in step 1 (about 3,900 superpixels on a 481 x 321 image)
 SUPERPIXEL_PIXELS = 40
 #: Gaussian smoothing (pixels) before SLIC, so that noise does not fray superpixel borders
@@ -45,6 +47,16 @@ ANALYSIS_PIXELS = 4_000_000
 EDGE_THRESHOLD = 0.22
 
 
+def consecutive_labels(raw: np.ndarray) -> np.ndarray:
+    """Renumber cluster ids to 1..K (in order of their channel index), as int32."""
+    flat = raw.ravel()
+    present = np.bincount(flat)
+    lut = np.zeros(present.size, dtype=np.int32)
+    nz = present > 0
+    lut[nz] = np.arange(1, int(nz.sum()) + 1, dtype=np.int32)
+    return lut[raw]
+
+
 def superpixel_vote(clusters: np.ndarray, image: np.ndarray) -> np.ndarray:
     """``clusters`` with every SLIC superpixel of ``image`` (``(C, *spatial)``, values
     about 0..1) set to the cluster most of its pixels have."""
@@ -57,20 +69,11 @@ def superpixel_vote(clusters: np.ndarray, image: np.ndarray) -> np.ndarray:
     else:  # intensities scaled to CIELAB's lightness range, so the same compactness fits
         sp = slic(np.moveaxis(image, 0, -1) * 100.0, n_segments=n_segments, compactness=10,
                   sigma=SUPERPIXEL_SIGMA, start_label=0, channel_axis=-1, convert2lab=False)
-    _, ids = np.unique(clusters, return_inverse=True)
-    n_ids = int(ids.max()) + 1
+    keys, ids = np.unique(clusters, return_inverse=True)
+    n_ids = keys.size
     votes = np.bincount(sp.ravel() * n_ids + ids.ravel(), minlength=(int(sp.max()) + 1) * n_ids)
     winner = votes.reshape(-1, n_ids).argmax(1)
-    keys = np.unique(clusters)
     return keys[winner[sp]]
-
-
-def connected_pieces(labels: np.ndarray) -> np.ndarray:
-    """Each face-connected piece of each label as its own id 1..R."""
-    from skimage.measure import label
-
-    _, index = np.unique(labels, return_inverse=True)
-    return label(index.reshape(labels.shape) + 1, background=0, connectivity=1)
 
 
 def absorb_small(regions: np.ndarray, min_size: int) -> np.ndarray:
@@ -216,10 +219,8 @@ def regions_from_clusters(clusters: np.ndarray, response: np.ndarray, image: np.
     """The default method's post-processing (module docs): ``clusters`` (argmax ids,
     ``spatial``), the network's ``response`` (``(C, *spatial)``) and the network's
     input ``image`` (``(C, *spatial)``, about 0..1) in; regions numbered 1..R out."""
-    from ._engine import consecutive_labels
-
     labels = superpixel_vote(clusters, image)
-    labels = connected_pieces(labels)
+    labels = connected_regions(labels, connectivity=1)  # face-connected pieces
     labels = absorb_small(labels, max(MIN_REGION_PIXELS, int(MIN_REGION_FRACTION * labels.size)))
     labels = merge_weak_borders(labels, response_edges(response), EDGE_THRESHOLD)
     if merge_threshold > 0 or n_clusters:
@@ -230,8 +231,6 @@ def regions_from_clusters(clusters: np.ndarray, response: np.ndarray, image: np.
 def limit_clusters(labels: np.ndarray, features: np.ndarray, n_clusters: int) -> Tuple[np.ndarray, bool]:
     """At most ``n_clusters`` labels: the most alike touching labels (mean of
     ``features``, ``(C, *spatial)``) merged first. Returns ``(labels, changed)``."""
-    from ._engine import consecutive_labels
-
     if n_clusters <= 0 or np.unique(labels).size <= n_clusters:
         return labels, False
     return consecutive_labels(merge_adjacent(labels, features, np.inf, n_clusters)), True

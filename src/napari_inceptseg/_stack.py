@@ -16,8 +16,9 @@ from typing import Any, Dict, Generator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from ._engine import Progress, SegmentationResult, consecutive_labels, run_to_end, segment_iter
+from ._engine import Progress, SegmentationResult, run_to_end, segment_iter
 from ._params import SegmentParams, resolve_params
+from ._regions import consecutive_labels
 
 
 @dataclass(frozen=True)
