@@ -88,6 +88,35 @@ def test_unseeded_run_records_its_seed_and_replays(small_rgb):
     assert np.array_equal(a.labels, b.labels)
 
 
+def test_two_threads_with_their_own_seeds_get_their_own_labels(small_rgb, monkeypatch):
+    """torch's seed is process-wide; two runs at once (two napari docks) must still each
+    get the weights of their own seed, even when building the network is slow."""
+    import threading
+    import time
+
+    from napari_inceptseg import _models
+
+    alone = {s: segment(small_rgb, **_fast(seed=s)) for s in (7, 8)}
+    build = _models.build_model
+
+    def slow_build(*args, **kw):
+        time.sleep(0.2)  # the other thread seeds meanwhile, if nothing stops it
+        return build(*args, **kw)
+
+    monkeypatch.setattr(_models, "build_model", slow_build)
+    together = {}
+    threads = [threading.Thread(target=lambda s=s: together.update({s: segment(small_rgb, **_fast(seed=s))}))
+               for s in (7, 8)]
+    for t in threads:
+        t.start()
+        time.sleep(0.05)
+    for t in threads:
+        t.join()
+    for s in (7, 8):
+        assert together[s].history == alone[s].history
+        np.testing.assert_array_equal(together[s].labels, alone[s].labels)
+
+
 def test_global_torch_rng_untouched(small_rgb):
     torch.manual_seed(123)
     expected = torch.rand(3)

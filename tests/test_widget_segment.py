@@ -281,3 +281,66 @@ def test_a_progress_bar_that_processes_events_cannot_put_a_preview_over_the_resu
     meta = out.metadata["inceptseg"]
     assert len(np.unique(out.data)) == meta["n_labels"]
     assert widget._status.value.startswith(f"syn regions: {meta['n_labels']} regions after 12 iterations")
+
+
+def test_two_docks_running_at_once_each_end_with_their_own_result(make_napari_viewer, qtbot, synthetic, monkeypatch):
+    """Two docks run side by side on two images, three times, with a progress bar that
+    runs Qt's event loop (so handlers of both runs interleave and nest); every output
+    layer ends with exactly its own run's final labels, status and metadata."""
+    import time
+
+    from napari.utils import progress
+    from qtpy.QtWidgets import QApplication
+
+    from napari_inceptseg._widgets._segment import SegmentWidget
+
+    plain = progress.update
+
+    def nesting_update(self, n=1):
+        deadline = time.monotonic() + 0.05  # let queued records of both runs through
+        while time.monotonic() < deadline:
+            QApplication.processEvents()
+        return plain(self, n)
+
+    monkeypatch.setattr(progress, "update", nesting_update)
+    finals = {}  # each dock's results, as its own handler received them
+    returned = SegmentWidget._on_returned
+
+    def recording_returned(self, *args):  # (run, result)
+        finals.setdefault(id(self), []).append(args[-1])
+        return returned(self, *args)
+
+    monkeypatch.setattr(SegmentWidget, "_on_returned", recording_returned)
+    viewer = make_napari_viewer()
+    image, _ = synthetic
+    layers = [viewer.add_image(data, name=f"img{i}", rgb=True)
+              for i, data in enumerate((image, np.ascontiguousarray(image[::-1, ::-1])))]
+    docks = []
+    for i, layer in enumerate(layers):
+        widget = SegmentWidget(viewer)
+        viewer.window.add_dock_widget(widget, name=f"seg{i}")
+        widget._image.value = layer
+        widget._params["n_channels"].value = 16
+        widget._params["max_iter"].value = 8 + 4 * i
+        widget._preview_every.value = 1
+        widget._seed.value = i
+        widget._device.value = "cpu"
+        docks.append(widget)
+    for repeat in range(3):
+        before = set(map(id, viewer.layers))
+        for widget in docks:
+            widget.run()
+        assert all(w.running for w in docks)
+        qtbot.waitUntil(lambda: not any(w.running for w in docks), timeout=120_000)
+        new = [l for l in viewer.layers if id(l) not in before]
+        assert len(new) == 2
+        for i, widget in enumerate(docks):
+            (layer,) = [l for l in new if l.name.startswith(f"img{i} ")]
+            result = finals[id(widget)][repeat]
+            # the same seed gives the same labels, whatever the other dock does meanwhile
+            np.testing.assert_array_equal(result.labels, finals[id(widget)][0].labels)
+            np.testing.assert_array_equal(layer.data, result.labels)
+            meta = layer.metadata["inceptseg"]
+            assert meta["image"] == f"img{i}" and meta["n_labels"] == result.n_labels == len(np.unique(layer.data))
+            assert widget._status.value.startswith(
+                f"img{i} regions: {result.n_labels} regions after {result.n_iter} iterations")

@@ -8,6 +8,7 @@ is imported when a run starts, not when this module is imported.
 from __future__ import annotations
 
 import math
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Dict, Generator, List, Optional, Tuple
@@ -24,6 +25,9 @@ if TYPE_CHECKING:  # pragma: no cover
 
 #: on CUDA, read losses and cluster counts back every this many iterations
 CUDA_SYNC_EVERY = 8
+# torch's seed is process-wide: two runs (two docks, two threads) must not seed and draw
+# their initial weights at the same time, or one run's seed decides the other's weights
+_SEEDED_INIT = threading.Lock()
 
 
 class SegmentationError(RuntimeError):
@@ -285,7 +289,7 @@ def segment_iter(
         # CPU ops are synchronous anyway; a GPU should not wait for the host every step
         sync_every = CUDA_SYNC_EVERY if device.type == "cuda" else 1
     try:
-        with torch.random.fork_rng(devices=[]):
+        with _SEEDED_INIT, torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             model = build_model(params.arch, net_in.shape[0], params.n_channels, params.n_conv,
                                 params.init, dims=dims)

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, List, Optional, Tuple
 
@@ -100,7 +101,6 @@ class _Run:
     cancelled: bool = False
     failed: bool = False
     returned: bool = False  # the result has landed: previews still queued are stale
-    history: List[float] = field(default_factory=list)
 
 
 class SegmentWidget(Container):
@@ -302,14 +302,15 @@ class SegmentWidget(Container):
             segment_stack_iter, layer.data, channel_axis=layout.channel_axis if not layer.rgb else None,
             rgb=layer.rgb, planes=planes, warm_start=self._warm_start.value, params=params,
             preview_every=self._preview_every.value, scribbles=scribbles, spacing=spacing,
-            init_model=init_model, _start_thread=False, _connect=self._handlers(),
+            init_model=init_model, _start_thread=False, _connect=self._handlers(run),
         )
         run.pbar = progress(total=len(planes) * params.total_iter, desc=f"Segmenting {layer.name}")
         self._start(run, f"starting on {params.device}: {plan}")
 
-    def _handlers(self):
-        return {"yielded": self._on_yielded, "returned": self._on_returned, "errored": self._on_errored,
-                "aborted": self._on_aborted, "finished": self._on_finished}
+    def _handlers(self, run: _Run) -> dict:
+        """The worker's handlers, bound to ``run``: a record can only ever touch its own run."""
+        return {name: partial(getattr(self, f"_on_{name}"), run)
+                for name in ("yielded", "returned", "errored", "aborted", "finished")}
 
     def _start(self, run: _Run, status: str) -> None:
         self._run = run
@@ -340,7 +341,7 @@ class SegmentWidget(Container):
         run.worker = create_worker(
             apply_stack_iter, model, layer.data, channel_axis=layout.channel_axis if not layer.rgb else None,
             rgb=layer.rgb, planes=planes, device=self._device.value, _start_thread=False,
-            _connect=self._handlers(),
+            _connect=self._handlers(run),
         )
         run.pbar = progress(total=len(planes), desc=f"Applying the network to {layer.name}")
         self._start(run, f"applying the network to {len(planes)} plane(s)...")
@@ -396,9 +397,8 @@ class SegmentWidget(Container):
             )
         return run.layer
 
-    def _on_yielded(self, sp) -> None:
-        run = self._run
-        if run is None or run.cancelled or run.returned:  # queued records after Cancel or the result are dropped
+    def _on_yielded(self, run: _Run, sp) -> None:
+        if run.cancelled or run.returned:  # queued records after Cancel or the result are dropped
             return
         if isinstance(sp, ApplyProgress):
             self._status.value = f"applied to plane {sp.plane + 1}/{sp.n_planes}"
@@ -419,8 +419,7 @@ class SegmentWidget(Container):
         # result's) may run inside this call; nothing of this record may follow them
         run.pbar.update(done - run.pbar.n)
 
-    def _on_returned(self, result) -> None:
-        run = self._run
+    def _on_returned(self, run: _Run, result) -> None:
         run.returned = True
         layer = self._ensure_layer(run)
         if run.kind == "apply":
@@ -442,8 +441,7 @@ class SegmentWidget(Container):
         self._status.value = msg
         show_info(msg)
 
-    def _on_errored(self, exc: BaseException) -> None:
-        run = self._run
+    def _on_errored(self, run: _Run, exc: BaseException) -> None:
         run.failed = True
         if isinstance(exc, ValueError):
             msg = f"Cannot segment '{run.image.name}': {exc}"
@@ -455,8 +453,7 @@ class SegmentWidget(Container):
         self._status.value = msg
         show_error(msg)
 
-    def _on_aborted(self) -> None:
-        run = self._run
+    def _on_aborted(self, run: _Run) -> None:
         self._drop_preview(run)
         kept = " (last preview kept)" if run.layer is not None and run.layer in self._viewer.layers else ""
         self._status.value = f"cancelled{kept}"
@@ -466,8 +463,9 @@ class SegmentWidget(Container):
             self._viewer.layers.remove(run.layer)
             run.layer = None
 
-    def _on_finished(self) -> None:
-        run, self._run = self._run, None
-        if run is not None and run.pbar is not None:
+    def _on_finished(self, run: _Run) -> None:
+        if run.pbar is not None:
             run.pbar.close()
-        self._set_running(False)
+        if self._run is run:
+            self._run = None
+            self._set_running(False)
