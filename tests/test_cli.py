@@ -224,3 +224,85 @@ def test_output_problems_are_found_before_any_training(tmp_path, inputs, monkeyp
     (twin / a.name).write_bytes(a.read_bytes())
     assert main(["segment", str(a), str(twin / a.name), "-o", str(tmp_path / "o"), *FAST]) == 2
     assert not trained
+
+
+def test_ctrl_c_keeps_finished_images_and_the_interrupted_ones_clusters(tmp_path, inputs, monkeypatch, capsys):
+    from napari_inceptseg import _cli
+
+    a, b, _ = inputs
+    c = tmp_path / "in" / "c.png"
+    c.write_bytes(a.read_bytes())
+    calls = []
+    plain = _cli._Bar.__call__
+
+    def ctrl_c_in_b(self, p):  # Ctrl+C lands in the progress bar, at b's 3rd iteration
+        calls.append(p.iteration)
+        if len(calls) > 4 and p.iteration == 3:
+            raise KeyboardInterrupt
+        return plain(self, p)
+
+    monkeypatch.setattr(_cli._Bar, "__call__", ctrl_c_in_b)
+    out = tmp_path / "out"
+    assert main(["segment", str(a), str(b), str(c), "-o", str(out), *FAST]) == 130
+    err = capsys.readouterr()
+    assert "interrupted: 1 of 3 image(s) segmented" in err.out
+    assert "interrupted" not in json.loads((out / "a_run.json").read_text())  # finished: kept whole
+    run_b = json.loads((out / "b_run.json").read_text())
+    assert run_b["interrupted"] is True and run_b["n_iter"] == 3
+    labels = iio.imread(out / "b_labels.png")
+    assert labels.shape == (24, 30) and labels.min() >= 1 and labels.max() == run_b["n_labels"]
+    assert "b.tif: interrupted; the clusters of iteration 3 were written" in err.err
+    assert not list(out.glob("c_*"))
+
+
+def test_sigint_in_a_real_run_keeps_what_is_finished(tmp_path, inputs):
+    import signal
+    import time
+
+    a, b, _ = inputs
+    out = tmp_path / "out"
+    slow = ["--preset", "paper-vanilla", "--n-channels", "16", "--max-iter", "1500", "--min-labels", "1",
+            "--seed", "0", "--device", "cpu", "-q"]
+    proc = subprocess.Popen([sys.executable, "-m", "napari_inceptseg", "segment", str(a), str(b), "-o", str(out),
+                             *slow], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not (out / "a_run.json").exists() and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    time.sleep(0.5)  # b is training now
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    assert "interrupted" not in json.loads((out / "a_run.json").read_text())
+    run_b = json.loads((out / "b_run.json").read_text())
+    assert run_b["interrupted"] is True and 1 <= run_b["n_iter"] < 1500
+    assert (out / "b_labels.png").exists() and (out / "b_overlay.png").exists()
+    assert "interrupted: 1 of 2 image(s) segmented" in stdout
+
+
+def test_a_diverging_run_writes_its_last_good_clusters_and_fails(tmp_path, inputs, capsys):
+    a, _, _ = inputs
+    out = tmp_path / "out"
+    assert main(["segment", str(a), "-o", str(out), *FAST, "--lr", "1e30"]) == 1
+    err = capsys.readouterr().err
+    assert "diverged" in err and "lower learning rate" in err
+    run = json.loads((out / "a_run.json").read_text())  # valid JSON: no bare NaN
+    assert run["diverged"] is True and run["n_iter"] >= 1 and "lower learning rate" in run["error"]
+    assert iio.imread(out / "a_labels.png").min() >= 1
+
+
+def test_output_files_get_the_users_umask_mode(tmp_path, inputs):
+    import os
+    import stat
+
+    a, _, _ = inputs
+    old = os.umask(0o027)
+    try:
+        assert main(["segment", str(a), "-o", str(tmp_path / "o"), *FAST]) == 0
+    finally:
+        os.umask(old)
+    for f in (tmp_path / "o").iterdir():
+        assert stat.S_IMODE(f.stat().st_mode) == 0o640, f
+    mine = tmp_path / "o" / "a_run.json"
+    mine.chmod(0o600)  # the user made it private: an overwrite keeps that
+    assert main(["segment", str(a), "-o", str(tmp_path / "o"), "--overwrite", *FAST]) == 0
+    assert stat.S_IMODE(mine.stat().st_mode) == 0o600

@@ -282,5 +282,31 @@ def test_a_diverging_run_stops_with_a_clear_error():
     from napari_inceptseg._engine import SegmentationError
 
     image = np.random.default_rng(0).integers(0, 255, (32, 40, 3), dtype=np.uint8)
-    with pytest.raises(SegmentationError, match="diverged.*lower learning rate"):
+    with pytest.raises(SegmentationError, match="diverged.*lower learning rate") as info:
         segment(image, seed=0, lr=1e30, max_iter=10)
+    # the last good clusters are kept: those of the last iteration whose loss was finite
+    exc = info.value
+    assert exc.iteration is not None and exc.iteration >= 1
+    assert f"at iteration {exc.iteration + 1};" in str(exc)  # on the CPU every step is read back
+    assert exc.labels.shape == image.shape[:2] and exc.labels.min() >= 1
+    # they are that iteration's clusters, as its preview showed them
+    previews = {}
+    with pytest.raises(SegmentationError):
+        for p in segment_iter(image, seed=0, lr=1e30, max_iter=10, preview_every=1):
+            previews[p.iteration] = p.labels
+    np.testing.assert_array_equal(exc.labels, previews[exc.iteration])
+
+
+def test_ctrl_c_hands_over_the_last_good_clusters(small_rgb):
+    """Ctrl+C raises RunInterrupted (a KeyboardInterrupt) carrying the clusters so far."""
+    from napari_inceptseg import RunInterrupted
+
+    gen = segment_iter(small_rgb, preview_every=1, **_fast(max_iter=20, min_labels=1))
+    for p in gen:
+        if p.iteration == 5:
+            break
+    with pytest.raises(RunInterrupted) as info:
+        gen.throw(KeyboardInterrupt())
+    assert isinstance(info.value, KeyboardInterrupt)
+    assert info.value.iteration == 5
+    np.testing.assert_array_equal(info.value.labels, p.labels)

@@ -27,6 +27,7 @@ _LAZY = {
     "Progress": "._engine",
     "SegmentationResult": "._engine",
     "SegmentationError": "._engine",
+    "RunInterrupted": "._engine",
     "SegmentParams": "._params",
     "TrainedModel": "._model_io",
     "load_model": "._model_io",

@@ -169,11 +169,17 @@ class _Bar:
 
 
 def _run_one(image, params, channel_axis, desc, quiet, **kw):
-    from ._engine import run_to_end, segment_iter
+    from ._engine import RunInterrupted, run_to_end, segment_iter
 
     bar = _Bar(params.total_iter, desc, quiet)
+    gen = segment_iter(image, channel_axis=channel_axis, params=params, **kw)
     try:
-        return run_to_end(segment_iter(image, channel_axis=channel_axis, params=params, **kw), bar)
+        return run_to_end(gen, bar)
+    except KeyboardInterrupt as exc:
+        if isinstance(exc, RunInterrupted):
+            raise
+        gen.throw(exc)  # it landed outside the engine (in the bar): the engine hands over its clusters
+        raise
     finally:
         bar.close()
 
@@ -223,8 +229,34 @@ def _check_output_folder(out: Path, images: List[str]) -> None:
 
 
 def cmd_segment(args: argparse.Namespace) -> int:
-    from ._engine import SegmentationError, resolve_device
-    from ._io import read_image, write_json, write_labels, write_png
+    from ._engine import SegmentationError
+
+    params, model, out = _segment_setup(args)
+    failed: List[str] = []
+    done = 0
+    for i, name in enumerate(args.images, 1):
+        job = _Job(Path(name), out, args)
+        try:
+            line = _segment_file(job, f"[{i}/{len(args.images)}]", args, params, model)
+        except KeyboardInterrupt as stop:  # Ctrl+C or SIGTERM: keep what there is, then stop
+            print(_keep_partial(job, stop, "interrupted", args, params), file=sys.stderr)
+            print(f"interrupted: {done} of {len(args.images)} image(s) segmented into {out}")
+            return 130
+        except (ValueError, OSError, SegmentationError) as exc:
+            failed.append(str(job.src))
+            print(f"error: {job.src}: {exc}", file=sys.stderr)
+            if getattr(exc, "labels", None) is not None:  # a diverged run: its last good clusters
+                print(_keep_partial(job, exc, "diverged", args, params), file=sys.stderr)
+            continue
+        done += 1
+        print(line, flush=True)
+    print(f"{done} of {len(args.images)} image(s) segmented into {out}" + (f"; {len(failed)} failed" if failed else ""))
+    return 1 if failed else 0
+
+
+def _segment_setup(args: argparse.Namespace):
+    """Everything checked once, before the first image trains: (params, model, out)."""
+    from ._engine import resolve_device
     from ._model_io import load_model
 
     params = _params_from_args(args)
@@ -238,59 +270,94 @@ def cmd_segment(args: argparse.Namespace) -> int:
         _per_image(args.save_model, Path(args.images[0]), len(args.images), "--save-model")
     out = Path(args.out)
     _check_output_folder(out, args.images)
-    failed: List[str] = []
-    done = 0
-    for i, name in enumerate(args.images, 1):
-        src = Path(name)
-        targets = {
-            "labels": out / f"{src.stem}_labels.{args.format}",
-            "overlay": out / f"{src.stem}_overlay.png",
-            "run": out / f"{src.stem}_run.json",
-        }
-        save_to = _per_image(args.save_model, src, len(args.images), "--save-model")
+    return params, model, out
+
+
+@dataclasses.dataclass
+class _Job:
+    """One input file of ``segment``: where its outputs go, and how far it got."""
+
+    src: Path
+    out: dataclasses.InitVar[Path]
+    args: dataclasses.InitVar[argparse.Namespace]
+    targets: Dict[str, Path] = dataclasses.field(init=False)
+    image: Optional[np.ndarray] = None
+    writing: bool = False  # its outputs are being written
+
+    def __post_init__(self, out: Path, args: argparse.Namespace) -> None:
+        self.targets = {"labels": out / f"{self.src.stem}_labels.{args.format}",
+                        "overlay": out / f"{self.src.stem}_overlay.png",
+                        "run": out / f"{self.src.stem}_run.json"}
+        save_to = _per_image(args.save_model, self.src, len(args.images), "--save-model")
         if save_to is not None:
-            targets["model"] = save_to
-        try:
-            existing = [str(p) for p in targets.values() if p.exists()]
-            if existing and not args.overwrite:
-                raise FileExistsError(f"output exists ({', '.join(existing)}); pass --overwrite to replace it")
-            image = read_image(src)
-            if model is not None and not args.warm_start:
-                t0 = time.perf_counter()
-                labels = _apply_cli(model, image, args, params)
-                info = {"image": str(src), "model": str(args.model), "applied": True, "n_iter": 0,
-                        "n_labels": int(len(np.unique(labels[labels > 0]))),
-                        "seconds": round(time.perf_counter() - t0, 3), "model_params": model.params.to_dict()}
-                summary = f"{info['n_labels']} clusters with {args.model} (no training, {info['seconds']:.1f} s)"
-            else:
-                scr_path = _per_image(args.scribbles, src, len(args.images), "--scribbles")
-                scribbles = read_image(scr_path) if scr_path is not None else None
-                result = _run_one(image, params, args.channel_axis, f"[{i}/{len(args.images)}] {src.name}", args.quiet,
-                                  scribbles=scribbles, spacing=args.spacing, init_model=model)
-                labels = result.labels
-                info = {"image": str(src), **result.metadata(),
-                        **({"scribbles": str(scr_path)} if scr_path is not None else {}),
-                        **({"warm_start_model": str(args.model)} if model is not None else {})}
-                if save_to is not None:
-                    result.save_model(save_to, overwrite=args.overwrite)
-                    info["saved_model"] = str(save_to)
-                summary = (f"{result.n_labels} {'regions' if result.regions else 'clusters'} after "
-                           f"{result.n_iter} iterations ({result.seconds:.1f} s, {result.device}; {result.plan})")
-            if labels.ndim > 2 and targets["labels"].suffix == ".png":  # PNG holds one plane
-                targets["labels"] = targets["labels"].with_suffix(".tif")
-                if targets["labels"].exists() and not args.overwrite:
-                    raise FileExistsError(f"output exists ({targets['labels']}); pass --overwrite to replace it")
-            write_labels(targets["labels"], labels, overwrite=args.overwrite)
-            write_png(targets["overlay"], _overlay(image, labels, args.channel_axis), overwrite=args.overwrite)
-            write_json(targets["run"], info, overwrite=args.overwrite)
-        except (ValueError, OSError, SegmentationError) as exc:
-            failed.append(str(src))
-            print(f"error: {src}: {exc}", file=sys.stderr)
-            continue
-        done += 1
-        print(f"{src}: {summary} -> {targets['labels']}", flush=True)
-    print(f"{done} of {len(args.images)} image(s) segmented into {out}" + (f"; {len(failed)} failed" if failed else ""))
-    return 1 if failed else 0
+            self.targets["model"] = save_to
+
+
+def _segment_file(job: _Job, counter: str, args, params, model) -> str:
+    """Train on (or apply the network to) one file and write its outputs; the summary line."""
+    existing = [str(p) for p in job.targets.values() if p.exists()]
+    if existing and not args.overwrite:
+        raise FileExistsError(f"output exists ({', '.join(existing)}); pass --overwrite to replace it")
+    job.image = image = _read(job.src)
+    if model is not None and not args.warm_start:
+        t0 = time.perf_counter()
+        labels = _apply_cli(model, image, args, params)
+        info = {"image": str(job.src), "model": str(args.model), "applied": True, "n_iter": 0,
+                "n_labels": int(len(np.unique(labels[labels > 0]))),
+                "seconds": round(time.perf_counter() - t0, 3), "model_params": model.params.to_dict()}
+        summary = f"{info['n_labels']} clusters with {args.model} (no training, {info['seconds']:.1f} s)"
+    else:
+        scr_path = _per_image(args.scribbles, job.src, len(args.images), "--scribbles")
+        scribbles = _read(scr_path) if scr_path is not None else None
+        result = _run_one(image, params, args.channel_axis, f"{counter} {job.src.name}", args.quiet,
+                          scribbles=scribbles, spacing=args.spacing, init_model=model)
+        labels = result.labels
+        info = {"image": str(job.src), **result.metadata(),
+                **({"scribbles": str(scr_path)} if scr_path is not None else {}),
+                **({"warm_start_model": str(args.model)} if model is not None else {})}
+        if "model" in job.targets:
+            result.save_model(job.targets["model"], overwrite=args.overwrite)
+            info["saved_model"] = str(job.targets["model"])
+        summary = (f"{result.n_labels} {'regions' if result.regions else 'clusters'} after "
+                   f"{result.n_iter} iterations ({result.seconds:.1f} s, {result.device}; {result.plan})")
+    _write_outputs(job, labels, info, args)
+    return f"{job.src}: {summary} -> {job.targets['labels']}"
+
+
+def _read(path: Path) -> np.ndarray:
+    from ._io import read_image
+
+    return read_image(path)
+
+
+def _write_outputs(job: _Job, labels: np.ndarray, info: dict, args) -> None:
+    """Labels, overlay and run record of one image (run.json last: it marks them complete)."""
+    from ._io import write_json, write_labels, write_png
+
+    job.writing = True
+    if labels.ndim > 2 and job.targets["labels"].suffix == ".png":  # PNG holds one plane
+        job.targets["labels"] = job.targets["labels"].with_suffix(".tif")
+        if job.targets["labels"].exists() and not args.overwrite:
+            raise FileExistsError(f"output exists ({job.targets['labels']}); pass --overwrite to replace it")
+    write_labels(job.targets["labels"], labels, overwrite=args.overwrite)
+    write_png(job.targets["overlay"], _overlay(job.image, labels, args.channel_axis), overwrite=args.overwrite)
+    write_json(job.targets["run"], info, overwrite=args.overwrite)
+
+
+def _keep_partial(job: _Job, stop: BaseException, how: str, args, params) -> str:
+    """Write the last good clusters of a run that was ``how`` ('interrupted' or 'diverged'),
+    with ``how: true`` in its run.json; say what was (or was not) written."""
+    labels, iteration = getattr(stop, "labels", None), getattr(stop, "iteration", None)
+    if job.writing:
+        return f"{job.src}: {how} while its outputs were written; they may be incomplete (no {job.targets['run'].name})"
+    if labels is None or job.image is None:
+        return f"{job.src}: {how} before any clusters were ready; nothing was written for it"
+    info = {"image": str(job.src), how: True, "n_iter": iteration, "n_labels": int(labels.max()),
+            "labels": "clusters", "params": params.to_dict(),
+            **({"error": str(stop)} if how == "diverged" else {})}
+    _write_outputs(job, labels, info, args)
+    return (f"{job.src}: {how}; the clusters of iteration {iteration} were written to "
+            f"{job.targets['labels']} ('{how}': true in {job.targets['run'].name})")
 
 
 def _apply_cli(model, image, args, params):

@@ -11,6 +11,7 @@ import math
 import threading
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from typing import TYPE_CHECKING, Any, Dict, Generator, List, Optional, Tuple
 
 import numpy as np
@@ -31,7 +32,40 @@ _SEEDED_INIT = threading.Lock()
 
 
 class SegmentationError(RuntimeError):
-    """A run failed for a reason the user can act on (e.g. out of memory)."""
+    """A run failed for a reason the user can act on (e.g. out of memory).
+
+    When the optimisation diverged, ``labels`` holds the last good clusters (those of
+    ``iteration``, the last one whose loss was finite, at the image's spatial shape),
+    or None when no iteration was good or the stage was tiled.
+    """
+
+    def __init__(self, message: str, *, labels: Optional[np.ndarray] = None, iteration: Optional[int] = None):
+        super().__init__(message)
+        self.labels = labels
+        self.iteration = iteration
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """Ctrl+C (or, in the CLI, SIGTERM) stopped a run. ``labels`` are the last good
+    clusters (of ``iteration``, at the image's spatial shape), or None when there were
+    none yet (or the stage was tiled)."""
+
+    def __init__(self, labels: Optional[np.ndarray] = None, iteration: Optional[int] = None):
+        super().__init__()
+        self.labels = labels
+        self.iteration = iteration
+
+
+@dataclass
+class _LastGood:
+    """The last read-back step whose loss was finite, kept for a run that stops early."""
+
+    iteration: Optional[int] = None
+    target: Any = None  # int16 channels (1, *shape) at the stage's resolution
+    as_labels: Any = None  # target -> labels 1..K at the image's shape
+
+    def labels(self) -> Optional[np.ndarray]:
+        return None if self.target is None else self.as_labels(self.target)
 
 
 @dataclass(frozen=True)
@@ -288,6 +322,7 @@ def segment_iter(
     if sync_every is None:
         # CPU ops are synchronous anyway; a GPU should not wait for the host every step
         sync_every = CUDA_SYNC_EVERY if device.type == "cuda" else 1
+    last = _LastGood()
     try:
         with _SEEDED_INIT, torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
@@ -340,7 +375,7 @@ def segment_iter(
                     continue
                 stop_reason = yield from _optimise(
                     model, optimizer, source, steps, n_iter, total, params, preview_every,
-                    sync_every, history, spatial, weights, scr_ids,
+                    sync_every, history, spatial, weights, last, scr_ids,
                     lean_step if source is full else None,
                 )
                 if k == 1 and stop_reason == "max_iter":
@@ -355,6 +390,10 @@ def segment_iter(
                 raw, response = _final_clusters(model, x_host, full, plan, lean_step, device, fmt, params)
                 labels = None
         model.to(memory_format=torch.contiguous_format)
+    except KeyboardInterrupt as exc:  # Ctrl+C: hand over what the run has so far
+        if isinstance(exc, RunInterrupted):
+            raise
+        raise RunInterrupted(last.labels(), last.iteration) from None
     except _oom_types() as exc:
         raise SegmentationError(
             f"out of memory on {device} for a {' x '.join(map(str, spatial))} image with "
@@ -568,10 +607,11 @@ def _autocast(device, precision: str):
 
 
 def _optimise(model, optimizer, source, steps, done_before, total, params, preview_every,
-              sync_every, history, full_shape, axis_weights, scribble_ids=(), lean=None):
+              sync_every, history, full_shape, axis_weights, last, scribble_ids=(), lean=None):
     """Run up to ``steps`` optimisation steps on ``source`` (a :class:`_Source`),
     yielding :class:`Progress` records numbered from ``done_before + 1`` and
-    appending to ``history``. Returns ``"min_labels"`` or ``"max_iter"``.
+    appending to ``history``; ``last`` (a :class:`_LastGood`) follows the last good
+    step. Returns ``"min_labels"`` or ``"max_iter"``.
     Previews of a coarse stage are upscaled (nearest neighbour) to
     ``full_shape``; tiled stages have none. ``lean`` is a ``LeanVanillaStep`` to
     take instead of autograd, or None. In tiled stages the stop rule counts the
@@ -580,11 +620,12 @@ def _optimise(model, optimizer, source, steps, done_before, total, params, previ
 
     import torch
 
-    from ._scribbles import channels_present, make_label_map
     from ._train import cluster_loss, stats_tuple
 
     coarse = tuple(source.shape) != tuple(full_shape)
     tiled = source.tile is not None
+    as_labels = partial(_target_labels, full_shape=full_shape if coarse else None,
+                        n_channels=params.n_channels, scribble_ids=scribble_ids)
     recent = collections.deque(maxlen=source.window)
     pending = []  # (iteration, stats tensors, target) not yet read back from the device
     last_it = done_before + steps
@@ -605,16 +646,20 @@ def _optimise(model, optimizer, source, steps, done_before, total, params, previ
         optimizer.step()
         want_preview = preview_every and not tiled
         pending.append((it, (loss, l_sim, l_con, n_labels_t), target if want_preview else None))
+        read_back = len(pending) >= sync_every or it == last_it or (preview_every and it % preview_every == 0)
+        newest = (it, target.to(torch.int16)) if read_back and not tiled else None  # kept if its loss is finite
         del loss, target, x, scr
-        if not (len(pending) >= sync_every or it == last_it or (preview_every and it % preview_every == 0)):
+        if not read_back:
             continue
         done = False
         values = stats_tuple(*(t for _, stats, _ in pending for t in stats))
+        for k, (i, _, _) in enumerate(pending):
+            if not math.isfinite(values[4 * k]):
+                raise _diverged(i, values[4 * k], params.lr, last)
+        if newest is not None:
+            last.iteration, last.target, last.as_labels = *newest, as_labels
         for k, (i, _, tgt) in enumerate(pending):
             loss_v, sim_v, con_v, n_v = values[4 * k: 4 * k + 4]
-            if not math.isfinite(loss_v):
-                raise SegmentationError(f"the optimisation diverged: the loss became {loss_v} at iteration {i}; "
-                                        f"try a lower learning rate (lr is {params.lr:g})")
             n_labels = int(n_v)
             history["loss"].append(loss_v)
             history["loss_sim"].append(sim_v)
@@ -623,21 +668,36 @@ def _optimise(model, optimizer, source, steps, done_before, total, params, previ
             done = done or n_labels <= params.min_labels
             preview = None
             if tgt is not None and (i % preview_every == 0 or (done and k == len(pending) - 1) or i == total):
-                if coarse:
-                    tgt = torch.nn.functional.interpolate(
-                        tgt[:, None].float(), size=tuple(full_shape), mode="nearest"
-                    )[:, 0].long()
-                raw = tgt[0].cpu().numpy()
-                if scribble_ids:
-                    lut = make_label_map(channels_present(raw, params.n_channels), params.n_channels, scribble_ids)
-                    preview = lut[raw]
-                else:
-                    preview = consecutive_labels(raw)
+                preview = as_labels(tgt)
             yield Progress(i, total, loss_v, sim_v, con_v, n_labels, preview)
         pending.clear()
         if done:
             return "min_labels"
     return "max_iter"
+
+
+def _target_labels(tgt, full_shape, n_channels, scribble_ids):
+    """Labels 1..K at the image's shape from a step's target channels (1, *shape):
+    upscaled (nearest) from a coarse stage when ``full_shape`` is given."""
+    import torch
+
+    from ._scribbles import channels_present, make_label_map
+
+    if full_shape is not None:
+        tgt = torch.nn.functional.interpolate(tgt[:, None].float(), size=tuple(full_shape), mode="nearest")[:, 0]
+    raw = tgt[0].long().cpu().numpy()
+    if scribble_ids:
+        return make_label_map(channels_present(raw, n_channels), n_channels, scribble_ids)[raw]
+    return consecutive_labels(raw)
+
+
+def _diverged(iteration, loss, lr, last: _LastGood) -> SegmentationError:
+    """The error for a non-finite loss, carrying the last good clusters when there are any."""
+    msg = (f"the optimisation diverged: the loss became {loss} at iteration {iteration}; "
+           f"try a lower learning rate (lr is {lr:g})")
+    if last.target is None:
+        return SegmentationError(msg + "; no earlier iteration had labels to keep")
+    return SegmentationError(msg, labels=last.labels(), iteration=last.iteration)
 
 
 def run_to_end(gen: Generator[Progress, None, SegmentationResult], callback=None) -> SegmentationResult:

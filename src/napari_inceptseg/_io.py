@@ -34,16 +34,34 @@ def read_image(path) -> np.ndarray:
         raise ValueError(f"{path}: not a readable image ({type(exc).__name__}: {first})") from None
 
 
+def _umask() -> int:
+    """The process's umask (Linux reads it without changing it; elsewhere set and restore)."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def _atomic_write(path: Path, write, overwrite: bool) -> None:
     """Write through a temporary file in the same folder, then move it into place.
 
-    With ``overwrite=False`` an existing file is never replaced.
+    With ``overwrite=False`` an existing file is never replaced. The file gets the mode
+    any new file of the user gets (0666 less the umask), or keeps the mode of the file it
+    replaces, not the temporary file's private 0600.
     """
     path = Path(path)
     if path.exists() and not overwrite:
         raise FileExistsError(f"{path} exists; pass overwrite=True (--overwrite) to replace it")
     path.parent.mkdir(parents=True, exist_ok=True)
+    mode = path.stat().st_mode & 0o7777 if path.exists() else 0o666 & ~_umask()
     fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}-", suffix=path.suffix, dir=path.parent)
+    os.fchmod(fd, mode)
     os.close(fd)
     try:
         write(tmp)
