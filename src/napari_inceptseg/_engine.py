@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Dict, Generator, List, Optional, Tuple
 
 import numpy as np
 
+from ._memory import coarse_size, training_size
 from ._params import SegmentParams, resolve_params
 from ._preprocess import is_constant, prepare_image
 from ._regions import consecutive_labels
@@ -307,10 +308,10 @@ def segment_iter(
             regions=params.regions and scr is None, **common,
         )
 
-    from ._memory import heap_mode_ok, plan_run
+    from ._memory import HEAP_ALLOWANCE, plan_image, plan_run
 
     try:
-        plan = plan_run(train_shape, net_in.shape[0], params, str(device), guided=scr is not None)
+        plan = plan_image(spatial, net_in.shape[0], params, str(device), guided=scr is not None)
     except MemoryError as exc:
         raise SegmentationError(str(exc)) from None
 
@@ -367,28 +368,27 @@ def segment_iter(
         total = sum(n for _, n in stages)
         n_iter = 0
         stop_reason = "max_iter"
-        step_px = math.prod(plan.tile) if plan.tiled else math.prod(spatial)
-        heap = device.type == "cpu" and not plan.lean and heap_mode_ok(step_px, 1, net_in.shape[0], params)
-        with heap_allocator(heap):
+        heap = device.type == "cpu" and plan.heap
+        with heap_allocator(heap, plan.step_bytes * HEAP_ALLOWANCE) as guard:  # the training steps only
             for k, (source, steps) in enumerate(stages):  # coarse, then full resolution
                 if steps == 0:
                     continue
-                stop_reason = yield from _optimise(
+                stop_reason = yield from _each_record(_optimise(
                     model, optimizer, source, steps, n_iter, total, params, preview_every,
                     sync_every, history, spatial, weights, last, scr_ids,
                     lean_step if source is full else None,
-                )
+                ), guard.check)
                 if k == 1 and stop_reason == "max_iter":
                     stop_reason = "refine_iter"
                 n_iter = len(history["loss"])
-            # the final pass also sets BatchNorm's running statistics to this image's,
-            # so that the saved network reproduces this result (TrainedModel.apply)
-            regions = params.regions and scr is None
-            if regions:  # the default method: clusters -> regions
-                raw, labels = _regions_pass(model, x_host, data, params, device, fmt)
-            else:
-                raw, response = _final_clusters(model, x_host, full, plan, lean_step, device, fmt, params)
-                labels = None
+        # the final pass also sets BatchNorm's running statistics to this image's,
+        # so that the saved network reproduces this result (TrainedModel.apply)
+        regions = params.regions and scr is None
+        if regions:  # the default method: clusters -> regions
+            raw, labels = _regions_pass(model, x_host, data, params, device, fmt)
+        else:
+            raw, response = _final_clusters(model, x_host, full, plan, lean_step, device, fmt, params)
+            labels = None
         model.to(memory_format=torch.contiguous_format)
     except KeyboardInterrupt as exc:  # Ctrl+C: hand over what the run has so far
         if isinstance(exc, RunInterrupted):
@@ -451,16 +451,6 @@ def _describe(plan, train_shape, spatial) -> str:
     return f"trained on a {' x '.join(map(str, train_shape))} copy: {plan.describe()}"
 
 
-def training_size(shape, max_pixels: int):
-    """The spatial size of the training copy: Y and X shrunk together (Z kept) so that
-    a plane has at most ``max_pixels`` pixels; ``shape`` itself when 0 or small enough."""
-    plane = shape[-2] * shape[-1]
-    if not max_pixels or plane <= max_pixels:
-        return tuple(shape)
-    yx = coarse_size(shape[-2:], math.sqrt(max_pixels / plane))
-    return tuple(shape[:-2]) + tuple(yx)
-
-
 def _upscale_nearest(array: np.ndarray, shape) -> np.ndarray:
     """``array`` resized to ``shape`` by nearest neighbour (each output pixel takes
     the input pixel it falls in)."""
@@ -485,7 +475,8 @@ def _regions_pass(model, x_host, data, params, device, fmt):
     spatial = tuple(x_host.shape[2:])
     shape = training_size(spatial, ANALYSIS_PIXELS)
     try:  # the pass needs less than a training step, so a shape that could train fits
-        fit = plan_run(shape, x_host.shape[1], params.replace(tile_size=0), str(device), guided=True)
+        fit = plan_run(shape, x_host.shape[1], params.replace(tile_size=0), str(device), guided=True,
+                       full_shape=spatial)
     except MemoryError as exc:
         raise SegmentationError(str(exc)) from None
     if fit.tiled:  # as many pixels per plane as the largest tile that fits holds
@@ -585,16 +576,6 @@ def predict_tiled(model, x, tile, radius, device, fmt, precision="float32"):
     return out
 
 
-def coarse_size(shape, scale: float):
-    """Size of the coarse stage's image (at least ``MIN_SIZE`` per side, 2 along Z)."""
-    from ._preprocess import MIN_SIZE
-
-    least = [MIN_SIZE] * len(shape)
-    if len(shape) == 3:
-        least[0] = 2
-    return tuple(max(lo, min(s, round(s * scale))) for s, lo in zip(shape, least))
-
-
 def _autocast(device, precision: str):
     """Mixed precision for the network's passes (the loss stays float32)."""
     import contextlib
@@ -674,6 +655,17 @@ def _optimise(model, optimizer, source, steps, done_before, total, params, previ
         if done:
             return "min_labels"
     return "max_iter"
+
+
+def _each_record(gen, action):
+    """``yield from gen``, calling ``action`` after each record (the heap guard)."""
+    while True:
+        try:
+            record = next(gen)
+        except StopIteration as stop:
+            return stop.value
+        action()
+        yield record
 
 
 def _target_labels(tgt, full_shape, n_channels, scribble_ids):

@@ -1,26 +1,42 @@
 """How much memory a run needs, how much there is, and a clear refusal when it
 does not fit -- before anything is allocated (no torch import here).
 
-The model counts the float32 values per pixel that the engine keeps alive at its
-peak (activations saved for the backward pass, the loss gradient, BatchNorm
-outputs, max-pool indices), fitted to peak RSS measured with
-``benchmarks/speed.py`` on the CPU (docs/benchmarks.md).
+A run's peak is the process (torch's libraries), the image's copies at full
+resolution, and the larger of one training step and the final pass. Each term
+counts the values per pixel the engine keeps alive (activations saved for the
+backward pass, the loss gradient, BatchNorm outputs, max-pool indices), fitted to
+peak RSS measured per phase on the CPU with ``benchmarks/memory_plan.py``
+(docs/benchmarks.md). Runs plan for ``SAFETY_FRACTION`` of the free memory.
 """
 
 from __future__ import annotations
 
 import math
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Tuple
 
 from ._params import SegmentParams
+from ._preprocess import MIN_SIZE
 
 #: process overhead beyond the activations (PyTorch's libraries, the network)
-BASE_BYTES = 0.45e9
+BASE_BYTES = 0.3e9
 #: measured peaks are at most this much above the model (THP rounding, allocator slack)
 MARGIN = 1.15
+#: a run plans for this part of the free memory, leaving the rest to napari, the
+#: system and other programs (``memory_gb`` sets the budget outright)
+SAFETY_FRACTION = 0.8
+#: bytes per pixel and channel while the image is prepared (its float copies and the
+#: colour conversion's float64 temporaries), and kept during the run (two float32
+#: copies); plus the int32 outputs (channel ids, labels), all at full resolution
+PREPARE_BYTES_PER_VALUE = 27.0
+KEPT_BYTES_PER_VALUE = 8.0
+OUTPUT_BYTES_PER_PIXEL = 8.0
+#: on the CPU, the fast heap may keep this many steps' worth of freed memory before
+#: it is trimmed back (``_train.heap_allocator``)
+HEAP_ALLOWANCE = 0.5
 
 
 #: the memory-lean vanilla step is used when the regular one would need more than this
@@ -44,6 +60,28 @@ def bytes_per_pixel(params: SegmentParams, in_channels: int = 3, lean: bool = Fa
         # in float32 values per pixel including max-pool indices (int64), plus the head
         floats = 1250 + 1376 + 1000 * (n - 1) + 4 * c + in_channels
     return 4.0 * floats * 1.02
+
+
+def pass_bytes_per_pixel(params: SegmentParams, in_channels: int = 3) -> float:
+    """Peak bytes per pixel of the final forward pass (no gradients): a few layers'
+    outputs, the response and its argmax; the regions' edge map adds a little."""
+    c = params.n_channels
+    floats = 3 * c + in_channels if params.arch == "vanilla" else 1200 + 4 * c + in_channels
+    return 4.0 * floats + (16 if params.regions else 0)
+
+
+def input_bytes(full_shape, in_channels: int, preparing: bool = False) -> float:
+    """The image's copies and the outputs at full resolution (``preparing``: the
+    larger amount while the image is normalised and converted)."""
+    per_value = PREPARE_BYTES_PER_VALUE if preparing else KEPT_BYTES_PER_VALUE
+    return float(math.prod(full_shape)) * (in_channels * per_value + OUTPUT_BYTES_PER_PIXEL)
+
+
+def fast_heap_possible(device: str) -> bool:
+    """Whether ``_train.heap_allocator`` can work here (glibc on Linux, the CPU, not
+    turned off with NAPARI_INCEPTSEG_HEAP=0)."""
+    return (str(device).split(":")[0] == "cpu" and sys.platform.startswith("linux")
+            and os.environ.get("NAPARI_INCEPTSEG_HEAP", "1") != "0")
 
 
 def estimate_bytes(h: int, w: int, in_channels: int, params: SegmentParams, lean: bool = False) -> float:
@@ -118,42 +156,6 @@ def _gb(n: float) -> str:
     return f"{n / 1e9:.1f} GB"
 
 
-def check_fits(h: int, w: int, in_channels: int, params: SegmentParams, device: str,
-               lean: bool = False) -> None:
-    """Raise a ``MemoryError`` that says what fits when a run would not fit in memory."""
-    if os.environ.get("NAPARI_INCEPTSEG_NO_MEMORY_CHECK"):
-        return
-    have = available_bytes(device)
-    if have is None:
-        return
-    need = estimate_bytes(h, w, in_channels, params, lean) * MARGIN
-    if need <= have:
-        return
-    per_px = bytes_per_pixel(params, in_channels, lean) * MARGIN
-    max_px = max(0.0, (have - BASE_BYTES * MARGIN) / per_px)
-    scale = math.sqrt(max_px / (h * w)) if max_px > 0 else 0.0
-    side_h, side_w = int(h * scale), int(w * scale)
-    hint = [f"downscale it to about {side_h} x {side_w} (a factor of {scale:.2f} per side)"
-            if scale > 0 else "free some memory"]
-    if params.arch == "inception":
-        alt = estimate_bytes(h, w, in_channels, params.replace(arch="vanilla"), lean=True) * MARGIN
-        hint.append(f"use arch='vanilla' (needs about {_gb(alt)})")
-    if params.n_channels > 16:
-        hint.append("use fewer channels (n_channels)")
-    raise MemoryError(
-        f"a {h} x {w} image needs about {_gb(need)} of memory with {params.arch!r} "
-        f"({params.n_channels} channels) but about {_gb(have)} is available on {device}: "
-        f"{', or '.join(hint)}"
-    )
-
-
-def heap_mode_ok(h: int, w: int, in_channels: int, params: SegmentParams) -> bool:
-    """Whether a CPU run is small enough to keep freed memory in the heap (faster,
-    but up to twice the peak): the doubled estimate must fit in half of what is free."""
-    have = available_bytes("cpu")
-    return have is not None and 2 * estimate_bytes(h, w, in_channels, params) <= have / 2
-
-
 # -- planning a run: the whole image, the memory-lean step, or tiles ---------------------
 
 #: the largest tile the automatic choice takes (pixels in 2D, voxels in 3D): larger
@@ -179,9 +181,14 @@ class RunPlan:
     shape: Tuple[int, ...]
     lean: bool
     tile: Optional[Tuple[int, ...]]
-    need_bytes: float  # the whole image's estimated peak (with the margin)
     budget_bytes: Optional[float]
     reason: str
+    #: the whole run's estimated peak: process, image copies, and the larger of one
+    #: training step (with the fast heap's allowance) and the final pass
+    peak_bytes: float = 0.0
+    #: one training step's estimate, and whether the CPU's fast heap is used for it
+    step_bytes: float = 0.0
+    heap: bool = False
 
     @property
     def tiled(self) -> bool:
@@ -210,32 +217,83 @@ def _fit_tile(shape: Tuple[int, ...], max_px: float) -> Tuple[int, ...]:
     return tuple(tile)
 
 
-def plan_run(shape: Tuple[int, ...], in_channels: int, params: SegmentParams, device: str,
-             guided: bool = False) -> RunPlan:
-    """Choose between the whole image (regular or memory-lean step) and tiles.
+def plan_image(spatial: Tuple[int, ...], in_channels: int, params: SegmentParams, device: str,
+               guided: bool = False) -> RunPlan:
+    """The plan of a run on an image of ``spatial`` shape: training on its copy of at
+    most ``train_pixels`` (see :func:`training_size`), then the final pass. The engine
+    and the widget both ask this."""
+    return plan_run(training_size(spatial, params.train_pixels), in_channels, params, device, guided,
+                    full_shape=spatial)
 
-    ``params.tile_size > 0`` asks for tiles of that side wherever the image is
-    larger; ``0`` tiles only when the whole image does not fit in the budget
-    (``params.memory_gb``, or what is free on ``device``), with the largest
-    tile that fits, up to ``AUTO_TILE_PIXELS``. Raises ``MemoryError`` naming
-    what fits when not even the smallest tile does.
+
+def training_size(shape, max_pixels: int):
+    """The spatial size of the training copy: Y and X shrunk together (Z kept) so that
+    a plane has at most ``max_pixels`` pixels; ``shape`` itself when 0 or small enough."""
+    plane = shape[-2] * shape[-1]
+    if not max_pixels or plane <= max_pixels:
+        return tuple(shape)
+    yx = coarse_size(shape[-2:], math.sqrt(max_pixels / plane))
+    return tuple(shape[:-2]) + tuple(yx)
+
+
+def coarse_size(shape, scale: float):
+    """Size of the coarse stage's image (at least ``MIN_SIZE`` per side, 2 along Z)."""
+    least = [MIN_SIZE] * len(shape)
+    if len(shape) == 3:
+        least[0] = 2
+    return tuple(max(lo, min(s, round(s * scale))) for s, lo in zip(shape, least))
+
+
+def plan_run(shape: Tuple[int, ...], in_channels: int, params: SegmentParams, device: str,
+             guided: bool = False, full_shape: Optional[Tuple[int, ...]] = None) -> RunPlan:
+    """Choose between the whole image (regular or memory-lean step) and tiles for the
+    training steps on ``shape`` (the image's, or its training copy's, of an image of
+    ``full_shape``), and estimate the whole run's peak.
+
+    The budget is ``params.memory_gb``, or ``SAFETY_FRACTION`` of what is free on
+    ``device``, less the image's copies. ``params.tile_size > 0`` asks for tiles of
+    that side wherever the image is larger; ``0`` tiles only when the whole image does
+    not fit, with the largest tile that fits, up to ``AUTO_TILE_PIXELS``. Raises
+    ``MemoryError`` naming what fits when not even the smallest tile does.
     """
     shape = tuple(int(s) for s in shape)
-    dims = len(shape)
-    n_px = float(math.prod(shape))
+    full_shape = shape if full_shape is None else tuple(int(s) for s in full_shape)
+    budget = _budget(params, device)
+    fixed = BASE_BYTES + input_bytes(full_shape, in_channels)
+    room = None if budget is None else budget - fixed * MARGIN  # for the steps and the final pass
+    step = _plan_step(shape, in_channels, params, device, guided, room)
+    tile, lean, why = step
+    step_px = math.prod(tile) if tile else math.prod(shape)
+    step_bytes = step_px * bytes_per_pixel(params, in_channels, lean)
+    heap = (fast_heap_possible(device) and not lean and budget is not None
+            and fixed + step_bytes * (1 + HEAP_ALLOWANCE) <= budget / 2)
+    final = _final_pass_bytes(shape, full_shape, in_channels, params, guided, tile, lean, room)
+    peak = max(BASE_BYTES + input_bytes(full_shape, in_channels, preparing=True),
+               fixed + max(step_bytes * (1 + (HEAP_ALLOWANCE if heap else 0)), final))
+    avail = "" if budget is None else f"; about {_gb(budget)} available to it"
+    return RunPlan(shape, lean, tile, budget, f"{why} (needs about {_gb(peak)}{avail})",
+                   peak_bytes=peak, step_bytes=step_bytes, heap=heap)
+
+
+def _budget(params: SegmentParams, device: str) -> Optional[float]:
     budget: Optional[float] = None
     if not os.environ.get("NAPARI_INCEPTSEG_NO_MEMORY_CHECK"):
         have = available_bytes(device)
-        budget = None if have is None else float(have)
+        budget = None if have is None else float(have) * SAFETY_FRACTION
     if params.memory_gb:
         budget = params.memory_gb * 1e9 if budget is None else min(budget, params.memory_gb * 1e9)
-    lean = (dims == 2 and not guided and budget is not None
-            and use_lean(shape[0], shape[1], in_channels, params, device, budget))
-    need = (BASE_BYTES + n_px * bytes_per_pixel(params, in_channels, lean)) * MARGIN
-    per_px = bytes_per_pixel(params, in_channels) * MARGIN
-    room_px = float("inf") if budget is None else (budget - BASE_BYTES * MARGIN) / per_px
-    smallest = min_tile_side(params)
+    return budget
 
+
+def _plan_step(shape, in_channels, params, device, guided, room):
+    """``(tile or None, lean, words)`` for the training steps, within ``room`` bytes."""
+    dims = len(shape)
+    n_px = float(math.prod(shape))
+    lean = (dims == 2 and not guided and room is not None
+            and use_lean(shape[0], shape[1], in_channels, params, device, room))
+    per_px = bytes_per_pixel(params, in_channels) * MARGIN
+    room_px = float("inf") if room is None else room / per_px
+    smallest = min_tile_side(params)
     if params.tile_size and params.tile_size < smallest:
         raise ValueError(f"tile_size must be 0 (automatic) or at least {smallest} for {params.arch!r} "
                          f"with n_conv={params.n_conv}, got {params.tile_size}")
@@ -244,18 +302,15 @@ def plan_run(shape: Tuple[int, ...], in_channels: int, params: SegmentParams, de
         if math.prod(tile) > room_px:
             raise MemoryError(
                 f"a tile of {_xs(tile)} needs about {_gb(BASE_BYTES * MARGIN + math.prod(tile) * per_px)} "
-                f"of memory with {params.arch!r} but about {_gb(budget)} is available on {device}: "
-                f"use a smaller tile_size (at most about {int(max(room_px, 0) ** (1 / dims))})"
-            )
-        return RunPlan(shape, False, tile, need, budget,
-                       f"tiles of {_xs(tile)} (tile_size {params.tile_size}), predicted tile by tile")
-    if budget is None or need <= budget:
-        how = "the whole image at once" + (", with the memory-lean step" if lean else "")
-        avail = "" if budget is None else f" of about {_gb(budget)} available"
-        return RunPlan(shape, lean, None, need, budget, f"{how} (needs about {_gb(need)}{avail})")
+                f"of memory with {params.arch!r} but about {_gb(room + BASE_BYTES * MARGIN)} is available "
+                f"on {device}: use a smaller tile_size (at most about {int(max(room_px, 0) ** (1 / dims))})")
+        return tile, False, f"tiles of {_xs(tile)} (tile_size {params.tile_size}), predicted tile by tile"
+    if room is None or n_px * bytes_per_pixel(params, in_channels, lean) * MARGIN <= room:
+        return None, lean, "the whole image at once" + (", with the memory-lean step" if lean else "")
     max_px = min(room_px, AUTO_TILE_PIXELS[dims])
     tile = _fit_tile(shape, max_px)
     if max_px <= 0 or any(t < min(smallest, s) for t, s in zip(tile, shape)):
+        need = (BASE_BYTES + n_px * bytes_per_pixel(params, in_channels, lean)) * MARGIN
         hint = ("free some memory" if room_px < 1
                 else f"a tile of {_xs(_fit_tile(shape, room_px))} is all that fits")
         if params.arch == "inception":
@@ -265,10 +320,26 @@ def plan_run(shape: Tuple[int, ...], in_channels: int, params: SegmentParams, de
         raise MemoryError(
             f"a {_xs(shape)} image needs about {_gb(need)} of memory with {params.arch!r} "
             f"({params.n_channels} channels) and not even a {smallest}-pixel tile fits in the "
-            f"about {_gb(budget)} available on {device}: {hint}"
-        )
-    return RunPlan(
-        shape, False, tile, need, budget,
-        f"tiles of {_xs(tile)}: the whole image needs about {_gb(need)} but about "
-        f"{_gb(budget)} is available; one network is trained on tiles and predicts tile by tile",
-    )
+            f"about {_gb(max(room, 0) + BASE_BYTES * MARGIN)} available on {device}: {hint}")
+    return tile, False, (f"tiles of {_xs(tile)}: the whole image does not fit; one network is "
+                         "trained on tiles and predicts tile by tile")
+
+
+def _final_pass_bytes(shape, full_shape, in_channels, params, guided, tile, lean, room) -> float:
+    """The final pass's estimate: the default method's regions on an analysis copy of
+    at most ``ANALYSIS_PIXELS`` per plane, else the clusters of the whole image (or tile
+    by tile, or with the lean step, as the steps were planned)."""
+    from ._regions import ANALYSIS_PIXELS
+
+    full_px = float(math.prod(full_shape))
+    per_pass = pass_bytes_per_pixel(params, in_channels)
+    if params.regions and not guided:
+        planes = math.prod(full_shape[:-2])
+        return min(full_px, planes * ANALYSIS_PIXELS) * per_pass
+    if tile is not None:
+        return math.prod(tile) * per_pass
+    if lean:
+        return full_px * bytes_per_pixel(params, in_channels, lean=True)
+    if room is not None and full_px * per_pass * MARGIN > room:  # the full image goes tile by tile
+        return min(full_px * per_pass, room / MARGIN)
+    return full_px * per_pass

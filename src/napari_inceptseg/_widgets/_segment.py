@@ -246,7 +246,7 @@ class SegmentWidget(Container):
 
     def _plan_line(self, layer, layout, params) -> str:
         """Which memory path the run takes and why (raises MemoryError if none fits)."""
-        from .._memory import plan_run
+        from .._memory import plan_image
 
         if layer.rgb:
             in_ch = 3
@@ -255,7 +255,7 @@ class SegmentWidget(Container):
         else:
             in_ch = 1
         device = params.device if params.device != "auto" else self._device.choices[1]
-        return plan_run(layout.spatial_shape, in_ch, params, device).describe()
+        return plan_image(layout.spatial_shape, in_ch, params, device).describe()
 
     def run(self, _=None) -> None:
         """Start a run on the chosen image (ignored while one is going)."""
