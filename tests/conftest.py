@@ -51,3 +51,10 @@ def shared_data():
     if not SHARED_DATA.is_dir():
         pytest.skip(f"shared data folder not found at {SHARED_DATA}")
     return SHARED_DATA
+
+
+@pytest.fixture(autouse=True)
+def _own_dock_settings(tmp_path_factory, monkeypatch):
+    """Each test's docks read and write their settings in a folder of their own, never
+    the user's (the dock remembers its settings between sessions)."""
+    monkeypatch.setenv("NAPARI_INCEPTSEG_CONFIG_DIR", str(tmp_path_factory.mktemp("config")))

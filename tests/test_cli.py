@@ -259,7 +259,9 @@ def test_sigint_in_a_real_run_keeps_what_is_finished(tmp_path, inputs):
     import signal
     import time
 
-    a, b, _ = inputs
+    a, _, _ = inputs  # small: finishes in a second or two
+    b = tmp_path / "in" / "big.png"  # 256 x 256: its 1500 iterations take far longer
+    iio.imwrite(b, np.random.default_rng(0).integers(0, 255, (256, 256, 3), dtype=np.uint8))
     out = tmp_path / "out"
     slow = ["--preset", "paper-vanilla", "--n-channels", "16", "--max-iter", "1500", "--min-labels", "1",
             "--seed", "0", "--device", "cpu", "-q"]
@@ -268,14 +270,14 @@ def test_sigint_in_a_real_run_keeps_what_is_finished(tmp_path, inputs):
     deadline = time.monotonic() + 120
     while not (out / "a_run.json").exists() and time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.05)
-    time.sleep(0.5)  # b is training now
+    time.sleep(1.5)  # b is training now
     proc.send_signal(signal.SIGINT)
     stdout, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 130, stderr
     assert "interrupted" not in json.loads((out / "a_run.json").read_text())
-    run_b = json.loads((out / "b_run.json").read_text())
+    run_b = json.loads((out / "big_run.json").read_text())
     assert run_b["interrupted"] is True and 1 <= run_b["n_iter"] < 1500
-    assert (out / "b_labels.png").exists() and (out / "b_overlay.png").exists()
+    assert (out / "big_labels.png").exists() and (out / "big_overlay.png").exists()
     assert "interrupted: 1 of 2 image(s) segmented" in stdout
 
 

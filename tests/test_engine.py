@@ -310,3 +310,20 @@ def test_ctrl_c_hands_over_the_last_good_clusters(small_rgb):
     assert isinstance(info.value, KeyboardInterrupt)
     assert info.value.iteration == 5
     np.testing.assert_array_equal(info.value.labels, p.labels)
+
+
+def test_the_tiled_final_pass_reports_each_tile_and_can_be_cancelled_within_one():
+    image = np.random.default_rng(0).integers(0, 255, (96, 120, 3), dtype=np.uint8)
+    kw = dict(preset="paper-vanilla", n_channels=8, max_iter=2, tile_size=32, seed=0, device="cpu")
+    records = list(segment_iter(image, **kw))  # drained to the end (its result is the StopIteration value)
+    tiles = [r for r in records if r.stage == "final pass"]
+    assert tiles and [r.part[0] for r in tiles] == list(range(1, len(tiles) + 1))
+    assert all(r.iteration == 2 and r.labels is None for r in tiles) and tiles[-1].part[0] <= tiles[-1].part[1]
+    gen = segment_iter(image, **kw)
+    for r in gen:
+        if r.stage == "final pass":
+            break
+    # grad mode is per thread: a paused pass must not leave it off (napari reuses its threads)
+    assert torch.is_grad_enabled()
+    gen.close()  # what napari's worker does on Cancel: stops inside the pass, after one tile
+    assert r.part[0] == 1

@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from napari_inceptseg import SegmentParams
 from napari_inceptseg import _evaluate as ev
 from napari_inceptseg._cli import main
 from napari_inceptseg._datasets import list_items

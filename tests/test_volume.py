@@ -48,7 +48,7 @@ def test_3d_beats_per_slice_in_z_consistency(volume_runs):
 
 @pytest.mark.parametrize("arch", ["vanilla", "inception"])
 def test_3d_networks_are_local_so_tiles_give_the_same_labels(arch):
-    from napari_inceptseg._engine import predict_tiled
+    from napari_inceptseg._engine import predict_tiled, run_to_end
     from napari_inceptseg._models import build_model
 
     torch.manual_seed(0)
@@ -61,7 +61,7 @@ def test_3d_networks_are_local_so_tiles_give_the_same_labels(arch):
     net.eval()
     with torch.no_grad():
         whole = net(x).argmax(1)[0].int()
-    tiled = predict_tiled(net, x, (10, 24, 24), net.radius, "cpu", torch.contiguous_format)
+    tiled = run_to_end(predict_tiled(net, x, (10, 24, 24), net.radius, "cpu", torch.contiguous_format))
     assert (tiled == whole).float().mean() > 0.999
 
 

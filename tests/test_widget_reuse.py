@@ -50,7 +50,8 @@ def test_scribbles_layer_guides_the_run_and_keeps_its_ids(make_napari_viewer, qt
     assert not widget.running and len(viewer.layers) == n
 
 
-def test_train_on_one_frame_save_load_and_apply_to_all(make_napari_viewer, qtbot, tmp_path):
+def test_train_on_one_frame_save_load_and_apply_to_all(make_napari_viewer, qtbot, tmp_path, monkeypatch):
+    from qtpy.QtWidgets import QFileDialog
     from test_model_io import moving_shapes
 
     frames, gts = moving_shapes(n_frames=6)
@@ -60,19 +61,29 @@ def test_train_on_one_frame_save_load_and_apply_to_all(make_napari_viewer, qtbot
     widget._image.value = layer
     widget._params["max_iter"].value = 60
     widget._params["min_labels"].value = 4
-    assert not widget._apply_btn.enabled
+    net = widget._network
+    assert not net.apply_btn.enabled
     widget.run()  # current slice: frame 0
     _wait(qtbot, widget)
-    assert widget._apply_btn.enabled and "trained on 'movie'" in widget._model_info.value
+    assert net.apply_btn.enabled and "trained on 'movie'" in net.info.value
     path = tmp_path / "net.safetensors"
-    widget._model_file.value = path
-    widget.save_model()
+    chosen = [str(path)]  # what the user picks in Qt's dialogs (which confirm a replacement)
+    monkeypatch.setattr(QFileDialog, "getSaveFileName", lambda *a, **k: (chosen[0], ""))
+    monkeypatch.setattr(QFileDialog, "getOpenFileName", lambda *a, **k: (chosen[0], ""))
+    net.save_btn.native.click()
     assert load_model(path).params.arch == "vanilla"
-    widget.save_model()  # never over an existing file
+    path.write_bytes(b"an older file")
+    net.save_btn.native.click()  # the dialog asked before replacing it: honoured
     assert load_model(path).params.arch == "vanilla"
-    widget._model = None
-    widget.load_model()
-    assert widget._model is not None and "loaded from net.safetensors" in widget._model_info.value
+    mine = tmp_path / "mine"
+    (tmp_path / "mine.safetensors").write_bytes(b"the user's file")
+    chosen[0] = str(mine)  # no suffix: the dialog confirmed "mine", not "mine.safetensors"
+    net.save_btn.native.click()
+    assert (tmp_path / "mine.safetensors").read_bytes() == b"the user's file"
+    net.model = None
+    chosen[0] = str(path)
+    net.load_btn.native.click()
+    assert net.model is not None and "loaded from net.safetensors" in net.info.value
     widget._slices.value = "all slices"
     widget.apply()
     _wait(qtbot, widget)

@@ -81,3 +81,19 @@ def test_matched_layer_shares_class_ids(scored):
     assert layer.data[0, 0] == 1 and layer.data[0, 2] == 2
     assert layer.data[0, 1] == 4
     assert layer.data.shape == GT.shape
+
+
+def test_the_empty_table_has_its_one_column_and_edits_flow_to_csv_and_matched_layer(make_napari_viewer, qtbot):
+    viewer = make_napari_viewer()
+    _, widget = viewer.window.add_plugin_dock_widget("napari-inceptseg", "Score against ground truth")
+    assert widget._table.column_headers == ("value",) and widget._table.shape == (0, 1)  # no "data | columns"
+    pred = viewer.add_labels(PRED.copy(), name="clusters")
+    viewer.add_labels(GT.copy(), name="ground truth")
+    widget._gt.value = viewer.layers["ground truth"]
+    widget._pred.value = pred
+    before = widget.table_csv()
+    pred.data[2, :2] = 6  # the user fixes... and breaks the bottom-left corner
+    pred.events.data()
+    qtbot.waitUntil(lambda: widget.table_csv() != before, timeout=5000)
+    matched = widget.add_matched_layer()
+    assert matched is not None and matched.data[2, 0] == matched.data[0, 1]  # follows the edit

@@ -207,9 +207,11 @@ def test_all_slices_of_a_stack(make_napari_viewer, qtbot):
 
 
 def test_current_slice_of_a_multichannel_stack(make_napari_viewer, qtbot):
+    """A "current slice" run gives a result of that slice's size, placed at that slice
+    (not a layer of the whole stack's size for each run)."""
     viewer = make_napari_viewer()
     data = np.random.default_rng(1).random((4, 2, 16, 20)).astype(np.float32)  # (Z, C, Y, X)
-    layer = viewer.add_image(data, name="zc")
+    layer = viewer.add_image(data, name="zc", scale=(3.0, 1.0, 0.5, 0.5), translate=(10.0, 0, 0, 0))
     viewer.dims.set_current_step(0, 2)
     _, widget = viewer.window.add_plugin_dock_widget("napari-inceptseg", "Unsupervised segmentation")
     widget._image.value = layer
@@ -220,9 +222,10 @@ def test_current_slice_of_a_multichannel_stack(make_napari_viewer, qtbot):
     widget.run()
     _wait(qtbot, widget)
     out = viewer.layers["zc regions"]
-    assert out.data.shape == (4, 16, 20)
-    filled = [z for z in range(4) if out.data[z].any()]
-    assert filled == [2]
+    assert out.data.shape == (1, 16, 20) and out.data.min() >= 1
+    np.testing.assert_allclose(out.scale, (3.0, 0.5, 0.5))
+    assert out.translate[0] == 10.0 + 2 * 3.0  # world z of slice 2
+    assert np.array_equal(out.world_to_data((16.0, 0, 0)), (0, 0, 0))
 
 
 def test_painting_and_undo_work_on_the_output(viewer_and_widget, qtbot):

@@ -1,11 +1,13 @@
 """Regenerate the pictures in docs/images from real runs and a real napari window.
 
-    xvfb-run -a -s "-screen 0 1280x1024x24" .venv/bin/python docs/_scripts/make_screenshots.py
+    xvfb-run -a -s "-screen 0 1366x768x24" .venv/bin/python docs/_scripts/make_screenshots.py
 """
 
 from __future__ import annotations
 
+import os
 import sys
+import tempfile
 import warnings
 from pathlib import Path
 
@@ -16,6 +18,8 @@ OUT = Path(__file__).resolve().parents[1] / "images"
 
 def main() -> int:
     warnings.filterwarnings("ignore", message=".*PyQt5 backend is deprecated.*")
+    # the dock's defaults, whatever this machine's user saved
+    os.environ["NAPARI_INCEPTSEG_CONFIG_DIR"] = tempfile.mkdtemp(prefix="inceptseg-docs-")
     import imageio.v3 as iio
     import napari
     from skimage.transform import resize
@@ -66,7 +70,7 @@ def widget_screenshots() -> None:
 
     viewer = napari.Viewer(show=True)
     app = QApplication.instance()
-    viewer.window.resize(1400, 900)
+    viewer.window.resize(1366, 768)  # a laptop screen
     viewer.open_sample("napari-inceptseg", "synthetic_regions")
     viewer.layers["synthetic ground truth"].visible = False
     viewer.layers.selection.active = viewer.layers["synthetic"]
@@ -81,6 +85,10 @@ def widget_screenshots() -> None:
     viewer.screenshot(str(OUT / "segment-widget-running.png"), canvas_only=False, flash=False)
     _wait(app, lambda: not seg.running)
     viewer.screenshot(str(OUT / "segment-widget-done.png"), canvas_only=False, flash=False)
+    seg._advanced.set_open(True)
+    seg._network_section.set_open(True)
+    _wait(app, lambda: False, timeout=0.5)
+    viewer.screenshot(str(OUT / "segment-widget-advanced.png"), canvas_only=False, flash=False)
     viewer.window.remove_dock_widget(seg.native)
     _, sc = viewer.window.add_plugin_dock_widget("napari-inceptseg", "Score against ground truth")
     sc._pred.value = viewer.layers["synthetic regions"]

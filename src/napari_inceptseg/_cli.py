@@ -161,7 +161,10 @@ class _Bar:
         self._bar = tqdm(total=total, desc=desc, unit="it", leave=True, disable=disable, file=sys.stderr, dynamic_ncols=True)
 
     def __call__(self, p) -> None:
-        self._bar.update(1)
+        if p.part is not None:  # the tile-by-tile final pass
+            self._bar.set_postfix_str(f"final pass, tile {p.part[0]}/{p.part[1]}")
+            return
+        self._bar.update(p.iteration - self._bar.n)
         self._bar.set_postfix(clusters=p.n_labels, loss=f"{p.loss:.3f}", refresh=False)
 
     def close(self) -> None:
@@ -295,13 +298,15 @@ class _Job:
 
 def _segment_file(job: _Job, counter: str, args, params, model) -> str:
     """Train on (or apply the network to) one file and write its outputs; the summary line."""
+    from ._folders import apply_to_image
+
     existing = [str(p) for p in job.targets.values() if p.exists()]
     if existing and not args.overwrite:
         raise FileExistsError(f"output exists ({', '.join(existing)}); pass --overwrite to replace it")
     job.image = image = _read(job.src)
     if model is not None and not args.warm_start:
         t0 = time.perf_counter()
-        labels = _apply_cli(model, image, args, params)
+        labels = apply_to_image(model, image, args.channel_axis, params.device, params.tile_size)
         info = {"image": str(job.src), "model": str(args.model), "applied": True, "n_iter": 0,
                 "n_labels": int(len(np.unique(labels[labels > 0]))),
                 "seconds": round(time.perf_counter() - t0, 3), "model_params": model.params.to_dict()}
@@ -358,16 +363,6 @@ def _keep_partial(job: _Job, stop: BaseException, how: str, args, params) -> str
     _write_outputs(job, labels, info, args)
     return (f"{job.src}: {how}; the clusters of iteration {iteration} were written to "
             f"{job.targets['labels']} ('{how}': true in {job.targets['run'].name})")
-
-
-def _apply_cli(model, image, args, params):
-    """Apply a saved network to one image file: plane by plane for stacks."""
-    from ._stack import apply_stack
-
-    image = np.asarray(image)
-    rgb = args.channel_axis is None and image.ndim >= 3 and image.shape[-1] in (3, 4) and model.in_channels == 3
-    return apply_stack(model, image, channel_axis=args.channel_axis, rgb=rgb, device=params.device,
-                       tile_size=params.tile_size)
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:

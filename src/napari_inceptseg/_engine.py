@@ -18,7 +18,7 @@ import numpy as np
 
 from ._memory import coarse_size, training_size
 from ._params import SegmentParams, resolve_params
-from ._preprocess import is_constant, prepare_image
+from ._preprocess import is_constant
 from ._regions import consecutive_labels
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -84,6 +84,10 @@ class Progress:
     loss_con: float
     n_labels: int
     labels: Optional[np.ndarray] = None
+    #: "training", or "final pass" for the tile-by-tile pass after training (whose
+    #: records repeat the last iteration's numbers and count tiles in ``part``)
+    stage: str = "training"
+    part: Optional[Tuple[int, int]] = None  # (tiles done, tiles in all) in the final pass
 
 
 @dataclass
@@ -387,7 +391,9 @@ def segment_iter(
         if regions:  # the default method: clusters -> regions
             raw, labels = _regions_pass(model, x_host, data, params, device, fmt)
         else:
-            raw, response = _final_clusters(model, x_host, full, plan, lean_step, device, fmt, params)
+            tiles = partial(_final_record, history, total)
+            raw, response = yield from _final_clusters(model, x_host, full, plan, lean_step, device, fmt,
+                                                       params, tiles)
             labels = None
         model.to(memory_format=torch.contiguous_format)
     except KeyboardInterrupt as exc:  # Ctrl+C: hand over what the run has so far
@@ -494,10 +500,19 @@ def _regions_pass(model, x_host, data, params, device, fmt):
     return _upscale_nearest(raw, spatial), _upscale_nearest(labels, spatial)
 
 
-def _final_clusters(model, x_host, full, plan, lean_step, device, fmt, params):
+def _final_record(history, total, done, of) -> Progress:
+    """A record of the tile-by-tile final pass: the last iteration's numbers, and the tiles."""
+    last = (history[k][-1] if history[k] else math.nan for k in ("loss", "loss_sim", "loss_con"))
+    n = history["n_labels"][-1] if history["n_labels"] else 0
+    return Progress(len(history["loss"]), total, *last, n, stage="final pass", part=(done, of))
+
+
+def _final_clusters(model, x_host, full, plan, lean_step, device, fmt, params, tiles):
     """The argmax channel of every pixel of the full image after training (and, when
     ``n_clusters`` asks for merging and the image was one pass, the response), by the
-    path the memory plan chose: whole image, memory-lean step or tiles."""
+    path the memory plan chose: whole image, memory-lean step or tiles. A generator:
+    the tiled path yields ``tiles(done, of)`` after each tile (so a run can be cancelled
+    within one tile) and returns ``(channel ids, response or None)``."""
     import torch
 
     from ._memory import plan_run
@@ -511,9 +526,20 @@ def _final_clusters(model, x_host, full, plan, lean_step, device, fmt, params):
         except MemoryError as exc:
             raise SegmentationError(str(exc)) from None
     if tile is not None:  # statistics over tiles covering the image, then tile by tile
+        n = 2 * sum(1 for _ in _windows(spatial, tile))  # (the prediction's windows are as many or more)
+        done = 0
         with calibrating_batchnorm(model):
-            calibrate_tiled(model, x_host, tile, device, fmt, params.precision)
-        return predict_tiled(model, x_host, tile, model.radius, device, fmt, params.precision).numpy(), None
+            for _ in calibrate_tiled(model, x_host, tile, device, fmt, params.precision):
+                done += 1
+                yield tiles(done, n)
+        predict = predict_tiled(model, x_host, tile, model.radius, device, fmt, params.precision)
+        while True:
+            try:
+                next(predict)
+            except StopIteration as stop:
+                return stop.value.numpy(), None
+            done += 1
+            yield tiles(done, max(n, done))
     if lean_step is not None:  # same memory bound as the lean step
         with calibrating_batchnorm(model):
             return lean_step.predict(full.x).cpu().numpy().astype(np.int32), None
@@ -540,14 +566,18 @@ def _windows(spatial, step):
 
 def calibrate_tiled(model, x, tile, device, fmt, precision="float32"):
     """One training-mode pass (no gradients) over tiles that cover ``x``, to average
-    BatchNorm's statistics over the whole image (see ``calibrating_batchnorm``)."""
+    BatchNorm's statistics over the whole image (see ``calibrating_batchnorm``).
+    A generator that yields after each tile (drain it with :func:`run_to_end`); it
+    never yields inside ``no_grad`` (grad mode is per thread, and a generator left
+    there would switch gradients off for whatever the thread runs next)."""
     import torch
 
     model.train()
-    with torch.no_grad(), _autocast(torch.device(device), precision):
-        for starts, ends in _windows(tuple(x.shape[2:]), tile):
-            sel = (slice(None), slice(None), *(slice(a, e) for a, e in zip(starts, ends)))
+    for starts, ends in _windows(tuple(x.shape[2:]), tile):
+        sel = (slice(None), slice(None), *(slice(a, e) for a, e in zip(starts, ends)))
+        with torch.no_grad(), _autocast(torch.device(device), precision):
             model.fast_forward(x[sel].to(device).contiguous(memory_format=fmt))
+        yield
 
 
 def predict_tiled(model, x, tile, radius, device, fmt, precision="float32"):
@@ -555,7 +585,8 @@ def predict_tiled(model, x, tile, radius, device, fmt, precision="float32"):
     as an int32 CPU tensor, computed in windows of ``tile`` whose outer ``radius``
     pixels are discarded (zero-padding there would differ from the whole image's
     neighbours), with BatchNorm's running statistics: the same function as one
-    pass over the whole image in eval mode, without its memory."""
+    pass over the whole image in eval mode, without its memory. A generator that
+    yields after each window and returns the labels (drain it with :func:`run_to_end`)."""
     import torch
 
     spatial = tuple(x.shape[2:])
@@ -564,13 +595,14 @@ def predict_tiled(model, x, tile, radius, device, fmt, precision="float32"):
     was_training = model.training
     model.eval()
     try:
-        with torch.no_grad(), _autocast(torch.device(device), precision):
-            for starts, ends in _windows(spatial, core):
-                win = [slice(max(0, a - radius), min(s, e + radius)) for a, e, s in zip(starts, ends, spatial)]
+        for starts, ends in _windows(spatial, core):
+            win = [slice(max(0, a - radius), min(s, e + radius)) for a, e, s in zip(starts, ends, spatial)]
+            with torch.no_grad(), _autocast(torch.device(device), precision):  # (not across the yield)
                 xt = x[(slice(None), slice(None), *win)].to(device).contiguous(memory_format=fmt)
                 lab = model.fast_forward(xt).float().argmax(1)[0]
-                inner = tuple(slice(a - w.start, e - w.start) for a, e, w in zip(starts, ends, win))
-                out[tuple(slice(a, e) for a, e in zip(starts, ends))] = lab[inner].to("cpu", torch.int32)
+            inner = tuple(slice(a - w.start, e - w.start) for a, e, w in zip(starts, ends, win))
+            out[tuple(slice(a, e) for a, e in zip(starts, ends))] = lab[inner].to("cpu", torch.int32)
+            yield
     finally:
         model.train(was_training)
     return out
@@ -605,7 +637,7 @@ def _optimise(model, optimizer, source, steps, done_before, total, params, previ
 
     coarse = tuple(source.shape) != tuple(full_shape)
     tiled = source.tile is not None
-    as_labels = partial(_target_labels, full_shape=full_shape if coarse else None,
+    as_labels = partial(_target_labels, dims=len(source.shape), full_shape=full_shape if coarse else None,
                         n_channels=params.n_channels, scribble_ids=scribble_ids)
     recent = collections.deque(maxlen=source.window)
     pending = []  # (iteration, stats tensors, target) not yet read back from the device
@@ -668,16 +700,18 @@ def _each_record(gen, action):
         yield record
 
 
-def _target_labels(tgt, full_shape, n_channels, scribble_ids):
-    """Labels 1..K at the image's shape from a step's target channels (1, *shape):
-    upscaled (nearest) from a coarse stage when ``full_shape`` is given."""
+def _target_labels(tgt, dims, full_shape, n_channels, scribble_ids):
+    """Labels 1..K at the image's shape from a step's target channels (``(1, *shape)``,
+    or ``shape`` from the lean step; ``dims`` spatial axes): upscaled (nearest) from a
+    smaller training copy when ``full_shape`` is given."""
     import torch
 
     from ._scribbles import channels_present, make_label_map
 
+    tgt = tgt.reshape(tgt.shape[-dims:])
     if full_shape is not None:
-        tgt = torch.nn.functional.interpolate(tgt[:, None].float(), size=tuple(full_shape), mode="nearest")[:, 0]
-    raw = tgt[0].long().cpu().numpy()
+        tgt = torch.nn.functional.interpolate(tgt[None, None].float(), size=tuple(full_shape), mode="nearest")[0, 0]
+    raw = tgt.long().cpu().numpy()
     if scribble_ids:
         return make_label_map(channels_present(raw, n_channels), n_channels, scribble_ids)[raw]
     return consecutive_labels(raw)

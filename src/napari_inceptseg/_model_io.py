@@ -13,7 +13,7 @@ import dataclasses
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Generator, Optional
+from typing import Any, Dict, Optional
 
 import numpy as np
 
@@ -191,7 +191,7 @@ class TrainedModel:
         images. Large images are predicted tile by tile (the same result). These
         are the network's clusters: the default method's regions are made per run
         (``segment``), so a network applied to other images gives clusters."""
-        from ._engine import SegmentationError, predict_tiled, resolve_device
+        from ._engine import SegmentationError, predict_tiled, resolve_device, run_to_end
         from ._memory import plan_run
         from ._preprocess import is_rgb, prepare, to_colour_space
         from ._train import memory_format_for
@@ -217,7 +217,7 @@ class TrainedModel:
         if net is None:
             net = self._built[str(dev)] = self.build(dev).to(memory_format=fmt)
         x = torch.from_numpy(data).unsqueeze(0)
-        raw = predict_tiled(net, x, tile, net.radius, dev, fmt, self.params.precision).numpy()
+        raw = run_to_end(predict_tiled(net, x, tile, net.radius, dev, fmt, self.params.precision)).numpy()
         return self.label_map[raw]
 
 

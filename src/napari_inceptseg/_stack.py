@@ -18,7 +18,6 @@ import numpy as np
 
 from ._engine import Progress, SegmentationResult, run_to_end, segment_iter
 from ._params import SegmentParams, resolve_params
-from ._regions import consecutive_labels
 
 
 @dataclass(frozen=True)

@@ -207,17 +207,23 @@ def _rss() -> int:
 
 class HeapGuard:
     """What :func:`heap_allocator` yields: call :meth:`check` after every step. In heap
-    mode it gives freed pages back (``malloc_trim``) whenever the process has grown more
-    than ``allowance`` bytes above where it started, so that fragmentation cannot make a
-    long run grow beyond its plan."""
+    mode, once the process has grown more than ``allowance`` bytes above where it
+    started, it gives freed pages back (``malloc_trim``); if that is not enough (small
+    live objects pin the freed pages), the rest of the run uses glibc's normal
+    allocator, so that fragmentation cannot make a run grow beyond its plan."""
 
     def __init__(self, libc=None, allowance: float = 0.0):
         self.libc = libc
         self.limit = _rss() + allowance if libc is not None else None
 
     def check(self) -> None:
-        if self.libc is not None and _rss() > self.limit:
-            self.libc.malloc_trim(0)
+        if self.libc is None or _rss() <= self.limit:
+            return
+        self.libc.malloc_trim(0)
+        if _rss() > self.limit:  # pinned: back to mmap for large blocks, no more checks
+            self.libc.mallopt(_M_MMAP_MAX, _DEFAULT_MMAP_MAX)
+            self.libc.mallopt(_M_TRIM_THRESHOLD, _DEFAULT_TRIM)
+            self.libc = None
 
 
 @contextlib.contextmanager

@@ -2,20 +2,28 @@
 
 from __future__ import annotations
 
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Callable, Dict, Optional, Tuple
 
 import numpy as np
 
 
-def output_geometry(layer, channel_axis: Optional[int]) -> Dict[str, Any]:
-    """scale / translate / affine / units / axis labels of ``layer`` without its channel axis.
+def level_scale(layer, level: Optional[int] = None) -> np.ndarray:
+    """The layer's scale, for pyramid ``level`` of a multiscale layer (level 0's times
+    that level's downsampling factors)."""
+    scale = np.asarray(layer.scale, dtype=float)
+    if level:
+        scale = scale * np.asarray(layer.downsample_factors[level], dtype=float)[-scale.size:]
+    return scale
 
-    For RGB layers napari's geometry already excludes the colour axis.
-    """
+
+def output_geometry(layer, channel_axis: Optional[int], level: Optional[int] = None) -> Dict[str, Any]:
+    """scale / translate / affine / units / axis labels of ``layer`` (at pyramid
+    ``level``) without its channel axis. For RGB layers napari's geometry already
+    excludes the colour axis."""
     keep = [i for i in range(layer.ndim) if getattr(layer, "rgb", False) or i != channel_axis]
     geo: Dict[str, Any] = {
-        "scale": np.asarray(layer.scale)[keep],
-        "translate": np.asarray(layer.translate)[keep],
+        "scale": level_scale(layer, level)[keep],
+        "translate": np.asarray(layer.translate, dtype=float)[keep],
     }
     aff = np.asarray(layer.affine.affine_matrix)
     rows = keep + [layer.ndim]
@@ -27,13 +35,29 @@ def output_geometry(layer, channel_axis: Optional[int]) -> Dict[str, Any]:
     return geo
 
 
-def current_plane(viewer, layer, layout) -> Tuple[int, ...]:
-    """The leading index of ``layer`` that the viewer currently shows."""
+def current_plane(viewer, layer, layout, level: Optional[int] = None) -> Tuple[int, ...]:
+    """The leading index of ``layer`` (of its pyramid ``level``) that the viewer shows."""
     if not layout.leading_axes:
         return ()
     world = np.asarray(viewer.dims.point)
-    data_point = np.asarray(layer.world_to_data(world[-layer.ndim:]))
+    data_point = np.asarray(layer.world_to_data(world[-layer.ndim:]), dtype=float)
+    if level:
+        data_point = data_point / np.asarray(layer.downsample_factors[level], dtype=float)[-data_point.size:]
     out = []
     for axis, size in zip(layout.leading_axes, layout.leading_shape):
         out.append(int(np.clip(np.round(data_point[axis]), 0, size - 1)))
     return tuple(out)
+
+
+def source_level(layer, fits: Callable[[Tuple[int, ...]], None]) -> int:
+    """The largest pyramid level of a multiscale layer whose shape ``fits`` (which
+    raises ``MemoryError`` when it does not)."""
+    last: Optional[MemoryError] = None
+    for level, data in enumerate(layer.data):
+        try:
+            fits(tuple(data.shape))
+            return level
+        except MemoryError as exc:
+            last = exc
+    raise ValueError(f"not even the smallest level of this pyramid ({tuple(layer.data[-1].shape)}) fits "
+                     f"in memory ({last}): add a smaller level, or crop the image")

@@ -16,6 +16,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
 MATCHING = [("one-to-one (Hungarian)", "hungarian"), ("many-to-one (majority)", "majority")]
 _LAYER_EVENTS = ("data", "paint", "labels_update")
+#: an empty table with its one column (a dict without "index" would be read as two columns)
+_EMPTY = {"data": [], "index": [], "columns": ["value"]}
 
 
 def parse_ignore(text: str) -> Optional[int]:
@@ -42,7 +44,7 @@ class ScoreWidget(Container):
         self._gt = ComboBox(label="ground truth", choices=self._labels_choices, nullable=True, tooltip="Labels layer with the true classes, same shape.")
         self._ignore = LineEdit(label="ignore label", value="none", tooltip="Ground-truth value to leave out of the scores: 'none', 0, 255 or any integer.")
         self._matching = ComboBox(label="matching", choices=MATCHING, value="hungarian", tooltip="One-to-one: each class gets at most one cluster (Hungarian). Many-to-one: each cluster goes to its majority class.")
-        self._table = Table(value={"data": [], "columns": ["value"]})
+        self._table = Table(value=_EMPTY)
         self._table.read_only = True
         self._table.min_height = 260
         self._copy_btn = PushButton(text="Copy table as CSV")
@@ -127,7 +129,7 @@ class ScoreWidget(Container):
         return s
 
     def _show_message(self, text: str) -> None:
-        self._table.value = {"data": [], "columns": ["value"]}
+        self._table.value = _EMPTY
         self._status.value = text
 
     def table_csv(self) -> str:

@@ -3,27 +3,31 @@
 A thin GUI over :func:`napari_inceptseg._stack.segment_stack_iter`: the engine
 generator runs in a napari ``thread_worker``; layers are touched only in the
 worker's ``yielded`` / ``returned`` / ``errored`` / ``aborted`` handlers, which
-napari calls in the main thread. torch is imported when a run starts.
+napari calls in the main thread, each bound to its own run. torch is imported when
+a run starts. Up front: the image, the preset, the number of labels, the seed, the
+preview rate and Run / Cancel; every other setting is under "Advanced"; the dock's
+settings are kept between sessions (``_settings``).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from dataclasses import dataclass
 from functools import partial
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any, List, Optional
 
 import numpy as np
-from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, FloatSpinBox, Label, PushButton, SpinBox
+from magicgui.widgets import CheckBox, ComboBox, Container, PushButton, SpinBox
 from napari.layers import Image, Labels
-from napari.utils import progress
 from napari.utils.notifications import show_error, show_info
 
 from .._params import PRESETS, SegmentParams, method_fields, preset_params
-from .._stack import ApplyProgress, PlaneLayout, StackProgress, StackResult, plane_layout
-from ._layers import current_plane, output_geometry
+from .._stack import ApplyProgress
+from ._controls import BASIC_PARAMS, Section, _param_widgets, wrapping_label
+from ._source import RunSource, layer_layout, plan_line, run_source, scribbles_for
+from ._network import NetworkPanel
+from ._progress import RunProgress
+from ._settings import KeptSettings, load_settings
 
 if TYPE_CHECKING:  # pragma: no cover
     import napari
@@ -31,51 +35,10 @@ if TYPE_CHECKING:  # pragma: no cover
 log = logging.getLogger(__name__)
 
 CURRENT, ALL = "current slice", "all slices"
-
-#: widget label and upper bound of each numeric engine parameter
-_NUMERIC = {
-    "n_channels": ("channels (max clusters)", 1000),
-    "n_conv": ("depth (n_conv)", 10),
-    "max_iter": ("max iterations", 100000),
-    "min_labels": ("min clusters", 1000),
-    "lr": ("learning rate", 10.0),
-    "w_sim": ("similarity weight", 100.0),
-    "w_con": ("continuity weight", 100.0),
-    "w_scr": ("scribble weight", 100.0),
-    "tile_size": ("tile size (0: auto)", 100000),
-    "memory_gb": ("memory limit GB (0: free)", 100000.0),
-    "coarse_scale": ("coarse scale", 1.0),
-    "coarse_iter": ("coarse steps", 100000),
-    "refine_iter": ("refine steps", 10000),
-    "train_pixels": ("training pixels (0: all)", 10**9),
-    "merge_threshold": ("merge threshold", 100.0),
-    "n_clusters": ("at most N labels (0: any)", 100000),
-}
-_CHOICE_LABELS = {"arch": "architecture", "dims": "dimensions", "init": "initialisation", "precision": "precision",
-                  "color_space": "colour space"}
-_BOOL_LABELS = {"regions": "connected regions"}
-
-
-def _param_widgets() -> dict:
-    """One magicgui widget per engine parameter, with the default method's value and its help."""
-    out = {}
-    for f in dataclasses.fields(SegmentParams):
-        help_ = f.metadata["help"]
-        if f.name in _BOOL_LABELS:
-            out[f.name] = CheckBox(text=_BOOL_LABELS[f.name], value=f.default, tooltip=help_)
-        elif "choices" in f.metadata:
-            out[f.name] = ComboBox(label=_CHOICE_LABELS[f.name], choices=f.metadata["choices"], value=f.default, tooltip=help_)
-        elif f.name in _NUMERIC:
-            label, hi = _NUMERIC[f.name]
-            if str(f.type) == "float":
-                out[f.name] = FloatSpinBox(
-                    label=label, min=0.0 if f.name != "coarse_scale" else f.metadata["minimum"],
-                    max=hi, step={"coarse_scale": 0.05, "memory_gb": 0.5, "merge_threshold": 0.05}.get(f.name, 0.01),
-                    value=f.default, tooltip=help_,
-                )
-            else:
-                out[f.name] = SpinBox(label=label, min=f.metadata["minimum"], max=hi, value=f.default, tooltip=help_)
-    return out
+#: dock settings kept between sessions besides the engine parameters (widget attribute names)
+_KEPT = ("_preset", "_device", "_seed", "_preview_every", "_keep_preview", "_warm_start", "_slices")
+_KEPT_DEFAULTS = {"_device": "auto", "_seed": -1, "_preview_every": 10, "_keep_preview": False,
+                  "_warm_start": True, "_slices": CURRENT}
 
 
 def _present_devices() -> List[str]:
@@ -89,9 +52,8 @@ class _Run:
     """Everything one run owns; the widget holds at most one."""
 
     image: Image
-    layout: PlaneLayout
+    source: RunSource  # what it reads (the layer, a pyramid level or one slice) and where the output goes
     params: SegmentParams
-    planes: List[Tuple[int, ...]]
     keep_preview: bool
     name: str
     kind: str = "train"  # or "apply": a saved network labels the planes, no training
@@ -108,60 +70,95 @@ class SegmentWidget(Container):
     default method, clusters with the paper presets) becomes a Labels layer."""
 
     def __init__(self, viewer: napari.viewer.Viewer):
-        super().__init__()
+        super().__init__(scrollable=True)
         self._viewer = viewer
         self._run: Optional[_Run] = None
+        self._build_controls()
+        self.extend(self._sections())
+        self._kept = KeptSettings(self._kept_widgets(), self._advanced)
+        self._connect(viewer)
+        self._restore_settings(load_settings())
+        self._follow_active()
+        self._update_nd_controls()
 
+    def _build_controls(self) -> None:
         self._image = ComboBox(label="image", choices=self._image_choices, tooltip="The image layer to segment (follows the selected layer).")
         self._preset = ComboBox(label="preset", choices=list(PRESETS), value="default", tooltip=(
             "default: a short training on a downscaled copy, then connected regions (seconds on a CPU). "
             "paper-vanilla / paper-inception: the papers' exact settings (1000 iterations at full "
-            "resolution, raw clusters). Choosing one sets every method control below."))
+            "resolution, raw clusters). Choosing one sets every method setting under Advanced."))
         self._params = _param_widgets()
         self._device = ComboBox(label="device", choices=_present_devices(), value="auto", tooltip=SegmentParams.__dataclass_fields__["device"].metadata["help"])
         self._seed = SpinBox(label="seed", min=-1, max=2**31 - 1, value=-1, tooltip="Seed of the initial weights; -1 draws one (recorded in the layer metadata). The same seed gives the same result on the CPU.")
         self._preview_every = SpinBox(label="preview every", min=0, max=10000, value=10, tooltip="Update the output layer every N iterations while the run goes on (0: only at the end).")
         self._channel_axis = ComboBox(label="channel axis", choices=self._channel_axis_choices, tooltip="Axis holding the channels of a multichannel (non-RGB) image, e.g. 0 for (C, Y, X). RGB layers need none.")
-        self._slices = ComboBox(label="slices", choices=[CURRENT, ALL], value=CURRENT, tooltip="For images with Z, T or other leading axes: segment the slice on screen, or every slice into one Labels layer.")
+        self._slices = ComboBox(label="slices", choices=[CURRENT, ALL], value=CURRENT, tooltip="For images with Z, T or other leading axes: segment the slice on screen (a result of that slice's size, placed there), or every slice into one Labels layer.")
         self._warm_start = CheckBox(text="warm start from the previous slice", value=True, tooltip="All slices: start each slice from the network trained on the previous one, so that cluster ids stay consistent along the stack (and later slices converge faster).")
         self._keep_preview = CheckBox(text="keep last preview if cancelled or failed", value=False, tooltip="Off: a cancelled or failed run removes its layer, leaving the viewer as it was.")
         self._scribbles = ComboBox(label="scribbles", choices=self._scribble_choices, tooltip="Optional Labels layer of the image's size with a few painted strokes (ids 1, 2, ...; 0 = unpainted): each id becomes one cluster that keeps the id (and colour) in the result.")
         self._reuse = CheckBox(text="start from the last network", value=False, enabled=False, tooltip="Train starting from the network of the last run (or the loaded file), e.g. after adding scribbles: refining is fast. Its architecture, channels and depth are used.")
-        self._model_file = FileEdit(label="network file", mode="w", filter="*.safetensors", tooltip="Where Save writes the last network, and what Load reads (.safetensors).")
-        self._save_btn = PushButton(text="Save network")
-        self._load_btn = PushButton(text="Load network")
-        self._apply_btn = PushButton(text="Apply network", enabled=False, tooltip="Label the current slice / all slices / the image with the last network, without training: the same ids on every slice and time point.")
-        self._model_info = Label(value="network: none yet")
-        self._run_btn = PushButton(text="Run")
-        self._cancel_btn = PushButton(text="Cancel", enabled=False)
-        self._status = Label(value="")
+        self._run_btn = PushButton(text="Run", tooltip="Segment the image with these settings (the result becomes a new Labels layer).")
+        self._cancel_btn = PushButton(text="Cancel", enabled=False, tooltip="Stop the run after the current iteration or tile (also from napari's activity dock).")
+        self._defaults_btn = PushButton(text="Restore defaults", tooltip="Every setting back to the default method's (the dock remembers your settings between sessions).")
+        self._python_btn = PushButton(text="Copy as Python", tooltip="Copy the segment(...) call that reproduces the selected result layer (seed included).")
+        self._command_btn = PushButton(text="Copy as command", tooltip="Copy the napari-inceptseg segment command that reproduces the selected result layer.")
+        self._status = wrapping_label()
+        self._network = NetworkPanel(self.apply, self._set_status)
 
-        self.extend([
-            self._image, self._preset, *self._params.values(), self._device, self._seed, self._preview_every,
-            self._channel_axis, self._slices, self._warm_start, self._scribbles, self._reuse,
-            self._keep_preview,
+    def _sections(self) -> list:
+        advanced = [w for name, w in self._params.items() if name not in BASIC_PARAMS]
+        self._advanced = Section("Advanced settings", [
+            *advanced, self._device, self._scribbles, self._reuse, self._warm_start, self._keep_preview,
+            self._defaults_btn], tooltip="Every engine setting, the device, scribbles and what a cancelled run keeps.")
+        self._network_section = Section("Network: save, load, apply", [self._network])
+        return [
+            self._image, self._preset, *(self._params[n] for n in BASIC_PARAMS), self._seed,
+            self._preview_every, self._channel_axis, self._slices,
             Container(widgets=[self._run_btn, self._cancel_btn], layout="horizontal", labels=False),
-            self._model_info, self._model_file,
-            Container(widgets=[self._apply_btn, self._save_btn, self._load_btn], layout="horizontal", labels=False),
-            self._status,
-        ])
-        self._model = None  # TrainedModel of the last run, or loaded from a file
+            self._status, self._advanced, self._network_section,
+            Container(widgets=[self._python_btn, self._command_btn], layout="horizontal", labels=False),
+        ]
 
+    def _connect(self, viewer) -> None:
         self._run_btn.changed.connect(self.run)
         self._cancel_btn.changed.connect(self.cancel)
-        self._apply_btn.changed.connect(self.apply)
-        self._save_btn.changed.connect(self.save_model)
-        self._load_btn.changed.connect(self.load_model)
+        self._defaults_btn.changed.connect(self.restore_defaults)
+        self._python_btn.changed.connect(lambda _=None: self.copy_recipe("python"))
+        self._command_btn.changed.connect(lambda _=None: self.copy_recipe("command"))
         self._params["dims"].changed.connect(self._update_nd_controls)
         self._preset.changed.connect(self.apply_preset)
         self._image.changed.connect(self._on_image_changed)
         self._channel_axis.changed.connect(self._update_nd_controls)
         self._slices.changed.connect(self._update_nd_controls)
+        for widget in [*self._params.values(), *(getattr(self, a) for a in _KEPT)]:
+            widget.changed.connect(self._save_settings)
+        self._advanced.toggle.changed.connect(self._save_settings)
         for ev in (viewer.layers.events.inserted, viewer.layers.events.removed, viewer.layers.events.reordered):
             ev.connect(self._refresh_choices)
         viewer.layers.selection.events.active.connect(self._follow_active)
-        self._follow_active()
-        self._update_nd_controls()
+
+    # --- settings kept between sessions ---------------------------------------------
+
+    def _kept_widgets(self) -> dict:
+        return {**{a.lstrip("_"): getattr(self, a) for a in _KEPT}, **self._params}
+
+    def _save_settings(self, _=None) -> None:
+        if not self._kept.quiet:
+            self._kept.save()
+
+    def _restore_settings(self, saved: dict) -> None:
+        self._kept.restore(saved)
+
+    def restore_defaults(self, _=None) -> None:
+        """Every setting back to the default method's, and saved so."""
+        with self._kept.quietly():
+            self._preset.value = "default"
+            self.apply_preset("default")
+            for a, value in _KEPT_DEFAULTS.items():
+                getattr(self, a).value = value
+            self._advanced.set_open(False)
+        self._kept.save()
+        self._set_status("settings restored to the defaults")
 
     # --- choices and state ---------------------------------------------------------
 
@@ -192,34 +189,30 @@ class SegmentWidget(Container):
         self._channel_axis.reset_choices()
         self._update_nd_controls()
 
-    def _plane_layout(self, dims: Optional[int] = None) -> Optional[PlaneLayout]:
-        layer = self._image.value
-        if layer is None:
-            return None
-        if dims is None:
-            dims = 3 if self._params["dims"].value == "3d" else 2
-        return plane_layout(layer.data.shape, self._channel_axis.value, rgb=layer.rgb, dims=dims)
-
     def _update_nd_controls(self, _value=None):
+        layer = self._image.value
         try:
-            layout = self._plane_layout()
+            dims = 3 if self._params["dims"].value == "3d" else 2
+            layout = None if layer is None else layer_layout(layer, self._channel_axis.value, dims)
         except ValueError:
             layout = None
         nd = bool(layout and layout.leading_axes)
+        self._channel_axis.visible = layer is not None and not layer.rgb and layer.ndim > 2
         self._slices.visible = nd
         self._warm_start.visible = nd and self._slices.value == ALL
 
     def _set_running(self, running: bool) -> None:
         self._run_btn.enabled = not running
         self._cancel_btn.enabled = running
-        self._apply_btn.enabled = not running and self._model is not None
-        self._load_btn.enabled = not running
+        self._network.set_busy(running)
+
+    def _set_status(self, text: str) -> None:
+        self._status.value = text
 
     def _set_model(self, model, where: str) -> None:
-        self._model = model
-        self._model_info.value = f"network: {where} ({model.describe()})"
+        self._network.set_model(model, where)
         self._reuse.enabled = True
-        self._apply_btn.enabled = not self.running
+        self._set_running(self.running)
 
     @property
     def running(self) -> bool:
@@ -231,31 +224,15 @@ class SegmentWidget(Container):
         for field_name in method_fields():
             self._params[field_name].value = getattr(settings, field_name)
 
+    def _device_name(self, params: SegmentParams) -> str:
+        """The device a run on ``params`` plans for ("auto": the first one present)."""
+        return params.device if params.device != "auto" else self._device.choices[1]
+
     def parameters(self) -> SegmentParams:
         values = {name: w.value for name, w in self._params.items()}
         return SegmentParams(**values, device=self._device.value, seed=None if self._seed.value < 0 else self._seed.value)
 
     # --- run / cancel -------------------------------------------------------------------
-
-    def _planes(self, layer, layout):
-        if not layout.leading_axes:
-            return [()]
-        if self._slices.value == CURRENT:
-            return [current_plane(self._viewer, layer, layout)]
-        return [tuple(i) for i in np.ndindex(*layout.leading_shape)]
-
-    def _plan_line(self, layer, layout, params) -> str:
-        """Which memory path the run takes and why (raises MemoryError if none fits)."""
-        from .._memory import plan_image
-
-        if layer.rgb:
-            in_ch = 3
-        elif layout.channel_axis is not None:
-            in_ch = layout.shape[layout.channel_axis]
-        else:
-            in_ch = 1
-        device = params.device if params.device != "auto" else self._device.choices[1]
-        return plan_image(layout.spatial_shape, in_ch, params, device).describe()
 
     def run(self, _=None) -> None:
         """Start a run on the chosen image (ignored while one is going)."""
@@ -265,23 +242,16 @@ class SegmentWidget(Container):
         if layer is None:
             show_info("Open or select an image layer first (File > Open Sample has examples).")
             return
-        init_model = self._model if (self._reuse.value and self._model is not None) else None
-        scribble_layer = self._scribbles.value
+        model = self._network.model
+        init_model = model if (self._reuse.value and model is not None) else None
         try:
             params = self.parameters()
             if init_model is not None:
                 params = init_model.structure_of(params)
-            layout = self._plane_layout(params.spatial_dims)
-            planes = self._planes(layer, layout)
-            scribbles = None
-            if scribble_layer is not None:
-                if tuple(scribble_layer.data.shape) != layout.labels_shape:
-                    raise ValueError(
-                        f"the scribbles layer '{scribble_layer.name}' has shape {tuple(scribble_layer.data.shape)}, "
-                        f"the image needs {layout.labels_shape}: add a Labels layer of the image's size "
-                        "(Layers > New Labels layer with the image selected) and paint on it")
-                scribbles = scribble_layer.data
-            plan = self._plan_line(layer, layout, params)
+            src = run_source(self._viewer, layer, self._channel_axis.value, params, self._device_name(params),
+                             all_slices=self._slices.value == ALL)
+            scribbles = scribbles_for(self._scribbles.value, layer, self._channel_axis.value, params, src.labels_sel)
+            plan = plan_line(layer, src.layout, params, self._device_name(params))
         except (ValueError, MemoryError) as exc:
             show_error(f"Cannot segment '{layer.name}': {exc}")
             return
@@ -289,22 +259,16 @@ class SegmentWidget(Container):
 
         from .._stack import segment_stack_iter
 
-        spacing = None
-        if params.spatial_dims == 3:  # continuity along Z weighted by the layer's voxel size
-            scale = np.asarray(layer.scale)
-            spacing = tuple(float(scale[a]) for a in layout.yx_axes)
-        run = _Run(
-            image=layer, layout=layout, params=params, planes=planes,
-            keep_preview=self._keep_preview.value,
-            name=f"{layer.name} {'regions' if params.regions and scribbles is None else 'clusters'}",
-        )
+        run = _Run(image=layer, source=src, params=params, keep_preview=self._keep_preview.value,
+                   name=f"{layer.name} {'regions' if params.regions and scribbles is None else 'clusters'}")
         run.worker = create_worker(
-            segment_stack_iter, layer.data, channel_axis=layout.channel_axis if not layer.rgb else None,
-            rgb=layer.rgb, planes=planes, warm_start=self._warm_start.value, params=params,
-            preview_every=self._preview_every.value, scribbles=scribbles, spacing=spacing,
+            segment_stack_iter, src.data, channel_axis=src.channel_axis, rgb=layer.rgb, planes=src.planes,
+            warm_start=self._warm_start.value, params=params, preview_every=self._preview_every.value,
+            scribbles=scribbles, spacing=src.spacing() if params.spatial_dims == 3 else None,
             init_model=init_model, _start_thread=False, _connect=self._handlers(run),
         )
-        run.pbar = progress(total=len(planes) * params.total_iter, desc=f"Segmenting {layer.name}")
+        run.pbar = RunProgress(total=len(src.planes) * params.total_iter, desc=f"Segmenting {layer.name}",
+                               cancel_callback=partial(self._cancel_run, run))
         self._start(run, f"starting on {params.device}: {plan}")
 
     def _handlers(self, run: _Run) -> dict:
@@ -320,81 +284,75 @@ class SegmentWidget(Container):
 
     def apply(self, _=None) -> None:
         """Label the current slice / all slices with the last network, without training."""
+        layer, model = self._image.value, self._network.model
         if self._run is not None:
             return
-        layer, model = self._image.value, self._model
         if layer is None or model is None:
             show_info("Run a segmentation or load a network first, and select an image layer.")
             return
+        params = model.params.replace(device=self._device.value)
         try:
-            layout = self._plane_layout(model.params.spatial_dims)
-            planes = self._planes(layer, layout)
-        except ValueError as exc:
+            src = run_source(self._viewer, layer, self._channel_axis.value, params, self._device_name(params),
+                             all_slices=self._slices.value == ALL)
+        except (ValueError, MemoryError) as exc:
             show_error(f"Cannot apply the network to '{layer.name}': {exc}")
             return
         from napari.qt.threading import create_worker
 
         from .._stack import apply_stack_iter
 
-        run = _Run(image=layer, layout=layout, params=model.params, planes=planes, kind="apply",
+        run = _Run(image=layer, source=src, params=model.params, kind="apply",
                    keep_preview=self._keep_preview.value, name=f"{layer.name} clusters (applied)")
         run.worker = create_worker(
-            apply_stack_iter, model, layer.data, channel_axis=layout.channel_axis if not layer.rgb else None,
-            rgb=layer.rgb, planes=planes, device=self._device.value, _start_thread=False,
-            _connect=self._handlers(run),
+            apply_stack_iter, model, src.data, channel_axis=src.channel_axis, rgb=layer.rgb, planes=src.planes,
+            device=self._device.value, _start_thread=False, _connect=self._handlers(run),
         )
-        run.pbar = progress(total=len(planes), desc=f"Applying the network to {layer.name}")
-        self._start(run, f"applying the network to {len(planes)} plane(s)...")
-
-    def save_model(self, _=None) -> None:
-        """Write the last network to the file named in *network file* (never over an existing file)."""
-        path = self._model_file.value
-        if self._model is None:
-            show_info("There is no network to save yet: run a segmentation first.")
-            return
-        if path is None or str(path) in ("", "."):
-            show_info("Choose a file name (.safetensors) under 'network file' first.")
-            return
-        path = Path(path)
-        if path.suffix != ".safetensors":
-            path = path.with_name(path.name + ".safetensors")
-        try:
-            self._model.save(path)
-        except (OSError, ValueError) as exc:
-            show_error(f"Could not save the network: {exc}")
-            return
-        self._status.value = f"network saved to {path}"
-        show_info(f"Network saved to {path}")
-
-    def load_model(self, _=None) -> None:
-        """Read the network in *network file*: then Apply, or Run with *start from the last network*."""
-        from .._model_io import load_model
-
-        path = self._model_file.value
-        try:
-            model = load_model(path)
-        except ValueError as exc:
-            show_error(f"Could not load the network: {exc}")
-            return
-        self._set_model(model, f"loaded from {Path(path).name}")
-        self._status.value = f"network loaded from {path}"
+        run.pbar = RunProgress(total=len(src.planes), desc=f"Applying the network to {layer.name}",
+                               cancel_callback=partial(self._cancel_run, run))
+        self._start(run, f"applying the network to {len(src.planes)} plane(s)...")
 
     def cancel(self, _=None) -> None:
-        """Stop the run after the current iteration."""
-        if self._run is None:
+        """Stop the run after the current iteration (or tile)."""
+        if self._run is not None:
+            self._cancel_run(self._run)
+
+    def _cancel_run(self, run: _Run) -> None:
+        if run.cancelled or run.returned:
             return
-        self._run.cancelled = True
-        self._status.value = "cancelling..."
-        self._run.worker.quit()
+        run.cancelled = True
+        if self._run is run:
+            self._status.value = "cancelling..."
+        run.worker.quit()
+
+    # --- reproduce a result -------------------------------------------------------------
+
+    def copy_recipe(self, kind: str) -> Optional[str]:
+        """Copy the Python call (``kind='python'``) or CLI command that rebuilds the
+        selected result layer to the clipboard; returns the text."""
+        from .._recipe import as_command, as_python
+
+        layer = self._viewer.layers.selection.active
+        meta = getattr(layer, "metadata", {}).get("inceptseg") if layer is not None else None
+        if meta is None:
+            show_info("Select a result layer of this dock (a Labels layer it made) first.")
+            return None
+        try:
+            text = as_python(meta) if kind == "python" else as_command(meta, image=f"{meta.get('image', 'IMAGE')}.tif")
+        except ValueError as exc:
+            show_error(f"Cannot rebuild '{layer.name}': {exc}")
+            return None
+        from qtpy.QtWidgets import QApplication
+
+        QApplication.clipboard().setText(text)
+        self._status.value = f"copied to the clipboard: {text.splitlines()[-2] if kind == 'python' else text}"
+        return text
 
     # --- worker handlers (main thread) -------------------------------------------
 
     def _ensure_layer(self, run: _Run):
         if run.layer is None or run.layer not in self._viewer.layers:
             run.layer = self._viewer.add_labels(
-                np.zeros(run.layout.labels_shape, dtype=np.int32), name=run.name,
-                **output_geometry(run.image, run.layout.channel_axis),
-            )
+                np.zeros(run.source.layout.labels_shape, dtype=np.int32), name=run.name, **run.source.geometry)
         return run.layer
 
     def _on_yielded(self, run: _Run, sp) -> None:
@@ -403,16 +361,19 @@ class SegmentWidget(Container):
         if isinstance(sp, ApplyProgress):
             self._status.value = f"applied to plane {sp.plane + 1}/{sp.n_planes}"
             layer = self._ensure_layer(run)
-            layer.data[run.layout.labels_index(sp.index)] = sp.labels
+            layer.data[run.source.layout.labels_index(sp.index)] = sp.labels
             layer.refresh()
             done = sp.plane + 1
         else:
             p = sp.progress
             where = f"slice {sp.plane + 1}/{sp.n_planes} · " if sp.n_planes > 1 else ""
-            self._status.value = f"{where}iteration {p.iteration}/{p.max_iter} · loss {p.loss:.3f} · {p.n_labels} clusters"
+            if p.part is not None:
+                self._status.value = f"{where}final pass · tile {p.part[0]}/{p.part[1]}"
+            else:
+                self._status.value = f"{where}iteration {p.iteration}/{p.max_iter} · loss {p.loss:.3f} · {p.n_labels} clusters"
             if p.labels is not None:
                 layer = self._ensure_layer(run)
-                layer.data[run.layout.labels_index(sp.index)] = p.labels
+                layer.data[run.source.layout.labels_index(sp.index)] = p.labels
                 layer.refresh()
             done = sp.plane * run.params.total_iter + p.iteration
         # last: napari's progress bar processes Qt events, so later handlers (even the
@@ -425,8 +386,8 @@ class SegmentWidget(Container):
         if run.kind == "apply":
             layer.data = result
             layer.metadata["inceptseg"] = {"image": run.image.name, "applied": True, "n_iter": 0,
-                                           "network": self._model_info.value, "planes": [list(p) for p in run.planes]}
-            msg = f"{run.name}: {len(run.planes)} plane(s) labelled with the network, no training"
+                                           "network": self._network.info.value, "planes": [list(p) for p in run.source.planes]}
+            msg = f"{run.name}: {len(run.source.planes)} plane(s) labelled with the network, no training"
             self._status.value = msg
             show_info(msg)
             return
