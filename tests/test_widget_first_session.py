@@ -28,7 +28,7 @@ def _wait(qtbot, widget, timeout=60_000):
 
 
 def test_the_dock_fits_a_laptop_screen_and_long_messages_wrap(make_napari_viewer, qtbot, synthetic):
-    viewer = make_napari_viewer()
+    viewer = make_napari_viewer(show=True)  # (a hidden window never grows)
     window = viewer.window._qt_window
     window.resize(1366, 768)
     viewer.add_image(synthetic[0], name="syn", rgb=True)
@@ -38,10 +38,11 @@ def test_the_dock_fits_a_laptop_screen_and_long_messages_wrap(make_napari_viewer
     width = canvas.width()
     hint = widget.native.sizeHint()
     assert hint.height() <= 700 and hint.width() <= 520, hint
-    assert width >= 700  # the canvas keeps most of the screen
+    assert width >= 600  # the canvas keeps a good part of the screen
     widget._status.value = "a long error message that goes on and on " * 8  # ~330 characters
     widget._advanced.set_open(True)  # every setting shown: the dock scrolls, the window stays
-    qtbot.wait(100)
+    widget._network_section.set_open(True)
+    qtbot.wait(300)
     assert canvas.width() == width and window.width() == 1366 and window.height() == 768
 
 
@@ -57,7 +58,7 @@ def test_every_button_says_what_it_does(make_napari_viewer):
             elif isinstance(w, Container):
                 yield from buttons(w)
 
-    found = list(buttons(widget))
+    found = list(buttons(widget._body))
     assert len(found) >= 9
     assert all(b.tooltip for b in found), [b.text for b in found if not b.tooltip]
 

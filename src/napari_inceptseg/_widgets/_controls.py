@@ -89,3 +89,24 @@ def wrapping_label(value: str = "") -> Label:
     label.native.setSizePolicy(QSizePolicy.Ignored, QSizePolicy.Preferred)
     label.native.setMinimumWidth(50)
     return label
+
+
+def scrolling_body(outer: Container, widgets: list) -> Container:
+    """Put ``widgets`` in a Container inside a vertical scroll area, inside ``outer``.
+
+    napari docks a magicgui widget's ``native`` (its inner widget), which drops the
+    scroll area of ``Container(scrollable=True)``; a scroll area inside the docked
+    widget stays, so the dock never forces the window taller than the screen."""
+    from qtpy.QtCore import Qt
+    from qtpy.QtWidgets import QFrame, QScrollArea
+
+    body = Container(widgets=widgets)
+    scroll = QScrollArea()
+    scroll.setWidgetResizable(True)
+    scroll.setFrameShape(QFrame.NoFrame)
+    scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
+    scroll.setWidget(body.native)
+    scroll.setMinimumWidth(body.native.minimumSizeHint().width() + 40)  # room for the scroll bar
+    outer.native.layout().addWidget(scroll)
+    outer.margins = (0, 0, 0, 0)
+    return body

@@ -23,7 +23,7 @@ from napari.utils.notifications import show_error, show_info
 
 from .._params import PRESETS, SegmentParams, method_fields, preset_params
 from .._stack import ApplyProgress
-from ._controls import BASIC_PARAMS, Section, _param_widgets, wrapping_label
+from ._controls import BASIC_PARAMS, Section, _param_widgets, scrolling_body, wrapping_label
 from ._source import RunSource, layer_layout, plan_line, run_source, scribbles_for
 from ._network import NetworkPanel
 from ._progress import RunProgress
@@ -70,11 +70,11 @@ class SegmentWidget(Container):
     default method, clusters with the paper presets) becomes a Labels layer."""
 
     def __init__(self, viewer: napari.viewer.Viewer):
-        super().__init__(scrollable=True)
+        super().__init__(labels=False)
         self._viewer = viewer
         self._run: Optional[_Run] = None
         self._build_controls()
-        self.extend(self._sections())
+        self._body = scrolling_body(self, self._sections())
         self._kept = KeptSettings(self._kept_widgets(), self._advanced)
         self._connect(viewer)
         self._restore_settings(load_settings())
@@ -174,6 +174,9 @@ class SegmentWidget(Container):
         if layer is None or layer.rgb:
             return [("none", None)]
         return [("none", None)] + [(str(i), i) for i in range(layer.ndim)]
+
+    def reset_choices(self, *_) -> None:
+        self._body.reset_choices()
 
     def _refresh_choices(self, event=None):
         self.reset_choices()
