@@ -135,6 +135,7 @@ def test_a_pyramid_segments_its_largest_level_that_fits(make_napari_viewer, qtbo
     out = viewer.layers["pyramid regions"]
     assert out.data.shape == big.shape[:2] and np.allclose(out.scale, (0.5, 0.5))
     # with little memory, level 0's copies alone do not fit: level 1, placed at the same size
+    free = _memory.available_bytes
     monkeypatch.setattr(_memory, "available_bytes", lambda device="cpu": 0.56e9)
     widget.run()
     _wait(qtbot, widget)
@@ -144,6 +145,13 @@ def test_a_pyramid_segments_its_largest_level_that_fits(make_napari_viewer, qtbo
     n = len(viewer.layers)
     widget.run()  # nothing fits: a notification, the viewer as it was
     assert not widget.running and len(viewer.layers) == n
+    monkeypatch.setattr(_memory, "available_bytes", free)  # (undo() would also undo the settings folder)
+    assert not widget._level.native.isHidden() and len(widget._level.choices) == 3  # auto, 0, 1
+    widget._level.value = 1  # the user's choice
+    widget.run()
+    _wait(qtbot, widget)
+    chosen = [l for l in viewer.layers if l.name.startswith("pyramid regions")][-1]
+    assert chosen.data.shape == levels[1].shape[:2] and np.allclose(chosen.scale, (4.0, 4.0))
 
 
 def test_a_dask_stack_is_read_plane_by_plane(make_napari_viewer, qtbot, synthetic):

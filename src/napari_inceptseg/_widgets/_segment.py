@@ -92,6 +92,7 @@ class SegmentWidget(Container):
         self._seed = SpinBox(label="seed", min=-1, max=2**31 - 1, value=-1, tooltip="Seed of the initial weights; -1 draws one (recorded in the layer metadata). The same seed gives the same result on the CPU.")
         self._preview_every = SpinBox(label="preview every", min=0, max=10000, value=10, tooltip="Update the output layer every N iterations while the run goes on (0: only at the end).")
         self._channel_axis = ComboBox(label="channel axis", choices=self._channel_axis_choices, tooltip="Axis holding the channels of a multichannel (non-RGB) image, e.g. 0 for (C, Y, X). RGB layers need none.")
+        self._level = ComboBox(label="pyramid level", choices=self._level_choices, tooltip="For a multiscale layer (e.g. OME-Zarr): the level to segment. auto: the largest (finest) level that fits the memory plan; the result carries that level's scale.")
         self._slices = ComboBox(label="slices", choices=[CURRENT, ALL], value=CURRENT, tooltip="For images with Z, T or other leading axes: segment the slice on screen (a result of that slice's size, placed there), or every slice into one Labels layer.")
         self._warm_start = CheckBox(text="warm start from the previous slice", value=True, tooltip="All slices: start each slice from the network trained on the previous one, so that cluster ids stay consistent along the stack (and later slices converge faster).")
         self._keep_preview = CheckBox(text="keep last preview if cancelled or failed", value=False, tooltip="Off: a cancelled or failed run removes its layer, leaving the viewer as it was.")
@@ -113,7 +114,7 @@ class SegmentWidget(Container):
         self._network_section = Section("Network: save, load, apply", [self._network])
         return [
             self._image, self._preset, *(self._params[n] for n in BASIC_PARAMS), self._seed,
-            self._preview_every, self._channel_axis, self._slices,
+            self._preview_every, self._channel_axis, self._slices, self._level,
             Container(widgets=[self._run_btn, self._cancel_btn], layout="horizontal", labels=False),
             self._status, self._advanced, self._network_section,
             Container(widgets=[self._python_btn, self._command_btn], layout="horizontal", labels=False),
@@ -178,6 +179,13 @@ class SegmentWidget(Container):
     def reset_choices(self, *_) -> None:
         self._body.reset_choices()
 
+    def _level_choices(self, _widget=None):
+        picker = self.__dict__.get("_image")
+        layer = None if picker is None else picker.value
+        if layer is None or not layer.multiscale:
+            return [("auto", None)]
+        return [("auto", None)] + [(f"{i}: {' x '.join(map(str, d.shape))}", i) for i, d in enumerate(layer.data)]
+
     def _refresh_choices(self, event=None):
         self.reset_choices()
         self._update_nd_controls()
@@ -190,6 +198,7 @@ class SegmentWidget(Container):
 
     def _on_image_changed(self, _value=None):
         self._channel_axis.reset_choices()
+        self._level.reset_choices()
         self._update_nd_controls()
 
     def _update_nd_controls(self, _value=None):
@@ -202,6 +211,7 @@ class SegmentWidget(Container):
         nd = bool(layout and layout.leading_axes)
         self._channel_axis.visible = layer is not None and not layer.rgb and layer.ndim > 2
         self._slices.visible = nd
+        self._level.visible = layer is not None and layer.multiscale
         self._warm_start.visible = nd and self._slices.value == ALL
 
     def _set_running(self, running: bool) -> None:
@@ -252,7 +262,7 @@ class SegmentWidget(Container):
             if init_model is not None:
                 params = init_model.structure_of(params)
             src = run_source(self._viewer, layer, self._channel_axis.value, params, self._device_name(params),
-                             all_slices=self._slices.value == ALL)
+                             all_slices=self._slices.value == ALL, level=self._level.value)
             scribbles = scribbles_for(self._scribbles.value, layer, self._channel_axis.value, params, src.labels_sel)
             plan = plan_line(layer, src.layout, params, self._device_name(params))
         except (ValueError, MemoryError) as exc:
@@ -296,7 +306,7 @@ class SegmentWidget(Container):
         params = model.params.replace(device=self._device.value)
         try:
             src = run_source(self._viewer, layer, self._channel_axis.value, params, self._device_name(params),
-                             all_slices=self._slices.value == ALL)
+                             all_slices=self._slices.value == ALL, level=self._level.value)
         except (ValueError, MemoryError) as exc:
             show_error(f"Cannot apply the network to '{layer.name}': {exc}")
             return

@@ -48,16 +48,22 @@ def plan_line(layer, layout: PlaneLayout, params: SegmentParams, device: str) ->
     return plan_image(layout.spatial_shape, in_channels(layer, layout), params, device).describe()
 
 
-def run_source(viewer, layer, channel_axis, params: SegmentParams, device: str, all_slices: bool) -> RunSource:
-    """A multiscale layer's largest level that fits the memory plan; with ``all_slices``
-    False, the slice on screen alone (a lazy view, so dask and zarr data are read
-    plane by plane), placed at its position."""
+def run_source(viewer, layer, channel_axis, params: SegmentParams, device: str, all_slices: bool,
+               level: Optional[int] = None) -> RunSource:
+    """A multiscale layer's ``level`` (None: the largest that fits the memory plan);
+    with ``all_slices`` False, the slice on screen alone (a lazy view, so dask and zarr
+    data are read plane by plane), placed at its position."""
     dims = params.spatial_dims
 
     def fits(shape) -> None:
         plan_line(layer, layer_layout(layer, channel_axis, dims, shape), params, device)
 
-    level = source_level(layer, fits) if layer.multiscale else None
+    if not layer.multiscale:
+        level = None
+    elif level is None:
+        level = source_level(layer, fits)
+    elif not 0 <= level < len(layer.data):
+        raise ValueError(f"the pyramid has levels 0 to {len(layer.data) - 1}, not {level}")
     data = layer.data[level] if level is not None else layer.data
     layout = layer_layout(layer, channel_axis, dims, data.shape)
     engine_axis = None if layer.rgb else layout.channel_axis
