@@ -267,8 +267,11 @@ def test_sigint_in_a_real_run_keeps_what_is_finished(tmp_path, inputs):
     out = tmp_path / "out"
     slow = ["--preset", "paper-vanilla", "--n-channels", "16", "--max-iter", "300", "--min-labels", "1",
             "--seed", "0", "--device", "cpu"]
+    # a job started in the background by a non-interactive shell (make, CI) ignores SIGINT,
+    # and so would its children: give the command the default, as in a terminal
     proc = subprocess.Popen([sys.executable, "-m", "napari_inceptseg", "segment", str(a), str(b), "-o", str(out),
-                             *slow], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                             *slow], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     err = []
     reader = threading.Thread(target=lambda: err.extend(iter(lambda: proc.stderr.read(1), "")), daemon=True)
     reader.start()
