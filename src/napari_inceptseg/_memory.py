@@ -261,8 +261,7 @@ def plan_run(shape: Tuple[int, ...], in_channels: int, params: SegmentParams, de
     budget = _budget(params, device)
     fixed = BASE_BYTES + input_bytes(full_shape, in_channels)
     room = None if budget is None else budget - fixed * MARGIN  # for the steps and the final pass
-    step = _plan_step(shape, in_channels, params, device, guided, room)
-    tile, lean, why = step
+    tile, lean, why = _plan_step(shape, in_channels, params, device, guided, room)
     step_px = math.prod(tile) if tile else math.prod(shape)
     step_bytes = step_px * bytes_per_pixel(params, in_channels, lean)
     heap = (fast_heap_possible(device) and not lean and budget is not None
