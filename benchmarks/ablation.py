@@ -39,20 +39,22 @@ STEPS = [
 def _child(arch: str, h: int, w: int, iters: int, flags: dict) -> dict:
     import torch
 
-    import napari_inceptseg._engine as engine
-    import napari_inceptseg._models as models
-    import napari_inceptseg._train as train
+    import napari_inceptseg.engine.loop as engine
+    import napari_inceptseg.engine.loss as loss
+    import napari_inceptseg.engine.networks as models
+    import napari_inceptseg.engine.optim as optim
+    import napari_inceptseg.engine.runtime as runtime
 
     if not flags.get("loss"):
         def reference_loss(response, w_sim, w_con):
             target = response.argmax(1)
-            l_sim = engine.similarity_loss(response, target)
-            l_con = engine.continuity_loss(response)
+            l_sim = loss.similarity_loss(response, target)
+            l_con = loss.continuity_loss(response)
             return w_sim * l_sim + w_con * l_con, l_sim.detach(), l_con.detach(), target
 
-        train.cluster_loss = reference_loss
+        loss.cluster_loss = reference_loss
     if not flags.get("forward"):
-        for cls in models.MODELS.values():
+        for cls in models.NETWORKS.values():
             cls.fast_forward = cls.forward
     if not flags.get("sgd"):
         class TorchSGD(torch.optim.SGD):
@@ -62,9 +64,9 @@ def _child(arch: str, h: int, w: int, iters: int, flags: dict) -> dict:
             def zero_grad(self):
                 super().zero_grad(set_to_none=True)
 
-        train.MomentumSGD = TorchSGD
+        optim.MomentumSGD = TorchSGD
     if not flags.get("cl"):
-        train.memory_format_for = lambda device: torch.contiguous_format
+        runtime.memory_format_for = lambda device, dims=2: torch.contiguous_format
 
     sys.path.insert(0, str(HERE))
     from speed import _image

@@ -7,7 +7,7 @@ Each ROW is the default method with one thing changed (see ROWS below); the outp
 folder ``OUT/DATASET-ROW`` is an ordinary `evaluate` results folder (method "default",
 full resolution, seed 0, per-image seeds as `evaluate` draws them), so
 `compare_runs.py` gives the paired differences against the default with intervals.
-Rows that change a constant of `napari_inceptseg._regions`, or add a prototype that
+Rows that change a constant of `napari_inceptseg.labels`, or add a prototype that
 is not part of the package (a continuity weight that follows the cluster count,
 extra input channels), patch it in this process only.
 """
@@ -26,25 +26,25 @@ def _dynamic_continuity(beta: float):
     """DynaSeg (2024): continuity weight = (clusters now) / beta at every step."""
     import torch
 
-    from napari_inceptseg import _train
+    from napari_inceptseg.engine import loss as loss_module
 
-    plain = _train.cluster_loss
+    plain = loss_module.cluster_loss
 
     def loss(response, w_sim, w_con, *args, **kwargs):
         with torch.no_grad():
             k = int(torch.bincount(response.argmax(1).reshape(-1)).count_nonzero())
         return plain(response, w_sim, k / beta, *args, **kwargs)
 
-    _train.cluster_loss = loss
+    loss_module.cluster_loss = loss  # (the step imports it when a run starts)
 
 
 def _extra_inputs(kind: str):
     """More input channels than CIELAB: pixel coordinates, or a blurred copy."""
     from scipy import ndimage as ndi
 
-    from napari_inceptseg import _preprocess
+    from napari_inceptseg.engine import loop
 
-    plain = _preprocess.to_colour_space
+    plain = loop.to_colour_space
 
     def colour(data, space, rgb):
         out = plain(data, space, rgb)
@@ -55,13 +55,13 @@ def _extra_inputs(kind: str):
         blurred = ndi.gaussian_filter(out, (0, 4, 4)).astype(np.float32)
         return np.concatenate([out, blurred])
 
-    _preprocess.to_colour_space = colour
+    loop.to_colour_space = colour
 
 
 def _constant(name: str, value):
-    from napari_inceptseg import _regions
+    from napari_inceptseg import labels
 
-    setattr(_regions, name, value)
+    setattr(labels, name, value)
 
 
 #: row -> (engine overrides, what to patch first)
@@ -95,8 +95,8 @@ def main() -> None:
         import torch
 
         torch.set_num_threads(args.threads)
-    from napari_inceptseg._datasets import list_items
-    from napari_inceptseg._evaluate import run_evaluation
+    from napari_inceptseg.bench.datasets import list_items
+    from napari_inceptseg.bench.evaluate import run_evaluation
 
     overrides, patch = ROWS[args.row]
     if patch is not None:

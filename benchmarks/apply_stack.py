@@ -11,7 +11,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from test_model_io import moving_shapes  # noqa: E402
+from sample_images import moving_shapes  # noqa: E402
 
 from napari_inceptseg import apply_stack, segment  # noqa: E402
 

@@ -28,7 +28,7 @@ def main() -> None:
     from qtpy.QtCore import QTimer
     from qtpy.QtWidgets import QApplication
 
-    from napari_inceptseg._sample_data import synthetic_regions
+    from napari_inceptseg.sample_data import synthetic_regions
 
     viewer = napari.Viewer(show=True)
     image, _ = synthetic_regions()

@@ -54,8 +54,8 @@ def poll():
         time.sleep(0.002)
 
 from napari_inceptseg import segment_iter
-from napari_inceptseg._memory import plan_image
-from napari_inceptseg._params import preset_params
+from napari_inceptseg.engine.plan import plan_image
+from napari_inceptseg.params import preset_params
 
 plan = plan_image((h, w), 3, preset_params(preset, device="cpu", seed=0, **kw), "cpu")
 threading.Thread(target=poll, daemon=True).start()

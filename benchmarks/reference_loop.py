@@ -21,8 +21,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from napari_inceptseg._models import build_model
-from napari_inceptseg._preprocess import prepare_image
+from napari_inceptseg.engine.networks import build_model
+from napari_inceptseg.image import prepare_image
 
 
 def reference_run(

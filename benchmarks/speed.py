@@ -54,8 +54,8 @@ def _child(impl: str, arch: str, h: int, w: int, iters: int, device: str) -> dic
                       on_iteration=lambda *a: stamps.append(time.perf_counter()))
     else:
         from napari_inceptseg import segment_iter
-        from napari_inceptseg._memory import use_lean
-        from napari_inceptseg._params import preset_params
+        from napari_inceptseg.engine.plan import use_lean
+        from napari_inceptseg.params import preset_params
 
         lean = use_lean(h, w, 3, preset_params(f"paper-{arch}"), device)
         for _ in segment_iter(image, preset=f"paper-{arch}", max_iter=iters + 1, min_labels=1, seed=0,
@@ -92,8 +92,9 @@ def _run_child(impl, arch, h, w, iters, device, timeout) -> dict:
 
 def _fits(arch: str, h: int, w: int, device: str, factor: float = 1.0):
     """(fits, needed GB, available GB) from the engine's own memory model."""
-    from napari_inceptseg._memory import MARGIN, available_bytes, estimate_bytes, use_lean
-    from napari_inceptseg._params import preset_params
+    from napari_inceptseg.engine.plan import MARGIN, estimate_bytes, use_lean
+    from napari_inceptseg.engine.runtime import available_bytes
+    from napari_inceptseg.params import preset_params
 
     params = preset_params(f"paper-{arch}")
     lean = factor == 1.0 and use_lean(h, w, 3, params, device)

@@ -26,7 +26,7 @@ DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "bsds500"
 
 
 def images(limit: int):
-    from napari_inceptseg._datasets import list_items
+    from napari_inceptseg.bench.datasets import list_items
 
     if not DATA.is_dir():
         raise SystemExit(f"{DATA} not found: this benchmark reads BSDS500 val from ../shared/data")
@@ -58,7 +58,7 @@ def widget(repeats: int) -> None:
     import napari
     from qtpy.QtWidgets import QApplication
 
-    from napari_inceptseg._sample_data import natural_image
+    from napari_inceptseg.sample_data import natural_image
 
     viewer = napari.Viewer(show=True)
     layer = viewer.add_image(natural_image(), name="astronaut", rgb=True)

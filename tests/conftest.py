@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from napari_inceptseg import segment
-from napari_inceptseg._sample_data import synthetic_regions
+from napari_inceptseg.sample_data import synthetic_regions
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 

@@ -10,8 +10,8 @@ import imageio.v3 as iio
 import numpy as np
 import pytest
 
-from napari_inceptseg._cli import build_parser, main
-from napari_inceptseg._params import SegmentParams
+from napari_inceptseg.cli.main import build_parser, main
+from napari_inceptseg.params import SegmentParams
 
 FAST = ["--arch", "vanilla", "--n-channels", "16", "--max-iter", "4", "--seed", "0", "--device", "cpu", "-q"]
 
@@ -95,8 +95,8 @@ def test_help_documents_every_option_with_default():
 
 
 def test_options_override_the_preset_and_nothing_else():
-    from napari_inceptseg._cli import _params_from_args
-    from napari_inceptseg._params import preset_params
+    from napari_inceptseg.cli.parser import params_from_args as _params_from_args
+    from napari_inceptseg.params import preset_params
 
     parser = build_parser()
     args = parser.parse_args(["segment", "x.png", "-o", "o"])
@@ -209,11 +209,11 @@ def test_volume_with_spacing_and_tiles(tmp_path):
 
 
 def test_output_problems_are_found_before_any_training(tmp_path, inputs, monkeypatch):
-    from napari_inceptseg import _cli
+    from napari_inceptseg.cli import segment as _cli
 
     a, _, _ = inputs
     trained = []
-    monkeypatch.setattr(_cli, "_run_one", lambda *args, **kw: trained.append(1))
+    monkeypatch.setattr(_cli, "run_one", lambda *args, **kw: trained.append(1))
     a_file = tmp_path / "results.txt"
     a_file.write_text("the user's file")
     assert main(["segment", str(a), "-o", str(a_file), *FAST]) == 2
@@ -227,7 +227,7 @@ def test_output_problems_are_found_before_any_training(tmp_path, inputs, monkeyp
 
 
 def test_ctrl_c_keeps_finished_images_and_the_interrupted_ones_clusters(tmp_path, inputs, monkeypatch, capsys):
-    from napari_inceptseg import _cli
+    from napari_inceptseg.cli import segment as _cli
 
     a, b, _ = inputs
     c = tmp_path / "in" / "c.png"

@@ -213,7 +213,7 @@ def test_kim_splits_clusters_into_connected_regions():
 
 
 def test_blank_prediction_scores_one_over_the_number_of_segments():
-    from napari_inceptseg._metrics import region_scores
+    from napari_inceptseg.metrics import region_scores
 
     gt = np.repeat(np.repeat(np.arange(1, 6), 6)[None, :], 20, 0)  # 20 x 30, five vertical bands
     blank = np.zeros_like(gt)
@@ -229,7 +229,7 @@ def test_rand_index_and_voi_match_reference_implementations():
     from sklearn.metrics import rand_score
     from skimage.metrics import variation_of_information
 
-    from napari_inceptseg._metrics import region_scores
+    from napari_inceptseg.metrics import region_scores
 
     gt = np.repeat(np.repeat(np.array([[1, 2], [3, 3]]), 8, 0), 8, 1)  # 16 x 16, three segments
     pred = np.repeat(np.repeat(np.array([[1, 1], [2, 3]]), 8, 0), 8, 1)  # connected clusters

@@ -36,7 +36,7 @@ def test_root_manifest_is_the_packaged_one():
 
 def test_import_does_not_load_torch_or_qt():
     code = (
-        "import sys, napari_inceptseg, napari_inceptseg._sample_data, napari_inceptseg._params;"
+        "import sys, napari_inceptseg, napari_inceptseg.sample_data, napari_inceptseg.params;"
         "from napari_inceptseg import segment, score;"
         "bad=[m for m in ('torch','qtpy','PyQt5','napari') if m in sys.modules];"
         "print(','.join(bad))"

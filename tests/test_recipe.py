@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from napari_inceptseg import segment
-from napari_inceptseg._cli import build_parser, _params_from_args
-from napari_inceptseg._recipe import as_command, as_python
+from napari_inceptseg.cli.parser import build_parser, params_from_args as _params_from_args
+from napari_inceptseg.recipe import as_command, as_python
 
 
 def test_python_recipe_replays_the_run(small_rgb):

@@ -23,15 +23,14 @@ def _shot(viewer, name):
 def main() -> int:
     warnings.filterwarnings("ignore", message=".*PyQt5 backend is deprecated.*")
     import napari
-    from test_model_io import moving_shapes
-    from test_scribbles import _one_stroke_per_region, _three_close_regions
+    from sample_images import moving_shapes, one_stroke_per_region, three_close_regions
 
     from napari_inceptseg import apply_stack, score, segment
 
-    image, gt = _three_close_regions()
+    image, gt = three_close_regions()
     image = np.repeat(np.repeat(image, 3, 0), 3, 1)
     gt = np.repeat(np.repeat(gt, 3, 0), 3, 1)
-    scr = _one_stroke_per_region(gt, ids=(2, 5, 7))
+    scr = one_stroke_per_region(gt, ids=(2, 5, 7))
     free = segment(image, arch="vanilla", n_channels=32, max_iter=80, seed=0, device="cpu")
     guided = segment(image, arch="vanilla", n_channels=32, max_iter=80, seed=0, device="cpu", scribbles=scr)
     print(f"scribbles: unguided accuracy {score(free.labels, gt)['accuracy']:.3f} "

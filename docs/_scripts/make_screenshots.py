@@ -25,8 +25,8 @@ def main() -> int:
     from skimage.transform import resize
 
     from napari_inceptseg import score, segment
-    from napari_inceptseg._io import colour_overlay
-    from napari_inceptseg._sample_data import natural_image, synthetic_regions
+    from napari_inceptseg.image import colour_overlay
+    from napari_inceptseg.sample_data import natural_image, synthetic_regions
 
     OUT.mkdir(parents=True, exist_ok=True)
     photo = natural_image()  # 512 x 512, the sample napari users open

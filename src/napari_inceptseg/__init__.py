@@ -9,35 +9,27 @@ Public API (importing this package does not import torch; a run does)::
 
 from __future__ import annotations
 
-import os as _os
-
 __version__ = "0.1.0"
 
-# PyTorch reads this once, when it first allocates: large CPU tensors then come
-# from 2 MB transparent huge pages, which halves the time the kernel spends
-# faulting in fresh activation memory every iteration (docs/benchmarks.md).
-# Only effective when this package is imported before torch; set it to 0 to opt out.
-_os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
-
 _LAZY = {
-    "segment": "._engine",
-    "segment_iter": "._engine",
-    "run_to_end": "._engine",
-    "available_devices": "._engine",
-    "Progress": "._engine",
-    "SegmentationResult": "._engine",
-    "SegmentationError": "._engine",
-    "RunInterrupted": "._engine",
-    "SegmentParams": "._params",
-    "TrainedModel": "._model_io",
-    "load_model": "._model_io",
-    "apply_model": "._model_io",
-    "ModelFileError": "._model_io",
-    "segment_stack": "._stack",
-    "apply_stack": "._stack",
-    "prepare_image": "._preprocess",
-    "score": "._metrics",
-    "contingency_table": "._metrics",
+    "segment": ".engine.loop",
+    "segment_iter": ".engine.loop",
+    "run_to_end": ".engine.results",
+    "available_devices": ".engine.runtime",
+    "Progress": ".engine.results",
+    "SegmentationResult": ".engine.segmentation",
+    "SegmentationError": ".engine.results",
+    "RunInterrupted": ".engine.results",
+    "SegmentParams": ".params",
+    "TrainedModel": ".engine.saved",
+    "load_model": ".engine.saved",
+    "apply_model": ".engine.saved",
+    "ModelFileError": ".engine.saved",
+    "segment_stack": ".engine.stack",
+    "apply_stack": ".engine.stack",
+    "prepare_image": ".image",
+    "score": ".metrics",
+    "contingency_table": ".metrics",
 }
 
 __all__ = ["__version__", *_LAZY]

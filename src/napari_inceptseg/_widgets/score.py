@@ -1,0 +1,158 @@
+"""The "Score against ground truth" dock widget: a live table of scores."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Dict, List, Optional
+
+from magicgui.widgets import ComboBox, Container, Label, LineEdit, PushButton, Table
+from napari.layers import Labels
+from napari.utils.notifications import show_info
+from qtpy.QtCore import QTimer
+
+from ..metrics import matched_labels, score
+
+if TYPE_CHECKING:  # pragma: no cover
+    import napari
+
+MATCHING = [("one-to-one (Hungarian)", "hungarian"), ("many-to-one (majority)", "majority")]
+_LAYER_EVENTS = ("data", "paint", "labels_update")
+#: an empty table with its one column (a dict without "index" would be read as two columns)
+_EMPTY = {"data": [], "index": [], "columns": ["value"]}
+
+
+def parse_ignore(text: str) -> Optional[int]:
+    """'' or 'none' -> None; an integer string -> that integer; else ValueError."""
+    text = (text or "").strip().lower()
+    if text in ("", "none"):
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise ValueError(f"ignore label must be 'none' or an integer, got {text!r}") from None
+
+
+class ScoreWidget(Container):
+    """Compare a predicted Labels layer with a ground-truth Labels layer."""
+
+    def __init__(self, viewer: napari.viewer.Viewer):
+        super().__init__()
+        self._viewer = viewer
+        self._watched: List[Any] = []
+        self.result: Optional[Dict[str, Any]] = None
+
+        self._pred = ComboBox(label="prediction", choices=self._labels_choices, nullable=True, tooltip="Labels layer to score (e.g. the clusters).")
+        self._gt = ComboBox(label="ground truth", choices=self._labels_choices, nullable=True, tooltip="Labels layer with the true classes, same shape.")
+        self._ignore = LineEdit(label="ignore label", value="none", tooltip="Ground-truth value to leave out of the scores: 'none', 0, 255 or any integer.")
+        self._matching = ComboBox(label="matching", choices=MATCHING, value="hungarian", tooltip="One-to-one: each class gets at most one cluster (Hungarian). Many-to-one: each cluster goes to its majority class.")
+        self._table = Table(value=_EMPTY)
+        self._table.read_only = True
+        self._table.min_height = 260
+        self._copy_btn = PushButton(text="Copy table as CSV")
+        self._matched_btn = PushButton(text="Add matched layer", tooltip="A Labels layer in which each cluster carries the id of its matched class, so colours correspond.")
+        self._status = Label(value="")
+        self.extend([self._pred, self._gt, self._ignore, self._matching, self._table,
+                     Container(widgets=[self._copy_btn, self._matched_btn], layout="horizontal", labels=False),
+                     self._status])
+
+        # debounce: painting emits many events; score once the burst is over
+        self._timer = QTimer()
+        self._timer.setSingleShot(True)
+        self._timer.setInterval(100)
+        self._timer.timeout.connect(self.update_scores)
+
+        for w in (self._pred, self._gt):
+            w.changed.connect(self._rewatch)
+        self._ignore.changed.connect(self.update_scores)
+        self._matching.changed.connect(self.update_scores)
+        self._copy_btn.changed.connect(self.copy_csv)
+        self._matched_btn.changed.connect(self.add_matched_layer)
+        for ev in (viewer.layers.events.inserted, viewer.layers.events.removed):
+            ev.connect(lambda e=None: self.reset_choices())
+        self._guess_layers()
+        self._rewatch()
+
+    def _labels_choices(self, _widget=None):
+        return [(layer.name, layer) for layer in self._viewer.layers if isinstance(layer, Labels)]
+
+    def _guess_layers(self) -> None:
+        """Preselect a layer named like ground truth for ``gt`` and another for ``pred``."""
+        layers = [v for _, v in self._labels_choices()]
+        truth = [l for l in layers if any(k in l.name.lower() for k in ("truth", "gt", "annot"))]
+        if truth:
+            self._gt.value = truth[0]
+            others = [l for l in layers if l is not truth[0]]
+            if others:
+                self._pred.value = others[-1]
+
+    def _rewatch(self, _=None) -> None:
+        for layer in self._watched:
+            for name in _LAYER_EVENTS:
+                getattr(layer.events, name).disconnect(self._schedule)
+        self._watched = [l for l in {id(l): l for l in (self._pred.value, self._gt.value) if l is not None}.values()]
+        for layer in self._watched:
+            for name in _LAYER_EVENTS:
+                getattr(layer.events, name).connect(self._schedule)
+        self.update_scores()
+
+    def _schedule(self, event=None) -> None:
+        self._timer.start()
+
+    def update_scores(self, _=None) -> Optional[Dict[str, Any]]:
+        """Recompute the table now; returns the score dict (None if not possible)."""
+        pred, gt = self._pred.value, self._gt.value
+        self.result = None
+        if pred is None or gt is None:
+            self._show_message("Choose a prediction and a ground-truth Labels layer.")
+            return None
+        if pred.data.shape != gt.data.shape:
+            self._show_message(f"'{pred.name}' {pred.data.shape} and '{gt.name}' {gt.data.shape} differ in shape: pick layers of the same image.")
+            return None
+        try:
+            s = score(pred.data, gt.data, ignore_index=parse_ignore(self._ignore.value), matching=self._matching.value)
+        except ValueError as exc:
+            self._show_message(str(exc))
+            return None
+        rows = [
+            ("mIoU", s["miou"]), ("pixel accuracy", s["accuracy"]), ("NMI", s["nmi"]),
+            ("homogeneity", s["homogeneity"]), ("kim mIoU (best match per segment)", s["kim_miou"]),
+            ("segmentation covering", s["covering"]), ("Rand index", s["pri"]),
+            ("variation of information (bits)", s["voi"]), ("clusters", s["n_clusters"]),
+            ("connected regions", s["n_regions"]), ("classes", s["n_classes"]),
+        ] + [(f"IoU class {c}", v) for c, v in s["per_class_iou"].items()]
+        self._table.value = {
+            "data": [[round(v, 4) if isinstance(v, float) else v] for _, v in rows],
+            "index": [name for name, _ in rows],
+            "columns": ["value"],
+        }
+        self._status.value = f"{s['n_pixels']} pixels scored, {s['matching']} matching"
+        self.result = s
+        return s
+
+    def _show_message(self, text: str) -> None:
+        self._table.value = _EMPTY
+        self._status.value = text
+
+    def table_csv(self) -> str:
+        lines = ["metric,value"]
+        for name, row in zip(self._table.row_headers, self._table.data):
+            lines.append(f"{name},{row[0]}")
+        return "\n".join(lines) + "\n"
+
+    def copy_csv(self, _=None) -> None:
+        from qtpy.QtWidgets import QApplication
+
+        QApplication.clipboard().setText(self.table_csv())
+        show_info("Scores copied to the clipboard as CSV.")
+
+    def add_matched_layer(self, _=None):
+        pred, gt = self._pred.value, self._gt.value
+        if self.update_scores() is None:
+            return None
+        data = matched_labels(pred.data, gt.data, ignore_index=parse_ignore(self._ignore.value), matching=self._matching.value)
+        layer = self._viewer.add_labels(
+            data, name=f"{pred.name} matched", scale=pred.scale, translate=pred.translate,
+            affine=pred.affine.affine_matrix, metadata={"matched_to": gt.name, "matching": self._matching.value},
+        )
+        if hasattr(gt, "colormap"):
+            layer.colormap = gt.colormap
+        return layer

@@ -1,0 +1,1 @@
+"""Benchmark evaluation on standard datasets: readers, classical baselines, the runner."""

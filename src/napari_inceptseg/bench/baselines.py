@@ -1,0 +1,51 @@
+"""Classical baselines run in the same harness as the networks (no torch).
+
+Parameters (also in docs/benchmarks.md):
+
+- ``kmeans3`` / ``kmeans5``: k-means (k-means++ seeding, scipy's ``kmeans2``) on
+  the normalised colour of every pixel, k = 3 or 5.
+- ``felzenszwalb``: ``skimage.segmentation.felzenszwalb(image, scale=100,
+  sigma=0.5, min_size=50)``, the settings of scikit-image's segmentation gallery.
+- ``slic``: ``skimage.segmentation.slic(image, n_segments=250, compactness=10,
+  sigma=1)`` on RGB (``compactness=0.1``, channel-last, for other channel counts).
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+
+from ..labels import consecutive_labels
+from ..image import prepare_image
+
+BASELINES = ("kmeans3", "kmeans5", "felzenszwalb", "slic")
+
+
+def run_baseline(name: str, image: np.ndarray, *, channel_axis: Optional[int] = None, seed: int = 0) -> np.ndarray:
+    """Labels 1..K of a baseline on a 2D image."""
+    data = prepare_image(image, channel_axis=channel_axis)  # (C, H, W) float32
+    feats = np.moveaxis(data, 0, -1)
+    if name in ("kmeans3", "kmeans5"):
+        from scipy.cluster.vq import kmeans2
+
+        k = int(name[-1])
+        flat = feats.reshape(-1, feats.shape[-1]).astype(np.float64)
+        if np.all(flat == flat[0]):
+            return np.ones(data.shape[1:], dtype=np.int32)
+        _, lab = kmeans2(flat, k, minit="++", seed=np.random.default_rng(seed))
+        return consecutive_labels(lab.reshape(data.shape[1:]))
+    if name == "felzenszwalb":
+        from skimage.segmentation import felzenszwalb
+
+        lab = felzenszwalb(feats if feats.shape[-1] in (1, 3) else feats[..., :3], scale=100, sigma=0.5, min_size=50,
+                           channel_axis=-1)
+        return consecutive_labels(lab)
+    if name == "slic":
+        from skimage.segmentation import slic
+
+        rgb = feats.shape[-1] == 3
+        lab = slic(feats, n_segments=250, compactness=10 if rgb else 0.1, sigma=1, start_label=0,
+                   channel_axis=-1, convert2lab=rgb)
+        return consecutive_labels(lab)
+    raise ValueError(f"unknown baseline {name!r}: choose one of {', '.join(BASELINES)}")

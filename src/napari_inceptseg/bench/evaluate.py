@@ -1,0 +1,293 @@
+"""Benchmark evaluation: every method on every image of a dataset, scored under
+both protocols, written as a resumable per-image CSV plus a summary.
+
+Files in the output folder:
+
+- ``config.json``  what was run (dataset, engine parameters, scale, seed);
+- ``results.csv``  one row per (image, method), appended and flushed as each
+  finishes, so an interrupted run loses nothing and resumes where it stopped;
+- ``skipped.csv``  images that could not be read or segmented, with the reason;
+- ``summary.json`` / ``summary.md``  mean and standard deviation per metric.
+
+No Qt, no napari. Runs sequentially, or over a Dask distributed cluster.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import zlib
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from ..metrics import score
+from ..params import ARCHITECTURES, PRESETS, SegmentParams, preset_params
+from .baselines import BASELINES, run_baseline
+from .datasets import Item
+from .tables import (BASE_COLUMNS, METRICS, POOL_COLUMNS, PROTOCOLS, REGION_METRICS, RESULT_FILES, Appender,
+                     metric_columns, read_rows, write_summary)
+
+#: presets, the papers' networks by name (aliases of their presets), and the baselines
+METHODS = tuple(PRESETS) + ARCHITECTURES + BASELINES
+def method_params(method: str, overrides: Dict[str, Any]) -> SegmentParams:
+    """The settings a network method runs with: its preset (``vanilla`` and
+    ``inception`` are the paper presets) with the user's ``overrides`` on top."""
+    preset = f"paper-{method}" if method in ARCHITECTURES else method
+    return preset_params(preset, **overrides)
+
+
+def image_seed(base: int, name: str) -> int:
+    """A per-image seed that does not depend on order or on which worker runs it."""
+    return (zlib.crc32(name.encode()) ^ int(base)) % (2**31)
+
+
+def _resize(array: np.ndarray, shape: Tuple[int, int], labels: bool) -> np.ndarray:
+    from skimage.transform import resize
+
+    out_shape = tuple(shape) + array.shape[2:]
+    if labels:
+        return resize(array, out_shape, order=0, preserve_range=True, anti_aliasing=False).astype(array.dtype)
+    out = resize(array, out_shape, order=1, preserve_range=True, anti_aliasing=True)
+    return np.round(out).astype(array.dtype) if array.dtype.kind in "iu" else out.astype(array.dtype)
+
+
+def evaluate_one(item: Item, method: str, overrides: Dict[str, Any], scale: float = 1.0) -> Dict[str, Any]:
+    """Segment one image with one method and score it; returns the CSV row.
+
+    ``overrides`` are engine settings applied on top of a network method's preset.
+    With ``scale < 1`` a copy downscaled by ``scale`` per side is segmented and
+    the labels are upscaled (nearest neighbour) and scored at full resolution.
+    """
+    image, gts = item.load()
+    seed = image_seed(overrides.get("seed") or 0, item.name)
+    t0 = time.perf_counter()
+    h, w = image.shape[:2]
+    work = image
+    if scale != 1.0:
+        work = _resize(image, (max(8, round(h * scale)), max(8, round(w * scale))), labels=False)
+    if method in PRESETS or method in ARCHITECTURES:
+        from ..engine.loop import segment_iter
+        from ..engine.results import run_to_end
+
+        params = method_params(method, {**overrides, "seed": seed})
+        res = run_to_end(segment_iter(work, params=params))
+        labels, n_iter = res.labels, res.n_iter
+    elif method in BASELINES:
+        labels, n_iter = run_baseline(method, work, seed=seed), 0
+    else:
+        raise ValueError(f"unknown method {method!r}: choose from {', '.join(METHODS)}")
+    seconds = time.perf_counter() - t0
+    if labels.shape != (h, w):
+        labels = _resize(labels, (h, w), labels=True)
+    scores = {p: [score(labels, gt, ignore_index=item.ignore_index, protocol=p, regions=p == "standard")
+                  for gt in gts] for p in PROTOCOLS}
+    regions = scores["standard"]  # region scores leave out the standard protocol's ignored pixels
+    row: Dict[str, Any] = {
+        "image": item.name, "method": method, "seed": seed, "seconds": round(seconds, 3),
+        "n_iter": n_iter, "n_clusters": int(np.unique(labels).size), "n_regions": regions[0]["n_regions"],
+        "n_annotators": len(gts),
+    }
+    for protocol in PROTOCOLS:
+        _mean_and_best(row, f"{protocol}_", scores[protocol], METRICS, len(gts) > 1)
+    _mean_and_best(row, "", regions, REGION_METRICS, len(gts) > 1)
+    for c in POOL_COLUMNS:
+        row[c] = float(sum(s[c] for s in regions))
+    return row
+
+
+def _mean_and_best(row: Dict[str, Any], prefix: str, per: List[Dict[str, Any]], metrics, multi: bool) -> None:
+    """Each metric's mean over annotators, and with several annotators the best one."""
+    for m in metrics:
+        vals = [s[m] for s in per]
+        row[f"{prefix}{m}"] = float(np.mean(vals))
+        if multi:
+            row[f"{prefix}{m}_best"] = float(np.min(vals) if m == "voi" else np.max(vals))
+
+
+def _safe_evaluate_one(item: Item, method: str, params: Dict[str, Any], scale: float, threads: int = 0):
+    """``(row, None)`` or ``((image, method), reason)``: bad images never stop a run."""
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    try:
+        return evaluate_one(item, method, params, scale), None
+    except (ValueError, OSError) as exc:
+        return (item.name, method), str(exc)
+
+
+def _safe_pair(pair, params: Dict[str, Any], scale: float):
+    item, method = pair
+    return _safe_evaluate_one(item, method, params, scale)
+
+
+def _safe_evaluate_batch(pairs, params: Dict[str, Any], scale: float, batch: int, threads: int = 0) -> list:
+    """The answers of :func:`_safe_evaluate_one` for several pairs, ``batch`` side by side."""
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    return list(_side_by_side(pairs, params, scale, batch))
+
+
+def _side_by_side(pairs, params: Dict[str, Any], scale: float, batch: int) -> Iterator[tuple]:
+    from ..engine.batch import map_side_by_side
+
+    for _, answer, exc in map_side_by_side(partial(_safe_pair, params=params, scale=scale), pairs, batch,
+                                           params.get("device", "auto")):
+        if exc is not None:
+            raise exc
+        yield answer
+
+
+def _execute(todo, params, scale, workers, scheduler, batch: int = 1) -> Iterator[tuple]:
+    if not workers and not scheduler:
+        yield from _side_by_side(todo, params, scale, batch)
+        return
+    from distributed import Client, LocalCluster, as_completed
+
+    cluster = None
+    if scheduler:
+        client = Client(scheduler)
+        threads = 0
+    else:
+        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None)
+        client = Client(cluster)
+        threads = max(1, (os.cpu_count() or 1) // workers)
+    try:  # each worker takes a batch of pairs at a time
+        chunks = [todo[k:k + batch] for k in range(0, len(todo), max(1, batch))]
+        futures = [client.submit(_safe_evaluate_batch, chunk, params, scale, batch, threads, pure=False)
+                   for chunk in chunks]
+        for fut in as_completed(futures):
+            yield from fut.result()
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+
+
+def auto_batch(items: Sequence[Item], methods: Sequence[str], params: Dict[str, Any], scale: float = 1.0) -> int:
+    """``batch=0``: as many runs side by side as the device's free memory holds for the
+    first image (1 on the CPU, and for the baselines alone)."""
+    from ..engine.batch import auto_batch as engine_auto
+
+    nets = [m for m in methods if m in PRESETS or m in ARCHITECTURES]
+    if not nets or not items:
+        return 1
+    image, _ = items[0].load()
+    shape = tuple(max(8, round(n * scale)) for n in image.shape[:2])
+    channels = image.shape[2] if image.ndim == 3 else 1
+    return min(engine_auto(method_params(m, params), shape, min(channels, 3)) for m in nets)
+
+
+@dataclass
+class EvaluationReport:
+    out: Path
+    summary: Dict[str, Any]
+    n_done_before: int
+    n_new: int
+    n_skipped: int
+
+
+def prepare_output(out: Path, config: Dict[str, Any], overwrite: bool) -> None:
+    """Create ``out`` for this run; refuse to mix with another run's results."""
+    out.mkdir(parents=True, exist_ok=True)
+    cfg = out / "config.json"
+    ours = [out / f for f in RESULT_FILES if (out / f).exists()]
+    if cfg.exists():
+        old = json.loads(cfg.read_text())
+        same = {k: v for k, v in old.items() if k not in ("methods", "limit")} == {
+            k: v for k, v in config.items() if k not in ("methods", "limit")
+        }
+        if not same and not overwrite:
+            raise ValueError(
+                f"{out} holds results of a different run (see its config.json); "
+                "choose another out=DIR, or overwrite=True to replace them"
+            )
+    elif ours and not overwrite:
+        raise ValueError(f"{out} holds result files but no config.json; choose another out=DIR or overwrite=True")
+    if overwrite:
+        for f in ours:
+            f.unlink()
+    cfg.write_text(json.dumps(config, indent=2, default=str) + "\n")
+
+
+def _checked_request(methods: Sequence[str], params, scale: float) -> Dict[str, Any]:
+    """The engine settings as a dict, once every method and setting is known good
+    (a bad one fails here, before any image)."""
+    for m in methods:
+        if m not in METHODS:
+            raise ValueError(f"unknown method {m!r}: choose from {', '.join(METHODS)}")
+    if isinstance(params, SegmentParams):
+        params = params.to_dict()
+    for m in methods:
+        if m in PRESETS or m in ARCHITECTURES:
+            method_params(m, params)
+    if not 0 < scale <= 1:
+        raise ValueError(f"scale must be in (0, 1] (0.25 segments a copy a quarter the size per side), got {scale}")
+    return params
+
+
+def run_evaluation(
+    items: Sequence[Item],
+    methods: Sequence[str],
+    params: Dict[str, Any],
+    out,
+    *,
+    config: Dict[str, Any],
+    scale: float = 1.0,
+    overwrite: bool = False,
+    workers: Optional[int] = None,
+    scheduler: Optional[str] = None,
+    batch: int = 1,
+    progress: bool = True,
+    log=print,
+) -> EvaluationReport:
+    """Evaluate ``methods`` on ``items`` into ``out`` (resuming what is there).
+    ``params`` are engine settings applied on top of each network method's preset
+    (a dict of :class:`SegmentParams` fields; a ``SegmentParams`` is taken whole).
+    ``batch`` images go side by side (per Dask worker with ``workers``/``scheduler``;
+    0: as many as the device's memory holds, see :func:`auto_batch`)."""
+    params = _checked_request(methods, params, scale)
+    batch = batch if batch > 0 else auto_batch(items, methods, params, scale)
+    out = Path(out)
+    prepare_output(out, config, overwrite)
+    multi = any(i.kind == "mat" for i in items)
+    columns = list(BASE_COLUMNS) + metric_columns(multi)
+    skip_cols = ["image", "method", "reason"]
+    done = {(r["image"], r["method"]) for r in read_rows(out / "results.csv", columns)}
+    skipped = {(r["image"], r["method"]) for r in read_rows(out / "skipped.csv", skip_cols)}
+    todo = [(i, m) for i in items for m in methods if (i.name, m) not in done | skipped]
+    n_before = len(items) * len(methods) - len(todo)
+    if n_before:
+        log(f"resuming: {n_before} of {len(items) * len(methods)} (image, method) pairs already in {out}")
+
+    from tqdm import tqdm
+
+    results = Appender(out / "results.csv", columns)
+    skips = Appender(out / "skipped.csv", skip_cols)
+    bar = tqdm(total=len(items) * len(methods), initial=n_before, unit="run", disable=not progress, dynamic_ncols=True)
+    n_new = n_skip = 0
+    try:
+        for row, error in _execute(todo, params, scale, workers, scheduler, batch):
+            if error is None:
+                results.write(row)
+                n_new += 1
+                bar.set_postfix(last=f"{row['image']}/{row['method']}", refresh=False)
+            else:
+                (name, method) = row
+                skips.write({"image": name, "method": method, "reason": error})
+                n_skip += 1
+                log(f"skipped {name} ({method}): {error}")
+            bar.update(1)
+    finally:
+        bar.close()
+        results.close()
+        skips.close()
+    summary = write_summary(out, config, columns)
+    return EvaluationReport(out, summary, n_before, n_new, n_skip)

@@ -1,0 +1,166 @@
+"""The evaluation's tables: the columns of results.csv, reading and appending rows so
+that a killed run can resume, and the summary (summary.json, summary.md)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from pathlib import Path
+from typing import Any, Dict, Iterable, List, Sequence
+
+import numpy as np
+
+PROTOCOLS = ("standard", "paper")
+METRICS = ("miou", "accuracy", "accuracy_majority", "nmi", "homogeneity")
+#: region scores (connected regions of the prediction; see _metrics.region_scores);
+#: for VOI lower is better, so its ``_best`` column is the lowest
+REGION_METRICS = ("kim_miou", "covering", "pri", "voi")
+BASE_COLUMNS = ("image", "method", "seed", "seconds", "n_iter", "n_clusters", "n_regions", "n_annotators")
+#: per row, summed over annotators, so that a summary can pool segments as Kim et al. do
+POOL_COLUMNS = ("kim_sum", "kim_segments")
+RESULT_FILES = ("config.json", "results.csv", "skipped.csv", "summary.json", "summary.md")
+
+
+def metric_columns(multi_annotator: bool) -> List[str]:
+    cols = [f"{p}_{m}" for p in PROTOCOLS for m in METRICS] + list(REGION_METRICS)
+    if multi_annotator:
+        cols += [f"{c}_best" for c in cols]
+    return cols + list(POOL_COLUMNS)
+
+
+def read_rows(path: Path, columns: Sequence[str]) -> List[Dict[str, str]]:
+    """Complete rows of a CSV. What a killed run leaves behind is repaired: an empty
+    file or a torn header (killed before its first row) becomes an empty table, and a
+    torn last line is dropped; the file is rewritten in either case."""
+    if not path.exists():
+        return []
+    raw = path.read_text()
+    with open(path, newline="") as fh:
+        reader = csv.reader(fh)
+        header = next(reader, None)
+        rows = [r for r in reader]
+    if header is None or (not rows and ",".join(columns).startswith(raw.rstrip("\r\n"))):
+        write_rows(path, columns, [])
+        return []
+    if header != list(columns):
+        raise ValueError(f"{path} was written by another version or configuration ({_column_change(header, columns)}): "
+                         "use another output folder, or overwrite it")
+    good = [r for r in rows if len(r) == len(columns) and all(x != "" for x in r[:2])]
+    if len(good) != len(rows) or (raw and not raw.endswith("\n")):
+        write_rows(path, columns, [dict(zip(columns, r)) for r in good])
+    return [dict(zip(columns, r)) for r in good]
+
+
+def _column_change(found: Sequence[str], expected: Sequence[str]) -> str:
+    """Which columns differ, in words."""
+    missing = [c for c in expected if c not in found]
+    extra = [c for c in found if c not in expected]
+    if not missing and not extra:
+        return "its columns are in another order"
+    parts = ([f"it lacks {', '.join(missing)}"] if missing else []) + ([f"it has {', '.join(extra)} too"] if extra else [])
+    return "; ".join(parts)
+
+
+def write_rows(path: Path, columns: Sequence[str], rows: Iterable[Dict[str, Any]]) -> None:
+    tmp = path.with_suffix(".tmp")
+    with open(tmp, "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(columns))
+        w.writeheader()
+        for r in rows:
+            w.writerow(r)
+    os.replace(tmp, path)
+
+
+class Appender:
+    """Appends rows to a CSV, flushing each one to disk."""
+
+    def __init__(self, path: Path, columns: Sequence[str]):
+        new = not path.exists() or path.stat().st_size == 0
+        self._fh = open(path, "a", newline="")
+        self._w = csv.DictWriter(self._fh, fieldnames=list(columns))
+        if new:  # on disk at once: a run killed before its first row leaves a valid table
+            self._w.writeheader()
+            self._sync()
+
+    def _sync(self) -> None:
+        self._fh.flush()
+        os.fsync(self._fh.fileno())
+
+    def write(self, row: Dict[str, Any]) -> None:
+        self._w.writerow(row)
+        self._sync()
+
+    def close(self) -> None:
+        self._fh.close()
+
+
+def write_summary(out: Path, config: Dict[str, Any], columns: Sequence[str]) -> Dict[str, Any]:
+    """summary.json and summary.md from results.csv and skipped.csv."""
+    rows = read_rows(out / "results.csv", columns)
+    skipped = read_rows(out / "skipped.csv", ["image", "method", "reason"])
+    metric_cols = [c for c in columns if c not in BASE_COLUMNS and c not in POOL_COLUMNS]
+    metric_cols += ["seconds", "n_clusters", "n_regions"]
+    by_method: Dict[str, Dict[str, Any]] = {}
+    for method in dict.fromkeys(r["method"] for r in rows):
+        mine = [r for r in rows if r["method"] == method]
+        stats: Dict[str, Any] = {}
+        for c in metric_cols:
+            vals = np.array([float(r[c]) for r in mine])
+            stats[c] = {"mean": float(vals.mean()), "std": float(vals.std(ddof=1)) if vals.size > 1 else 0.0}
+        segments = sum(float(r["kim_segments"]) for r in mine)
+        stats["kim_pooled"] = sum(float(r["kim_sum"]) for r in mine) / segments if segments else 0.0
+        by_method[method] = {"n_images": len(mine), **stats}
+    summary = {
+        "config": config,
+        "n_images_scored": len({r["image"] for r in rows}),
+        "n_images_skipped": len({r["image"] for r in skipped}),
+        "methods": by_method,
+    }
+    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    (out / "summary.md").write_text(summary_markdown(summary) + "\n")
+    return summary
+
+
+_LABELS = {"miou": "mIoU", "accuracy": "accuracy", "accuracy_majority": "many-to-one acc.", "nmi": "NMI",
+           "homogeneity": "homogeneity", "kim_miou": "kim mIoU", "covering": "covering", "pri": "PRI",
+           "voi": "VOI"}
+
+
+def _cell(st: Dict[str, Any], key: str) -> str:
+    s = st.get(key)
+    return f"{s['mean']:.3f} ± {s['std']:.3f}" if s else ""
+
+
+def _table(summary: Dict[str, Any], title: str, metrics: Sequence[str], suffix: str, extra) -> List[str]:
+    """One markdown table: a row per method, ``metrics`` (+ ``suffix``) then ``extra``
+    columns, each ``(heading, function of the method's stats)``."""
+    head = ["method", "images"] + [_LABELS[m.split("_", 1)[1] if m.startswith(PROTOCOLS) else m] for m in metrics]
+    head += [h for h, _ in extra]
+    lines = ["", f"**{title}** (mean ± std over images)", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for method, st in summary["methods"].items():
+        cells = [method, str(st["n_images"])] + [_cell(st, m + suffix) for m in metrics]
+        cells += [fn(st) for _, fn in extra]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def summary_markdown(summary: Dict[str, Any]) -> str:
+    cfg = summary["config"]
+    lines = [f"Dataset `{cfg.get('dataset')}` ({cfg.get('split', '')}), {summary['n_images_scored']} images scored, "
+             f"{summary['n_images_skipped']} skipped; scale {cfg.get('scale')}, settings on top of each "
+             f"method's preset: {json.dumps(cfg.get('params', {}))}."]
+    multi = any(k.endswith("_best") for m in summary["methods"].values() for k in m)
+    per_image = [("clusters / image", lambda st: f"{st['n_clusters']['mean']:.1f}"),
+                 ("s / image", lambda st: f"{st['seconds']['mean']:.2f}")]
+    for protocol in PROTOCOLS:
+        for best in ((False, True) if multi else (False,)):
+            title = f"{protocol} protocol" + (", best annotator per image" if best else (", mean over annotators" if multi else ""))
+            lines += _table(summary, title, [f"{protocol}_{m}" for m in METRICS], "_best" if best else "", per_image)
+    region_extra = [("kim mIoU, pooled", lambda st: f"{st['kim_pooled']:.3f}"),
+                    ("regions / image", lambda st: f"{st['n_regions']['mean']:.1f}")] + per_image
+    title = "region scores (connected regions of the prediction)" + (", mean over annotators" if multi else "")
+    lines += _table(summary, title, REGION_METRICS, "", region_extra)
+    if multi:
+        lines += _table(summary, "region scores, best annotator per image (VOI: lowest)", REGION_METRICS, "_best", [])
+    return "\n".join(lines)

@@ -1,0 +1,1 @@
+"""The command line: ``napari-inceptseg segment | evaluate | demo`` (``main.py``)."""

@@ -1,0 +1,217 @@
+"""``napari-inceptseg segment``: image files in, label files out. Everything that can be
+checked is checked before the first image trains; an interrupted or diverged image
+keeps its last good clusters."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+import time
+from pathlib import Path
+from typing import Dict, List, Optional
+
+import numpy as np
+
+from ..image import colour_overlay
+from .parser import params_from_args
+
+
+class _Bar:
+    """A tqdm progress bar over iterations, tolerant of early stops."""
+
+    def __init__(self, total: int, desc: str, disable: bool):
+        from tqdm import tqdm
+
+        self._bar = tqdm(total=total, desc=desc, unit="it", leave=True, disable=disable, file=sys.stderr, dynamic_ncols=True)
+
+    def __call__(self, p) -> None:
+        if p.part is not None:  # the tile-by-tile final pass
+            self._bar.set_postfix_str(f"final pass, tile {p.part[0]}/{p.part[1]}")
+            return
+        self._bar.update(p.iteration - self._bar.n)
+        self._bar.set_postfix(clusters=p.n_labels, loss=f"{p.loss:.3f}", refresh=False)
+
+    def close(self) -> None:
+        self._bar.close()
+
+
+def run_one(image, params, channel_axis, desc, quiet, **kw):
+    from ..engine.loop import segment_iter
+    from ..engine.results import RunInterrupted, run_to_end
+
+    bar = _Bar(params.total_iter, desc, quiet)
+    gen = segment_iter(image, channel_axis=channel_axis, params=params, **kw)
+    try:
+        return run_to_end(gen, bar)
+    except KeyboardInterrupt as exc:
+        if isinstance(exc, RunInterrupted):
+            raise
+        gen.throw(exc)  # it landed outside the engine (in the bar): the engine hands over its clusters
+        raise
+    finally:
+        bar.close()
+
+
+def _per_image(template: Optional[str], src: Path, n_images: int, option: str) -> Optional[Path]:
+    if template is None:
+        return None
+    if n_images > 1 and "{name}" not in template:
+        raise ValueError(f"{option} with {n_images} images needs {{name}} in the path (the image's file stem)")
+    return Path(template.replace("{name}", src.stem))
+
+
+def _check_output_folder(out: Path, images: List[str]) -> None:
+    """Before the first image trains: ``out`` is (or becomes) a writable folder, and no
+    two inputs would write the same output files."""
+    import tempfile
+
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"-o {out} is a file, not a folder: name a folder for the outputs")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out):
+            pass
+    except OSError as exc:
+        raise ValueError(f"cannot write to the output folder {out} ({exc.strerror or exc}): choose another -o") from None
+    stems: Dict[str, str] = {}
+    for name in images:
+        stem = Path(name).stem
+        if stem in stems:
+            raise ValueError(f"{stems[stem]} and {name} would write the same outputs ({stem}_labels...): "
+                             "rename one, or segment them into different folders")
+        stems[stem] = name
+
+
+def cmd_segment(args: argparse.Namespace) -> int:
+    from ..engine.results import SegmentationError
+
+    params, model, out = _segment_setup(args)
+    failed: List[str] = []
+    done = 0
+    for i, name in enumerate(args.images, 1):
+        job = _Job(Path(name), out, args)
+        try:
+            line = _segment_file(job, f"[{i}/{len(args.images)}]", args, params, model)
+        except KeyboardInterrupt as stop:  # Ctrl+C or SIGTERM: keep what there is, then stop
+            print(_keep_partial(job, stop, "interrupted", args, params), file=sys.stderr)
+            print(f"interrupted: {done} of {len(args.images)} image(s) segmented into {out}")
+            return 130
+        except (ValueError, OSError, SegmentationError) as exc:
+            failed.append(str(job.src))
+            print(f"error: {job.src}: {exc}", file=sys.stderr)
+            if getattr(exc, "labels", None) is not None:  # a diverged run: its last good clusters
+                print(_keep_partial(job, exc, "diverged", args, params), file=sys.stderr)
+            continue
+        done += 1
+        print(line, flush=True)
+    print(f"{done} of {len(args.images)} image(s) segmented into {out}" + (f"; {len(failed)} failed" if failed else ""))
+    return 1 if failed else 0
+
+
+def _segment_setup(args: argparse.Namespace):
+    """Everything checked once, before the first image trains: (params, model, out)."""
+    from ..engine.runtime import resolve_device
+    from ..engine.saved import load_model
+
+    params = params_from_args(args)
+    resolve_device(params.device)  # fail once, before any image, if absent
+    if args.warm_start and not args.model:
+        raise ValueError("--warm-start needs --model FILE")
+    if args.model and args.save_model and not args.warm_start:
+        raise ValueError("--save-model with --model saves nothing new: add --warm-start to train from the model")
+    model = load_model(args.model) if args.model else None  # a bad file fails here, in one line
+    if args.save_model:
+        _per_image(args.save_model, Path(args.images[0]), len(args.images), "--save-model")
+    out = Path(args.out)
+    _check_output_folder(out, args.images)
+    return params, model, out
+
+
+@dataclasses.dataclass
+class _Job:
+    """One input file of ``segment``: where its outputs go, and how far it got."""
+
+    src: Path
+    out: dataclasses.InitVar[Path]
+    args: dataclasses.InitVar[argparse.Namespace]
+    targets: Dict[str, Path] = dataclasses.field(init=False)
+    image: Optional[np.ndarray] = None
+    writing: bool = False  # its outputs are being written
+
+    def __post_init__(self, out: Path, args: argparse.Namespace) -> None:
+        self.targets = {"labels": out / f"{self.src.stem}_labels.{args.format}",
+                        "overlay": out / f"{self.src.stem}_overlay.png",
+                        "run": out / f"{self.src.stem}_run.json"}
+        save_to = _per_image(args.save_model, self.src, len(args.images), "--save-model")
+        if save_to is not None:
+            self.targets["model"] = save_to
+
+
+def _segment_file(job: _Job, counter: str, args, params, model) -> str:
+    """Train on (or apply the network to) one file and write its outputs; the summary line."""
+    from ..engine.folders import apply_to_image
+
+    existing = [str(p) for p in job.targets.values() if p.exists()]
+    if existing and not args.overwrite:
+        raise FileExistsError(f"output exists ({', '.join(existing)}); pass --overwrite to replace it")
+    job.image = image = _read(job.src)
+    if model is not None and not args.warm_start:
+        t0 = time.perf_counter()
+        labels = apply_to_image(model, image, args.channel_axis, params.device, params.tile_size)
+        info = {"image": str(job.src), "model": str(args.model), "applied": True, "n_iter": 0,
+                "n_labels": int(len(np.unique(labels[labels > 0]))),
+                "seconds": round(time.perf_counter() - t0, 3), "model_params": model.params.to_dict()}
+        summary = f"{info['n_labels']} clusters with {args.model} (no training, {info['seconds']:.1f} s)"
+    else:
+        scr_path = _per_image(args.scribbles, job.src, len(args.images), "--scribbles")
+        scribbles = _read(scr_path) if scr_path is not None else None
+        result = run_one(image, params, args.channel_axis, f"{counter} {job.src.name}", args.quiet,
+                          scribbles=scribbles, spacing=args.spacing, init_model=model)
+        labels = result.labels
+        info = {"image": str(job.src), **result.metadata(),
+                **({"scribbles": str(scr_path)} if scr_path is not None else {}),
+                **({"warm_start_model": str(args.model)} if model is not None else {})}
+        if "model" in job.targets:
+            result.save_model(job.targets["model"], overwrite=args.overwrite)
+            info["saved_model"] = str(job.targets["model"])
+        summary = (f"{result.n_labels} {'regions' if result.regions else 'clusters'} after "
+                   f"{result.n_iter} iterations ({result.seconds:.1f} s, {result.device}; {result.plan})")
+    _write_outputs(job, labels, info, args)
+    return f"{job.src}: {summary} -> {job.targets['labels']}"
+
+
+def _read(path: Path) -> np.ndarray:
+    from ..io import read_image
+
+    return read_image(path)
+
+
+def _write_outputs(job: _Job, labels: np.ndarray, info: dict, args) -> None:
+    """Labels, overlay and run record of one image (run.json last: it marks them complete)."""
+    from ..io import write_json, write_labels, write_png
+
+    job.writing = True
+    if labels.ndim > 2 and job.targets["labels"].suffix == ".png":  # PNG holds one plane
+        job.targets["labels"] = job.targets["labels"].with_suffix(".tif")
+        if job.targets["labels"].exists() and not args.overwrite:
+            raise FileExistsError(f"output exists ({job.targets['labels']}); pass --overwrite to replace it")
+    write_labels(job.targets["labels"], labels, overwrite=args.overwrite)
+    write_png(job.targets["overlay"], colour_overlay(job.image, labels, args.channel_axis), overwrite=args.overwrite)
+    write_json(job.targets["run"], info, overwrite=args.overwrite)
+
+
+def _keep_partial(job: _Job, stop: BaseException, how: str, args, params) -> str:
+    """Write the last good clusters of a run that was ``how`` ('interrupted' or 'diverged'),
+    with ``how: true`` in its run.json; say what was (or was not) written."""
+    labels, iteration = getattr(stop, "labels", None), getattr(stop, "iteration", None)
+    if job.writing:
+        return f"{job.src}: {how} while its outputs were written; they may be incomplete (no {job.targets['run'].name})"
+    if labels is None or job.image is None:
+        return f"{job.src}: {how} before any clusters were ready; nothing was written for it"
+    info = {"image": str(job.src), how: True, "n_iter": iteration, "n_labels": int(labels.max()),
+            "labels": "clusters", "params": params.to_dict(),
+            **({"error": str(stop)} if how == "diverged" else {})}
+    _write_outputs(job, labels, info, args)
+    return (f"{job.src}: {how}; the clusters of iteration {iteration} were written to "
+            f"{job.targets['labels']} ('{how}': true in {job.targets['run'].name})")

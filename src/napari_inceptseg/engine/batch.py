@@ -1,0 +1,141 @@
+"""Several images at once (``evaluate --batch``, :func:`segment_batch`).
+
+Each image stays its own run -- its own network, seed and stop rule -- so every result
+is identical to running the images one by one. The runs go side by side in threads;
+on CUDA each thread issues its work on a stream of its own, so the GPU overlaps one
+image's kernels with another's, and one run's Python time with the others' GPU time.
+
+Why not one network with stacked weights (grouped convolutions, ``torch.func.vmap``)?
+Their forward pass matches, but their weight gradients sum over pixels in another
+order: four ``vanilla`` networks trained as one grouped network drifted from the
+one-by-one weights by 5e-4 at the 4th step on the CPU, and their clusters differed
+from then on (docs/benchmarks.md, "Batched runs"). The same seed would no longer give
+the same labels.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from typing import Any, Callable, Iterable, Iterator, List, Optional, Sequence, Tuple
+
+from ..params import SegmentParams
+from .segmentation import SegmentationResult
+
+#: the most runs a batch keeps side by side (more only adds threads and memory)
+MAX_BATCH = 32
+
+
+def auto_batch(params: SegmentParams, shape: Sequence[int], in_channels: int = 3) -> int:
+    """How many runs of ``shape`` to keep side by side: 1 on the CPU (measured: no gain,
+    docs/benchmarks.md), on a GPU as many as the free memory holds (at most ``MAX_BATCH``)."""
+    from .plan import BASE_BYTES, SAFETY_FRACTION, plan_image
+    from .runtime import available_bytes, resolve_device
+
+    device = resolve_device(params.device)
+    if device.type != "cuda":
+        return 1
+    free = available_bytes(str(device))
+    try:
+        plan = plan_image(tuple(shape), in_channels, params, str(device))
+    except MemoryError:
+        return 1
+    per_run = max(plan.peak_bytes - BASE_BYTES, 1.0)
+    if free is None:
+        return 1
+    return int(max(1, min(MAX_BATCH, math.floor(free * SAFETY_FRACTION / per_run))))
+
+
+@contextlib.contextmanager
+def own_stream(device: str):
+    """Within this block, this thread's CUDA work goes to a fresh stream (a no-op elsewhere)."""
+    import torch
+
+    dev = torch.device(device) if device != "auto" else None
+    if dev is None or dev.type != "cuda":
+        if device == "auto" and torch.cuda.is_available():
+            dev = torch.device("cuda")
+        else:
+            yield
+            return
+    stream = torch.cuda.Stream(device=dev)
+    with torch.cuda.stream(stream):
+        yield
+    stream.synchronize()
+
+
+def map_side_by_side(fn: Callable[[Any], Any], items: Iterable[Any], batch: int,
+                     device: str = "auto") -> Iterator[Tuple[int, Any, Optional[BaseException]]]:
+    """``fn(item)`` for every item, ``batch`` at a time side by side (each in its own
+    thread and CUDA stream); yields ``(index, result, None)`` or ``(index, None, error)``
+    as they finish. ``batch <= 1`` runs them one by one in this thread."""
+    items = list(items)
+    if batch <= 1:
+        for k, item in enumerate(items):
+            try:
+                yield k, fn(item), None
+            except Exception as exc:  # noqa: BLE001 - handed to the caller with its index
+                yield k, None, exc
+        return
+
+    def call(item):
+        with own_stream(device):
+            return fn(item)
+
+    with ThreadPoolExecutor(max_workers=batch, thread_name_prefix="inceptseg-batch") as pool:
+        pending = {}
+        queue = iter(enumerate(items))
+        for k, item in queue:
+            pending[pool.submit(call, item)] = k
+            if len(pending) == batch:
+                break
+        while pending:
+            done, _ = wait(pending, return_when=FIRST_COMPLETED)
+            for fut in done:
+                k = pending.pop(fut)
+                exc = fut.exception()
+                yield k, (None if exc else fut.result()), exc
+                nxt = next(queue, None)
+                if nxt is not None:
+                    pending[pool.submit(call, nxt[1])] = nxt[0]
+
+
+def segment_batch(images: Sequence[Any], *, batch: int = 0, seeds: Optional[Sequence[int]] = None,
+                  preset: str = "default", channel_axis: Optional[int] = None,
+                  **params: Any) -> List[SegmentationResult]:
+    """Segment several images, ``batch`` of them side by side (0: automatic, see
+    :func:`auto_batch`). Image ``k`` runs with ``seeds[k]`` (default: the ``seed``
+    keyword for all); each result equals ``segment(images[k], seed=seeds[k], ...)``.
+    The first failure is raised once the others have finished."""
+    from ..params import preset_params
+    from .loop import segment
+
+    settings = preset_params(preset, **params)
+    if seeds is None:
+        seeds = [settings.seed] * len(images)
+    if len(seeds) != len(images):
+        raise ValueError(f"{len(seeds)} seeds for {len(images)} images: give one seed per image")
+    if batch == 0:
+        batch = auto_batch(settings, _spatial(images[0], channel_axis)) if len(images) else 1
+
+    def one(k):
+        return segment(images[k], preset=preset, channel_axis=channel_axis, **{**params, "seed": seeds[k]})
+
+    results: List[Any] = [None] * len(images)
+    errors = []
+    for k, res, exc in map_side_by_side(one, range(len(images)), batch, settings.device):
+        results[k] = res
+        if exc is not None:
+            errors.append(exc)
+    if errors:
+        raise errors[0]
+    return results
+
+
+def _spatial(image, channel_axis) -> Tuple[int, ...]:
+    import numpy as np
+
+    from ..image import spatial_layout
+
+    return spatial_layout(np.shape(image), channel_axis)[0]

@@ -1,0 +1,107 @@
+"""After training: the full image's clusters (whole, memory-lean or tile by tile) or,
+for the default method, its regions (torch is imported inside the functions).
+
+Both final passes also set BatchNorm's running statistics to this image's, so that
+the saved network reproduces the result (``TrainedModel.apply``).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ..labels import ANALYSIS_PIXELS, regions_from_clusters
+from .plan import plan_run, training_size
+from .results import Progress, SegmentationError
+from .runtime import autocast
+from .tiles import calibrate_tiled, predict_tiled, windows
+
+
+def _upscale_nearest(array: np.ndarray, shape) -> np.ndarray:
+    """``array`` resized to ``shape`` by nearest neighbour (each output pixel takes
+    the input pixel it falls in)."""
+    if tuple(array.shape) == tuple(shape):
+        return array
+    index = np.ix_(*[(np.arange(n) * a) // n for a, n in zip(array.shape, shape)])
+    return array[index]
+
+
+def regions_pass(model, x_host, data, params, device, fmt):
+    """The default method's last step: one forward pass over the image (a copy of at
+    most ``ANALYSIS_PIXELS`` per plane for larger ones, and no larger than the free
+    memory allows) that sets BatchNorm's statistics and gives the response, then
+    regions from its clusters (:func:`~napari_inceptseg.labels.regions_from_clusters`).
+    Returns ``(channel ids, labels)``, both of the image's spatial shape."""
+    import torch
+
+    from .networks import calibrating_batchnorm
+
+    spatial = tuple(x_host.shape[2:])
+    shape = training_size(spatial, ANALYSIS_PIXELS)
+    try:  # the pass needs less than a training step, so a shape that could train fits
+        fit = plan_run(shape, x_host.shape[1], params.replace(tile_size=0), str(device), guided=True,
+                       full_shape=spatial)
+    except MemoryError as exc:
+        raise SegmentationError(str(exc)) from None
+    if fit.tiled:  # as many pixels per plane as the largest tile that fits holds
+        shape = training_size(spatial, max(1, math.prod(fit.tile) // math.prod(shape[:-2])))
+    image = data
+    if shape != spatial:
+        x_host = torch.nn.functional.interpolate(x_host, size=shape, mode="area")
+        image = torch.nn.functional.interpolate(torch.from_numpy(data)[None], size=shape, mode="area")[0].numpy()
+    with torch.no_grad(), autocast(device, params.precision), calibrating_batchnorm(model):
+        response = model.fast_forward(x_host.to(device).contiguous(memory_format=fmt)).float()[0]
+    raw = response.argmax(0).to("cpu", torch.int32).numpy()
+    response = response.cpu().numpy()
+    labels = regions_from_clusters(raw, response, image, merge_threshold=params.merge_threshold,
+                                   n_clusters=params.n_clusters)
+    return _upscale_nearest(raw, spatial), _upscale_nearest(labels, spatial)
+
+
+def final_record(history, total, done, of) -> Progress:
+    """A record of the tile-by-tile final pass: the last iteration's numbers, and the tiles."""
+    last = (history[k][-1] if history[k] else math.nan for k in ("loss", "loss_sim", "loss_con"))
+    n = history["n_labels"][-1] if history["n_labels"] else 0
+    return Progress(len(history["loss"]), total, *last, n, stage="final pass", part=(done, of))
+
+
+def final_clusters(model, x_host, full, plan, lean_step, device, fmt, params, tiles):
+    """The argmax channel of every pixel of the full image after training (and, when
+    ``n_clusters`` asks for merging and the image was one pass, the response), by the
+    path the memory plan chose: whole image, memory-lean step or tiles. A generator:
+    the tiled path yields ``tiles(done, of)`` after each tile (so a run can be cancelled
+    within one tile) and returns ``(channel ids, response or None)``."""
+    import torch
+
+    from .networks import calibrating_batchnorm
+
+    spatial = tuple(x_host.shape[2:])
+    tile = plan.tile if plan.tiled else None
+    if tuple(full.shape) != spatial:  # trained on a smaller copy: the full image may need tiles
+        try:
+            tile = plan_run(spatial, x_host.shape[1], params, str(device), guided=True).tile or spatial
+        except MemoryError as exc:
+            raise SegmentationError(str(exc)) from None
+    if tile is not None:  # statistics over tiles covering the image, then tile by tile
+        n = 2 * sum(1 for _ in windows(spatial, tile))  # (the prediction's windows are as many or more)
+        done = 0
+        with calibrating_batchnorm(model):
+            for _ in calibrate_tiled(model, x_host, tile, device, fmt, params.precision):
+                done += 1
+                yield tiles(done, n)
+        predict = predict_tiled(model, x_host, tile, model.radius, device, fmt, params.precision)
+        while True:
+            try:
+                next(predict)
+            except StopIteration as stop:
+                return stop.value.numpy(), None
+            done += 1
+            yield tiles(done, max(n, done))
+    if lean_step is not None:  # same memory bound as the lean step
+        with calibrating_batchnorm(model):
+            return lean_step.predict(full.x).cpu().numpy().astype(np.int32), None
+    with torch.no_grad(), autocast(device, params.precision), calibrating_batchnorm(model):
+        response = model.fast_forward(full.x).float()  # BN still on batch statistics
+    raw = response.argmax(1)[0].cpu().numpy().astype(np.int32)
+    return raw, (response[0].cpu().numpy() if params.n_clusters else None)

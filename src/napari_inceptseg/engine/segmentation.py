@@ -1,0 +1,81 @@
+"""The result of one segmentation: :class:`SegmentationResult` (numpy only; it becomes a
+saved network through ``saved.py``, imported when asked)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional, Tuple
+
+import numpy as np
+
+from ..params import SegmentParams
+
+
+@dataclass
+class SegmentationResult:
+    """What a finished run returns."""
+
+    labels: np.ndarray
+    n_iter: int
+    history: Dict[str, List[float]]
+    params: SegmentParams
+    device: str
+    seconds: float
+    stop_reason: str
+    seed: int
+    model: Any = field(default=None, repr=False)
+    #: the network's channel index of every pixel (0..n_channels-1) before
+    #: renumbering; stable across slices when a network is warm-started
+    channel_ids: Optional[np.ndarray] = field(default=None, repr=False)
+    #: cluster id of every network channel: ``label_map[channel_ids]`` are the
+    #: clusters (``labels`` themselves unless ``regions`` or ``n_clusters`` changed them)
+    label_map: Optional[np.ndarray] = field(default=None, repr=False)
+    #: per-channel intensity range [lo, hi] the image was normalised with
+    ranges: Optional[np.ndarray] = field(default=None, repr=False)
+    scribble_ids: Tuple[int, ...] = ()
+    spacing: Optional[Tuple[float, ...]] = None
+    #: how memory was used: whole image, memory-lean step, or tiles (and why)
+    plan: str = "the whole image at once"
+    #: True when ``labels`` are connected regions made from the clusters (the default
+    #: method); False when they are the clusters (``label_map[channel_ids]``)
+    regions: bool = False
+
+    def trained_model(self):
+        """The trained network with its parameters, normalisation and id mapping,
+        as a :class:`~napari_inceptseg.TrainedModel` (to save, apply or warm-start)."""
+        from .saved import TrainedModel
+
+        if self.model is None:
+            raise ValueError(f"this run trained no network ({self.stop_reason})")
+        return TrainedModel.from_result(self)
+
+    def save_model(self, path, *, overwrite: bool = False):
+        """Save the trained network to a ``.safetensors`` file (see :class:`TrainedModel`)."""
+        return self.trained_model().save(path, overwrite=overwrite)
+
+    @property
+    def n_labels(self) -> int:
+        return int(self.labels.max()) if self.labels.size else 0
+
+    @property
+    def final_loss(self) -> Optional[float]:
+        return self.history["loss"][-1] if self.history["loss"] else None
+
+    def metadata(self) -> Dict[str, Any]:
+        """JSON-friendly description of the run (for napari layer metadata, files)."""
+        from ..params import preset_of
+
+        return {
+            "preset": preset_of(self.params),
+            "params": {**self.params.to_dict(), "seed": self.seed},
+            "n_iter": self.n_iter,
+            "n_labels": self.n_labels,
+            "final_loss": self.final_loss,
+            "device": self.device,
+            "seconds": round(self.seconds, 3),
+            "stop_reason": self.stop_reason,
+            "plan": self.plan,
+            "labels": "regions" if self.regions else "clusters",
+            **({"scribble_ids": list(self.scribble_ids)} if self.scribble_ids else {}),
+            **({"spacing": list(self.spacing)} if self.spacing else {}),
+        }

@@ -1,0 +1,206 @@
+"""Segmenting nD images plane by plane (Z-stacks, time series, ...).
+
+The image's last two non-channel axes are Y and X (three, Z Y X, in 3D mode,
+where each "plane" is a volume); every other non-channel axis is a "leading"
+axis. :func:`segment_stack_iter` segments each selected plane
+with :func:`segment_iter`, optionally warm-starting each plane from the network
+trained on the previous one so that cluster ids stay consistent, and returns
+one label array of the full (non-channel) shape. No Qt, no napari.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any, Dict, Generator, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from ..image import PlaneLayout, plane_layout
+from ..labels import make_label_map
+from ..params import SegmentParams, resolve_params
+from .loop import segment_iter
+from .results import Progress, relay, run_to_end
+from .segmentation import SegmentationResult
+
+
+@dataclass(frozen=True)
+class StackProgress:
+    """One iteration of one plane: ``plane`` counts from 0 up to ``n_planes - 1``."""
+
+    plane: int
+    n_planes: int
+    index: Tuple[int, ...]
+    progress: Progress
+
+
+@dataclass
+class StackResult:
+    labels: np.ndarray  # full non-channel shape, ids 1..K consistent over planes
+    planes: List[Tuple[int, ...]]
+    results: List[SegmentationResult] = field(repr=False)
+    seconds: float = 0.0
+
+    @property
+    def n_iter(self) -> int:
+        return sum(r.n_iter for r in self.results)
+
+    @property
+    def n_labels(self) -> int:
+        return int(self.labels.max())
+
+    def metadata(self) -> Dict[str, Any]:
+        first = self.results[0]
+        md = first.metadata()
+        md.update(
+            n_iter=self.n_iter,
+            n_labels=self.n_labels,
+            seconds=round(self.seconds, 3),
+            final_loss=self.results[-1].final_loss,
+            planes=[list(p) for p in self.planes],
+            n_iter_per_plane=[r.n_iter for r in self.results],
+        )
+        return md
+
+
+def _check_planes(layout: PlaneLayout, planes):
+    if planes is None:
+        planes = list(np.ndindex(*layout.leading_shape)) if layout.leading_axes else [()]
+    planes = [tuple(int(i) for i in p) for p in planes]
+    for p in planes:
+        if len(p) != len(layout.leading_axes) or any(not 0 <= i < n for i, n in zip(p, layout.leading_shape)):
+            raise ValueError(f"plane index {p} does not fit the leading axes of shape {layout.leading_shape}")
+    return planes
+
+
+def segment_stack_iter(
+    image,
+    *,
+    channel_axis: Optional[int] = None,
+    rgb: bool = False,
+    planes: Optional[Sequence[Tuple[int, ...]]] = None,
+    warm_start: bool = True,
+    params: Optional[SegmentParams] = None,
+    preview_every: int = 0,
+    scribbles=None,
+    spacing=None,
+    init_model=None,
+    preset: Optional[str] = None,
+    **kwargs: Any,
+) -> Generator[StackProgress, None, StackResult]:
+    """Segment the planes of an nD image, yielding :class:`StackProgress` records.
+
+    ``planes`` lists leading indices to segment (default: all; ``[()]`` for a 2D
+    image). The returned labels have the image's full non-channel shape; planes
+    not segmented stay 0. With ``warm_start`` every plane starts from the network
+    trained on the previous one, so with ``regions=False`` the same kind of region
+    keeps its cluster id; with regions (the default method) each plane's regions get
+    ids of their own, numbered on from the plane before.
+    With ``params.dims == '3d'`` each "plane" is a Z Y X volume. ``scribbles``
+    has the labels' shape (planes without strokes are segmented unguided);
+    ``spacing`` is per spatial axis; ``init_model`` warm-starts the first plane.
+    Settings come as ``params``, or as keywords on top of ``preset``.
+    """
+    params = resolve_params(params, kwargs, preset)
+    if init_model is not None:
+        params = init_model.structure_of(params)
+    layout = plane_layout(np.shape(image), channel_axis, rgb, params.spatial_dims)
+    planes = _check_planes(layout, planes)
+    if scribbles is not None and tuple(np.shape(scribbles)) != layout.labels_shape:
+        raise ValueError(
+            f"the scribbles have shape {tuple(np.shape(scribbles))} but the image's labels have shape "
+            f"{layout.labels_shape}: paint them on a Labels layer of the image's size"
+        )
+
+    t0 = time.perf_counter()
+    raw = np.zeros(layout.labels_shape, dtype=np.int32)  # channel id + 1 per pixel, 0 = not done
+    results: List[SegmentationResult] = []
+    state = None
+    scribble_ids: set = set()
+    for k, idx in enumerate(planes):
+        plane = layout.plane(image, idx)
+        scr = None if scribbles is None else np.asarray(scribbles[layout.labels_index(idx)])
+        gen = segment_iter(plane, channel_axis=layout.plane_channel_axis(rgb), params=params,
+                           preview_every=preview_every, init_state=state if warm_start else None,
+                           scribbles=scr, spacing=spacing, init_model=init_model if k == 0 else None)
+        res = yield from relay(gen, wrap=partial(StackProgress, k, len(planes), idx))
+        results.append(res)
+        scribble_ids.update(res.scribble_ids)
+        raw[layout.labels_index(idx)] = res.channel_ids + 1
+        if warm_start and res.model is not None:
+            state = {n: t.detach().clone() for n, t in res.model.state_dict().items()}
+    labels = _stack_labels(layout, planes, results, raw, params.n_channels, scribble_ids)
+    return StackResult(labels=labels, planes=planes, results=results, seconds=time.perf_counter() - t0)
+
+
+def _stack_labels(layout: PlaneLayout, planes, results, raw, n_channels: int, scribble_ids) -> np.ndarray:
+    """The whole stack's labels: regions numbered on plane after plane (the default
+    method), or one numbering of the clusters for the whole stack (scribble ids kept,
+    the rest 1..K over the planes done; ``raw`` is channel id + 1, 0 = not done)."""
+    if results and all(r.regions for r in results):
+        return _stack_regions(layout, planes, results)
+    present = np.flatnonzero(np.bincount(raw.ravel(), minlength=n_channels + 1)[1:])
+    lut = np.concatenate([[0], make_label_map(present, n_channels, sorted(scribble_ids))])
+    return lut[raw]
+
+
+def _stack_regions(layout: PlaneLayout, planes, results) -> np.ndarray:
+    """Each plane's regions, numbered after those of the planes before it: regions
+    are made per plane, so the same id never names unrelated regions."""
+    out = np.zeros(layout.labels_shape, dtype=np.int32)
+    offset = 0
+    for idx, res in zip(planes, results):
+        out[layout.labels_index(idx)] = res.labels + offset
+        offset += int(res.labels.max())
+    return out
+
+
+def segment_stack(image, **kwargs) -> StackResult:
+    """:func:`segment_stack_iter` run to the end."""
+    return run_to_end(segment_stack_iter(image, **kwargs))
+
+
+@dataclass(frozen=True)
+class ApplyProgress:
+    """One plane done by :func:`apply_stack_iter`."""
+
+    plane: int
+    n_planes: int
+    index: Tuple[int, ...]
+    labels: np.ndarray
+
+
+def apply_stack_iter(
+    model,
+    image,
+    *,
+    channel_axis: Optional[int] = None,
+    rgb: bool = False,
+    planes: Optional[Sequence[Tuple[int, ...]]] = None,
+    device: str = "auto",
+    tile_size: int = 0,
+) -> Generator[ApplyProgress, None, np.ndarray]:
+    """Label every plane (or volume, for a 3D network) of an nD image with a trained
+    network and no training, yielding one :class:`ApplyProgress` per plane and
+    returning labels of the full non-channel shape (0 where not applied). Every
+    plane uses the same channel -> id mapping, so ids agree across the stack."""
+    from .saved import TrainedModel, load_model
+
+    if not isinstance(model, TrainedModel):
+        model = load_model(model)
+    layout = plane_layout(np.shape(image), channel_axis, rgb, model.params.spatial_dims)
+    planes = _check_planes(layout, planes)
+    out = np.zeros(layout.labels_shape, dtype=np.int32)
+    for k, idx in enumerate(planes):
+        plane = layout.plane(image, idx)
+        labels = model.apply(plane, channel_axis=layout.plane_channel_axis(rgb),
+                             device=device, tile_size=tile_size)
+        out[layout.labels_index(idx)] = labels
+        yield ApplyProgress(k, len(planes), idx, labels)
+    return out
+
+
+def apply_stack(model, image, **kwargs) -> np.ndarray:
+    """:func:`apply_stack_iter` run to the end."""
+    return run_to_end(apply_stack_iter(model, image, **kwargs))

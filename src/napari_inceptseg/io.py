@@ -1,0 +1,109 @@
+"""Reading images and writing labels / overlays (no torch, no napari)."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Dict
+
+import numpy as np
+
+def read_image(path) -> np.ndarray:
+    """Read an image file (PNG, JPEG, TIFF, ...) as a numpy array.
+
+    Raises ``ValueError`` naming the file when it cannot be read.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"{path}: no such file")
+    try:
+        if path.suffix.lower() in (".tif", ".tiff"):
+            import tifffile
+
+            return np.asarray(tifffile.imread(path))
+        import imageio.v3 as iio
+
+        return np.asarray(iio.imread(path))
+    except Exception as exc:  # any decoder error means "not a readable image"
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise ValueError(f"{path}: not a readable image ({type(exc).__name__}: {first})") from None
+
+
+def _umask() -> int:
+    """The process's umask (Linux reads it without changing it; elsewhere set and restore)."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def atomic_write(path: Path, write, overwrite: bool) -> None:
+    """Write through a temporary file in the same folder, then move it into place.
+
+    With ``overwrite=False`` an existing file is never replaced. The file gets the mode
+    any new file of the user gets (0666 less the umask), or keeps the mode of the file it
+    replaces, not the temporary file's private 0600.
+    """
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"{path} exists; pass overwrite=True to replace it")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    mode = path.stat().st_mode & 0o7777 if path.exists() else 0o666 & ~_umask()
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}-", suffix=path.suffix, dir=path.parent)
+    os.fchmod(fd, mode)
+    os.close(fd)
+    try:
+        write(tmp)
+        if not overwrite:
+            # link() fails if the target appeared meanwhile: never clobber
+            os.link(tmp, path)
+        else:
+            os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def write_labels(path, labels: np.ndarray, *, overwrite: bool = False) -> Path:
+    """Write labels as a 16-bit PNG (``.png``) or a TIFF (``.tif``/``.tiff``)."""
+    path = Path(path)
+    labels = np.asarray(labels)
+    ext = path.suffix.lower()
+    if ext == ".png":
+        if labels.min() < 0 or labels.max() > 65535:
+            raise ValueError("labels outside 0..65535 do not fit a 16-bit PNG: write a .tif")
+        import imageio.v3 as iio
+
+        atomic_write(path, lambda p: iio.imwrite(p, labels.astype(np.uint16), extension=".png"), overwrite)
+    elif ext in (".tif", ".tiff"):
+        import tifffile
+
+        atomic_write(path, lambda p: tifffile.imwrite(p, labels), overwrite)
+    else:
+        raise ValueError(f"unsupported labels format {ext!r}: use .png or .tif")
+    return path
+
+
+def write_png(path, rgb: np.ndarray, *, overwrite: bool = False) -> Path:
+    import imageio.v3 as iio
+
+    atomic_write(Path(path), lambda p: iio.imwrite(p, rgb, extension=".png"), overwrite)
+    return Path(path)
+
+
+def write_json(path, payload: Dict[str, Any], *, overwrite: bool = False) -> Path:
+    def _w(p):
+        with open(p, "w") as fh:
+            json.dump(payload, fh, indent=2, default=str)
+            fh.write("\n")
+
+    atomic_write(Path(path), _w, overwrite)
+    return Path(path)

@@ -1,0 +1,225 @@
+"""What a napari user meets in the first ten minutes: a dock that fits a laptop,
+settings kept between sessions, cancel from the activity dock, pyramids and lazy
+stacks, a network applied to a folder, and the exact call copied from a result."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from napari_inceptseg._widgets.segment import SegmentWidget
+
+pytestmark = pytest.mark.gui
+
+
+def _dock(viewer, layer=None, **params):
+    _, widget = viewer.window.add_plugin_dock_widget("napari-inceptseg", "Unsupervised segmentation")
+    if layer is not None:
+        widget._image.value = layer
+    widget._device.value = "cpu"
+    widget._seed.value = 0
+    for name, value in params.items():
+        widget._params[name].value = value
+    return widget
+
+
+def _wait(qtbot, widget, timeout=60_000):
+    qtbot.waitUntil(lambda: not widget.running, timeout=timeout)
+
+
+def test_the_dock_fits_a_laptop_screen_and_long_messages_wrap(make_napari_viewer, qtbot, synthetic):
+    viewer = make_napari_viewer(show=True)  # (a hidden window never grows)
+    window = viewer.window._qt_window
+    window.resize(1366, 768)
+    viewer.add_image(synthetic[0], name="syn", rgb=True)
+    widget = _dock(viewer)
+    qtbot.wait(100)
+    canvas = viewer.window._qt_viewer.canvas.native
+    width = canvas.width()
+    hint = widget.native.sizeHint()
+    assert hint.height() <= 700 and hint.width() <= 520, hint
+    assert width >= 600  # the canvas keeps a good part of the screen
+    widget._status.value = "a long error message that goes on and on " * 8  # ~330 characters
+    widget._advanced.set_open(True)  # every setting shown: the dock scrolls, the window stays
+    widget._network_section.set_open(True)
+    qtbot.wait(300)
+    assert canvas.width() == width and window.width() == 1366 and window.height() == 768
+
+
+def test_every_button_says_what_it_does(make_napari_viewer):
+    from magicgui.widgets import Container, PushButton
+
+    widget = _dock(make_napari_viewer())
+
+    def buttons(container):
+        for w in container:
+            if isinstance(w, PushButton):
+                yield w
+            elif isinstance(w, Container):
+                yield from buttons(w)
+
+    found = list(buttons(widget._body))
+    assert len(found) >= 9
+    assert all(b.tooltip for b in found), [b.text for b in found if not b.tooltip]
+
+
+def test_settings_persist_between_sessions_and_restore_defaults(make_napari_viewer):
+    viewer = make_napari_viewer()
+    first = SegmentWidget(viewer)
+    first._preset.value = "paper-vanilla"
+    first._params["n_channels"].value = 32
+    first._params["n_clusters"].value = 5
+    first._seed.value = 7
+    first._preview_every.value = 3
+    first._advanced.set_open(True)
+    first._advanced.toggle.changed.emit(True)  # what a click on the toggle sends
+
+    second = SegmentWidget(viewer)  # the next napari session
+    assert second._preset.value == "paper-vanilla" and second._params["max_iter"].value == 1000
+    assert second._params["n_channels"].value == 32 and second._params["n_clusters"].value == 5
+    assert second._seed.value == 7 and second._preview_every.value == 3
+    second.restore_defaults()
+    third = SegmentWidget(viewer)
+    assert third._preset.value == "default" and third._params["n_channels"].value == 48
+    assert third._params["max_iter"].value == 15 and third._seed.value == -1 and third._preview_every.value == 10
+
+
+def test_cancel_from_the_activity_dock_within_one_tile_of_the_final_pass(make_napari_viewer, qtbot, monkeypatch):
+    import time
+
+    from napari_inceptseg.engine import finish
+
+    record = finish.final_record
+
+    def slow_tile(*args):  # each tile takes 20 ms more: the pass outlasts the main thread's reaction
+        time.sleep(0.02)
+        return record(*args)
+
+    monkeypatch.setattr(finish, "final_record", slow_tile)
+    viewer = make_napari_viewer()
+    image = np.random.default_rng(0).integers(0, 255, (160, 200, 3), dtype=np.uint8)
+    layer = viewer.add_image(image, name="big", rgb=True)
+    widget = _dock(viewer, layer)
+    widget._preset.value = "paper-vanilla"
+    for name, value in dict(n_channels=8, max_iter=2, tile_size=24).items():
+        widget._params[name].value = value
+    widget._preview_every.value = 0
+    tiles = []
+
+    def cancel_in_the_final_pass(sp):
+        part = sp.progress.part
+        if part is not None:
+            tiles.append(part)
+            if len(tiles) == 1:
+                widget._run.pbar.cancel()  # the activity dock's cancel button
+
+    n_layers = len(viewer.layers)
+    widget.run()
+    widget._run.worker.yielded.connect(cancel_in_the_final_pass)
+    _wait(qtbot, widget)
+    assert widget._status.value.startswith("cancelled"), widget._status.value
+    assert tiles and tiles[0][1] > 100 and len(tiles) < tiles[0][1] / 2  # stopped early in the pass
+    assert len(viewer.layers) == n_layers  # the viewer is as it was
+
+
+def test_a_pyramid_segments_its_largest_level_that_fits(make_napari_viewer, qtbot, monkeypatch, synthetic):
+    from napari_inceptseg.engine import plan as planning
+
+    viewer = make_napari_viewer()
+    big = np.kron(synthetic[0], np.ones((16, 16, 1), dtype=np.uint8))  # 2048 x 2560
+    levels = [big, big[::8, ::8]]
+    layer = viewer.add_image(levels, name="pyramid", rgb=True, multiscale=True, scale=(0.5, 0.5))
+    widget = _dock(viewer, layer, n_channels=16)
+    widget.run()
+    _wait(qtbot, widget)
+    out = viewer.layers["pyramid regions"]
+    assert out.data.shape == big.shape[:2] and np.allclose(out.scale, (0.5, 0.5))
+    # with little memory, level 0's copies alone do not fit: level 1, placed at the same size
+    free = planning.available_bytes
+    monkeypatch.setattr(planning, "available_bytes", lambda device="cpu": 0.56e9)
+    widget.run()
+    _wait(qtbot, widget)
+    small = [l for l in viewer.layers if l.name.startswith("pyramid regions")][-1]
+    assert small is not out and small.data.shape == levels[1].shape[:2] and np.allclose(small.scale, (4.0, 4.0))
+    monkeypatch.setattr(planning, "available_bytes", lambda device="cpu": 1e6)
+    n = len(viewer.layers)
+    widget.run()  # nothing fits: a notification, the viewer as it was
+    assert not widget.running and len(viewer.layers) == n
+    monkeypatch.setattr(planning, "available_bytes", free)  # (undo() would also undo the settings folder)
+    assert not widget._level.native.isHidden() and len(widget._level.choices) == 3  # auto, 0, 1
+    widget._level.value = 1  # the user's choice
+    widget.run()
+    _wait(qtbot, widget)
+    chosen = [l for l in viewer.layers if l.name.startswith("pyramid regions")][-1]
+    assert chosen.data.shape == levels[1].shape[:2] and np.allclose(chosen.scale, (4.0, 4.0))
+
+
+def test_a_dask_stack_is_read_plane_by_plane(make_napari_viewer, qtbot, synthetic):
+    da = pytest.importorskip("dask.array")
+    reads = []
+
+    def plane(block, block_info=None):
+        reads.append(block_info[None]["chunk-location"][0])
+        return block
+
+    frames = np.stack([synthetic[0]] * 6)
+    lazy = da.from_array(frames, chunks=(1, *frames.shape[1:])).map_blocks(plane, dtype=frames.dtype)
+    viewer = make_napari_viewer()
+    layer = viewer.add_image(lazy, name="lazy", rgb=True)
+    viewer.dims.set_current_step(0, 4)
+    widget = _dock(viewer, layer, n_channels=16)
+    reads.clear()
+    widget.run()
+    _wait(qtbot, widget)
+    out = viewer.layers["lazy regions"]
+    assert out.data.shape == (1, *frames.shape[1:3]) and out.translate[0] == 4
+    assert set(reads) <= {4}  # the slice shown (napari's display may read it too), nothing else
+
+
+def test_apply_to_folder_writes_one_labels_file_per_image_and_never_overwrites(make_napari_viewer, qtbot, tmp_path, synthetic):
+    import imageio.v3 as iio
+
+    viewer = make_napari_viewer()
+    layer = viewer.add_image(synthetic[0], name="syn", rgb=True)
+    widget = _dock(viewer, layer, n_channels=16)
+    widget.run()
+    _wait(qtbot, widget)
+    folder = tmp_path / "plates"
+    folder.mkdir()
+    for k in range(3):
+        iio.imwrite(folder / f"well{k}.png", np.roll(synthetic[0], 10 * k, axis=1))
+    (folder / "notes.txt").write_text("not an image")
+    net = widget._network
+    for expected in ("plates-labels", "plates-labels-2"):
+        net.apply_to_folder(folder=str(folder))
+        qtbot.waitUntil(lambda: net._folder_worker is None, timeout=60_000)
+        out = tmp_path / expected
+        assert sorted(p.name for p in out.iterdir()) == [f"well{k}_labels.png" for k in range(3)]
+        assert iio.imread(out / "well0_labels.png").shape == synthetic[0].shape[:2]
+    assert "3 labels file(s) written" in widget._status.value
+
+
+def test_copy_as_python_gives_the_same_labels_as_the_dock(make_napari_viewer, qtbot, synthetic):
+    import shlex
+
+    from qtpy.QtWidgets import QApplication
+
+    from napari_inceptseg.cli.parser import build_parser, params_from_args as _params_from_args
+
+    viewer = make_napari_viewer()
+    layer = viewer.add_image(synthetic[0], name="syn", rgb=True)
+    widget = _dock(viewer, layer, n_channels=16)
+    widget._seed.value = -1  # drawn, and recorded
+    widget.run()
+    _wait(qtbot, widget)
+    out = viewer.layers["syn regions"]
+    viewer.layers.selection.active = out
+    code = widget.copy_recipe("python")
+    assert QApplication.clipboard().text() == code
+    scope = {"image": synthetic[0]}
+    exec(code, scope)  # noqa: S102 - what the user pastes
+    np.testing.assert_array_equal(scope["labels"], out.data)
+    line = widget.copy_recipe("command")
+    args = build_parser().parse_args(shlex.split(line)[1:])
+    meta = out.metadata["inceptseg"]["params"]
+    assert _params_from_args(args).to_dict() == {**meta, "seed": meta["seed"]}
