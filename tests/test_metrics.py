@@ -243,3 +243,31 @@ def test_region_scores_leave_out_ignored_pixels():
     pred = np.array([[4, 4, 4, 5, 5]])
     assert score(pred, gt)["kim_miou"] < 1
     assert score(pred, gt, ignore_index=255)["kim_miou"] == 1
+
+
+def test_instance_scores_by_hand():
+    from napari_inceptseg.metrics import instance_scores
+
+    gt = np.zeros((4, 6), int)
+    gt[0:2, 0:2] = 1  # nucleus 1, 4 px
+    gt[0:2, 4:6] = 2  # nucleus 2, 4 px
+    pred = np.ones((4, 6), int)
+    pred[0:2, 0:2] = 2  # nucleus 1 exactly
+    pred[0:2, 3:6] = 2  # nucleus 2 and two background pixels: IoU 4/6
+    pred[3, 0] = 2  # a speck on the background: background, not an object
+    s = instance_scores(pred, gt)
+    assert s["n_objects"] == 2 and s["n_predicted"] == 2
+    assert s["f1"] == 1.0 and s["precision"] == 1.0 and s["recall"] == 1.0
+    assert s["matched_iou"] == pytest.approx((1 + 4 / 6) / 2)
+    # one piece over both nuclei and the gap: an object (8 of its 12 px on nuclei) that
+    # matches neither (IoU 1/3 each)
+    merged = np.ones((4, 6), int)
+    merged[0:2, :] = 2
+    s = instance_scores(merged, gt)
+    assert (s["f1"], s["precision"], s["recall"], s["matched_iou"]) == (0.0, 0.0, 0.0, 0.0)
+    assert s["n_predicted"] == 1
+    # corner-touching pieces stay two objects (face connectivity)
+    diag = np.zeros((4, 4), int)
+    diag[0:2, 0:2], diag[2:4, 2:4] = 1, 2
+    s = instance_scores(np.where(diag > 0, 5, 0), diag)
+    assert s["n_predicted"] == 2 and s["f1"] == 1.0

@@ -130,3 +130,33 @@ def test_shared_bsds500_and_camvid_layouts(shared_data):
     assert len(gts) >= 4 and gts[0].shape == image.shape[:2] and gts[0].min() >= 1
     image, (gt,) = camvid[0].load()
     assert gt.shape == image.shape[:2] and gt.max() <= 11
+
+
+def test_dsb2018_layout_reads_16_bit_instance_maps(tmp_path):
+    from PIL import Image
+
+    from napari_inceptseg.bench.evaluate import score_row
+
+    rgba = np.zeros((6, 8, 4), np.uint8)
+    rgba[..., 3] = 255
+    rgba[1:3, 1:3, :3] = 200  # nucleus 1
+    rgba[3:5, 5:7, :3] = 180  # nucleus 2
+    (tmp_path / "images").mkdir()
+    (tmp_path / "labels").mkdir()
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "images" / "n1.png")
+    inst = np.zeros((6, 8), np.uint16)
+    inst[1:3, 1:3], inst[3:5, 5:7] = 1, 300  # ids need 16 bits
+    Image.fromarray(inst).save(tmp_path / "labels" / "n1.png")
+    (item,) = list_items("dsb2018", tmp_path)
+    image, (gt,) = item.load()
+    assert item.kind == "instances" and image.shape == (6, 8, 3)
+    assert sorted(np.unique(gt)) == [0, 1, 300]
+    # a perfect foreground/background prediction: both classes right, both nuclei found
+    pred = np.where(gt > 0, 2, 1)
+    row = score_row(pred, [gt], None, instances=True)
+    assert row["standard_miou"] == 1.0 and row["f1"] == 1.0 and row["matched_iou"] == 1.0
+    # kim treats each nucleus as its own segment: one region per nucleus matches each exactly
+    assert row["kim_miou"] == 1.0 and row["kim_segments"] == 3
+    # the same folder through --dataset folder --instances
+    (folder_item,) = list_items("folder", images=tmp_path / "images", labels=tmp_path / "labels", instances=True)
+    assert folder_item.kind == "instances"

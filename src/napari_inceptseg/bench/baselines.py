@@ -2,8 +2,10 @@
 
 Parameters (also in docs/benchmarks.md):
 
-- ``kmeans3`` / ``kmeans5``: k-means (k-means++ seeding, scipy's ``kmeans2``) on
-  the normalised colour of every pixel, k = 3 or 5.
+- ``kmeans2`` / ``kmeans3`` / ``kmeans5``: k-means (k-means++ seeding, scipy's
+  ``kmeans2``) on the normalised colour of every pixel, k = 2, 3 or 5.
+- ``otsu`` / ``li``: scikit-image's ``threshold_otsu`` / ``threshold_li`` of the grey
+  image (the mean of the normalised channels): two classes, the microscopist's first try.
 - ``felzenszwalb``: ``skimage.segmentation.felzenszwalb(image, scale=100,
   sigma=0.5, min_size=50)``, the settings of scikit-image's segmentation gallery.
 - ``slic``: ``skimage.segmentation.slic(image, n_segments=250, compactness=10,
@@ -19,14 +21,22 @@ import numpy as np
 from ..labels import consecutive_labels
 from ..image import prepare_image
 
-BASELINES = ("kmeans3", "kmeans5", "felzenszwalb", "slic")
+BASELINES = ("kmeans3", "kmeans5", "felzenszwalb", "slic", "kmeans2", "otsu", "li")
 
 
 def run_baseline(name: str, image: np.ndarray, *, channel_axis: Optional[int] = None, seed: int = 0) -> np.ndarray:
     """Labels 1..K of a baseline on a 2D image."""
     data = prepare_image(image, channel_axis=channel_axis)  # (C, H, W) float32
     feats = np.moveaxis(data, 0, -1)
-    if name in ("kmeans3", "kmeans5"):
+    if name in ("otsu", "li"):  # the thresholds a microscopist tries first, on the grey image
+        from skimage import filters
+
+        grey = data.mean(0)
+        if np.all(grey == grey.flat[0]):
+            return np.ones(grey.shape, dtype=np.int32)
+        cut = filters.threshold_otsu(grey) if name == "otsu" else filters.threshold_li(grey)
+        return (grey > cut).astype(np.int32) + 1
+    if name in ("kmeans2", "kmeans3", "kmeans5"):
         from scipy.cluster.vq import kmeans2
 
         k = int(name[-1])

@@ -13,7 +13,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 
-DATASETS = ("bsds500", "voc", "cocostuff", "camvid", "folder")
+DATASETS = ("bsds500", "voc", "cocostuff", "camvid", "dsb2018", "folder")
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp")
 
 
@@ -24,7 +24,9 @@ class Item:
     name: str
     image_path: Path
     gt_path: Path
-    kind: str  # "mat" (BSDS500, several annotators) or "png" (one label map)
+    #: "mat" (BSDS500, several annotators), "png" (one label map) or "instances" (one id
+    #: per object, 0 = background: scored as objects vs background, and object by object)
+    kind: str
     ignore_index: Optional[int]
 
     def load(self) -> Tuple[np.ndarray, List[np.ndarray]]:
@@ -33,6 +35,8 @@ class Item:
 
         image = read_image(self.image_path)
         gts = read_bsds_mat(self.gt_path) if self.kind == "mat" else [read_label_png(self.gt_path)]
+        if self.kind == "instances" and image.ndim == 3 and image.shape[-1] == 4:
+            image = image[..., :3]  # DSB2018's PNGs carry an opaque alpha channel
         for gt in gts:
             if gt.shape != image.shape[:2]:
                 raise ValueError(
@@ -103,7 +107,14 @@ def _camvid(root: Path, split: str) -> List[Item]:
     return [Item(p.stem, p, ann / p.name, "png", 11) for p in sorted(images.glob("*.png"))]
 
 
-def _folder(images: Path, labels: Path, ignore_index: Optional[int]) -> List[Item]:
+def _dsb2018(root: Path, split: str) -> List[Item]:
+    images = _need(root / "images", "expected ROOT/images/*.png beside ROOT/labels/*.png (DSB2018 instance maps)")
+    labels = _need(root / "labels", "expected ROOT/labels/*.png: 16-bit instance maps, 0 = background")
+    return [Item(p.stem, p, labels / p.name, "instances", None) for p in sorted(images.glob("*.png"))
+            if (labels / p.name).exists()]
+
+
+def _folder(images: Path, labels: Path, ignore_index: Optional[int], instances: bool = False) -> List[Item]:
     _need(images, "the images folder")
     _need(labels, "the labels folder")
     by_stem: Dict[str, Path] = {p.stem: p for p in labels.iterdir() if p.suffix.lower() in (".png", ".tif", ".tiff", ".mat")}
@@ -111,7 +122,8 @@ def _folder(images: Path, labels: Path, ignore_index: Optional[int]) -> List[Ite
     for p in sorted(images.iterdir()):
         if p.suffix.lower() in IMAGE_EXTS and p.stem in by_stem:
             gt = by_stem[p.stem]
-            items.append(Item(p.stem, p, gt, "mat" if gt.suffix == ".mat" else "png", ignore_index))
+            kind = "mat" if gt.suffix == ".mat" else ("instances" if instances else "png")
+            items.append(Item(p.stem, p, gt, kind, ignore_index))
     if not items:
         raise ValueError(f"no image in {images} has a label map with the same file stem in {labels}")
     return items
@@ -125,15 +137,16 @@ def list_items(
     images=None,
     labels=None,
     ignore_index: Optional[int] = None,
+    instances: bool = False,
 ) -> List[Item]:
     """The images of a dataset in its distributed layout (see module docs)."""
     readers: Dict[str, Callable[[Path, str], List[Item]]] = {
-        "bsds500": _bsds500, "voc": _voc, "cocostuff": _cocostuff, "camvid": _camvid,
+        "bsds500": _bsds500, "voc": _voc, "cocostuff": _cocostuff, "camvid": _camvid, "dsb2018": _dsb2018,
     }
     if dataset == "folder":
         if images is None or labels is None:
             raise ValueError("the folder dataset needs images=DIR and labels=DIR")
-        return _folder(Path(images), Path(labels), ignore_index)
+        return _folder(Path(images), Path(labels), ignore_index, instances)
     if dataset not in readers:
         raise ValueError(f"unknown dataset {dataset!r}: choose one of {', '.join(DATASETS)}")
     if root is None:

@@ -25,12 +25,12 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from ..metrics import score
+from ..metrics import instance_scores, region_scores, score
 from ..params import ARCHITECTURES, PRESETS, SegmentParams, preset_params
 from .baselines import BASELINES, run_baseline
 from .datasets import Item
-from .tables import (BASE_COLUMNS, METRICS, POOL_COLUMNS, PROTOCOLS, REGION_METRICS, RESULT_FILES, Appender,
-                     metric_columns, read_rows, write_summary)
+from .tables import (BASE_COLUMNS, INSTANCE_METRICS, METRICS, POOL_COLUMNS, PROTOCOLS, REGION_METRICS,
+                     RESULT_FILES, Appender, metric_columns, read_rows, write_summary)
 
 #: presets, the papers' networks by name (aliases of their presets), and the baselines
 METHODS = tuple(PRESETS) + ARCHITECTURES + BASELINES
@@ -84,19 +84,28 @@ def evaluate_one(item: Item, method: str, overrides: Dict[str, Any], scale: floa
     seconds = time.perf_counter() - t0
     if labels.shape != (h, w):
         labels = _resize(labels, (h, w), labels=True)
-    scores = {p: [score(labels, gt, ignore_index=item.ignore_index, protocol=p, regions=p == "standard")
-                  for gt in gts] for p in PROTOCOLS}
-    regions = scores["standard"]  # region scores leave out the standard protocol's ignored pixels
-    row: Dict[str, Any] = {
-        "image": item.name, "method": method, "seed": seed, "seconds": round(seconds, 3),
-        "n_iter": n_iter, "n_clusters": int(np.unique(labels).size), "n_regions": regions[0]["n_regions"],
-        "n_annotators": len(gts),
-    }
+    row: Dict[str, Any] = {"image": item.name, "method": method, "seed": seed, "seconds": round(seconds, 3),
+                           "n_iter": n_iter, "n_clusters": int(np.unique(labels).size)}
+    return {**row, **score_row(labels, gts, item.ignore_index, item.kind == "instances")}
+
+
+def score_row(labels: np.ndarray, gts: List[np.ndarray], ignore_index: Optional[int],
+              instances: bool = False) -> Dict[str, Any]:
+    """Every score column of one prediction. With ``instances`` (one id per object, 0 =
+    background) the class scores compare with objects vs background (two classes), the
+    region scores with each object as its own segment, and the object scores are added."""
+    classes = [(gt > 0).astype(np.int32) for gt in gts] if instances else gts
+    scores = {p: [score(labels, gt, ignore_index=ignore_index, protocol=p, regions=False) for gt in classes]
+              for p in PROTOCOLS}
+    regions = [region_scores(labels, gt, ignore_index=ignore_index) for gt in gts]
+    row: Dict[str, Any] = {"n_regions": regions[0]["n_regions"], "n_annotators": len(gts)}
     for protocol in PROTOCOLS:
         _mean_and_best(row, f"{protocol}_", scores[protocol], METRICS, len(gts) > 1)
     _mean_and_best(row, "", regions, REGION_METRICS, len(gts) > 1)
     for c in POOL_COLUMNS:
         row[c] = float(sum(s[c] for s in regions))
+    if instances:
+        row.update({k: v for k, v in instance_scores(labels, gts[0]).items() if k in INSTANCE_METRICS})
     return row
 
 
@@ -173,16 +182,22 @@ def _execute(todo, params, scale, workers, scheduler, batch: int = 1) -> Iterato
 
 def auto_batch(items: Sequence[Item], methods: Sequence[str], params: Dict[str, Any], scale: float = 1.0) -> int:
     """``batch=0``: as many runs side by side as the device's free memory holds for the
-    first image (1 on the CPU, and for the baselines alone)."""
+    first readable image (1 on the CPU, and for the baselines alone)."""
     from ..engine.batch import auto_batch as engine_auto
+    from ..engine.runtime import resolve_device
 
     nets = [m for m in methods if m in PRESETS or m in ARCHITECTURES]
-    if not nets or not items:
+    if not nets or resolve_device(params.get("device", "auto")).type != "cuda":
         return 1
-    image, _ = items[0].load()
-    shape = tuple(max(8, round(n * scale)) for n in image.shape[:2])
-    channels = image.shape[2] if image.ndim == 3 else 1
-    return min(engine_auto(method_params(m, params), shape, min(channels, 3)) for m in nets)
+    for item in items:
+        try:
+            image, _ = item.load()
+        except ValueError:  # an unreadable image is skipped later, with its reason
+            continue
+        shape = tuple(max(8, round(n * scale)) for n in image.shape[:2])
+        channels = image.shape[2] if image.ndim == 3 else 1
+        return min(engine_auto(method_params(m, params), shape, min(channels, 3)) for m in nets)
+    return 1
 
 
 @dataclass
@@ -258,7 +273,7 @@ def run_evaluation(
     out = Path(out)
     prepare_output(out, config, overwrite)
     multi = any(i.kind == "mat" for i in items)
-    columns = list(BASE_COLUMNS) + metric_columns(multi)
+    columns = list(BASE_COLUMNS) + metric_columns(multi, any(i.kind == "instances" for i in items))
     skip_cols = ["image", "method", "reason"]
     done = {(r["image"], r["method"]) for r in read_rows(out / "results.csv", columns)}
     skipped = {(r["image"], r["method"]) for r in read_rows(out / "skipped.csv", skip_cols)}

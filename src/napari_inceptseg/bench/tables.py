@@ -19,14 +19,16 @@ REGION_METRICS = ("kim_miou", "covering", "pri", "voi")
 BASE_COLUMNS = ("image", "method", "seed", "seconds", "n_iter", "n_clusters", "n_regions", "n_annotators")
 #: per row, summed over annotators, so that a summary can pool segments as Kim et al. do
 POOL_COLUMNS = ("kim_sum", "kim_segments")
+#: object scores against instance ground truth (metrics.instance_scores; DSB2018)
+INSTANCE_METRICS = ("f1", "precision", "recall", "matched_iou")
 RESULT_FILES = ("config.json", "results.csv", "skipped.csv", "summary.json", "summary.md")
 
 
-def metric_columns(multi_annotator: bool) -> List[str]:
+def metric_columns(multi_annotator: bool, instances: bool = False) -> List[str]:
     cols = [f"{p}_{m}" for p in PROTOCOLS for m in METRICS] + list(REGION_METRICS)
     if multi_annotator:
         cols += [f"{c}_best" for c in cols]
-    return cols + list(POOL_COLUMNS)
+    return cols + list(POOL_COLUMNS) + (list(INSTANCE_METRICS) if instances else [])
 
 
 def read_rows(path: Path, columns: Sequence[str]) -> List[Dict[str, str]]:
@@ -124,7 +126,8 @@ def write_summary(out: Path, config: Dict[str, Any], columns: Sequence[str]) -> 
 
 _LABELS = {"miou": "mIoU", "accuracy": "accuracy", "accuracy_majority": "many-to-one acc.", "nmi": "NMI",
            "homogeneity": "homogeneity", "kim_miou": "kim mIoU", "covering": "covering", "pri": "PRI",
-           "voi": "VOI"}
+           "voi": "VOI", "f1": "F1 at IoU 0.5", "precision": "precision", "recall": "recall",
+           "matched_iou": "matched IoU"}
 
 
 def _cell(st: Dict[str, Any], key: str) -> str:
@@ -163,4 +166,7 @@ def summary_markdown(summary: Dict[str, Any]) -> str:
     lines += _table(summary, title, REGION_METRICS, "", region_extra)
     if multi:
         lines += _table(summary, "region scores, best annotator per image (VOI: lowest)", REGION_METRICS, "_best", [])
+    if any("f1" in m for m in summary["methods"].values()):
+        lines += _table(summary, "objects (connected pieces matched one to one at IoU >= 0.5)", INSTANCE_METRICS,
+                        "", per_image)
     return "\n".join(lines)

@@ -30,7 +30,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.batch < 0:
         raise ValueError("--batch must be >= 0 (0: as many as the device's memory holds)")
     items = list_items(args.dataset, args.root, args.split, images=args.images, labels=args.labels,
-                       ignore_index=args.ignore_index)
+                       ignore_index=args.ignore_index, instances=args.instances)
     items = items[: args.limit] if args.limit else items
     if not items:
         raise ValueError(f"no images found for --dataset {args.dataset} in {args.root or args.images}")
@@ -38,7 +38,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         "dataset": args.dataset,
         "root": str(Path(args.root).resolve()) if args.root else None,
         "images": args.images, "labels": args.labels, "split": args.split,
-        "ignore_index": args.ignore_index, "scale": args.scale, "limit": args.limit,
+        "ignore_index": args.ignore_index, "instances": args.instances, "scale": args.scale, "limit": args.limit,
         "methods": list(args.method), "params": options,
     }
     t0 = time.perf_counter()

@@ -110,6 +110,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--images", help="--dataset folder: folder of images")
     ev.add_argument("--labels", help="--dataset folder: folder of label maps with the same file stems")
     ev.add_argument("--ignore-index", type=int, default=None, help="ground-truth value to ignore (folder; overrides the dataset's)")
+    ev.add_argument("--instances", action="store_true",
+                    help="(folder) the label maps are instance maps, one id per object and 0 = background "
+                         "(as dsb2018): scored as objects vs background, and object by object")
     ev.add_argument("--limit", type=int, default=None, help="only the first N images (in sorted order)")
     ev.add_argument("--method", nargs="+", default=["default"], choices=METHODS,
                     help="methods to run: presets, 'vanilla'/'inception' (the paper presets' networks) "
