@@ -90,3 +90,18 @@ def test_limit_clusters_leaves_few_labels_alone():
     assert same is labels and not changed
     fewer, changed = R.limit_clusters(labels, feats, 2)
     assert changed and len(np.unique(fewer)) == 2 and fewer.min() == 1
+
+
+def test_split_objects_separates_touching_discs():
+    yy, xx = np.mgrid[0:60, 0:90]
+    labels = np.ones((60, 90), np.int32)  # background: the largest cluster
+    for cy, cx in ((30, 22), (30, 40), (30, 70)):  # two discs that touch, one apart
+        labels[(yy - cy) ** 2 + (xx - cx) ** 2 <= 10 ** 2] = 2
+    labels[0:4, 0:4] = 3  # a small piece of a third cluster
+    joined = R.split_objects(labels, clusters=[2], separate_touching=False)
+    assert joined.max() == 2  # the touching pair is one piece
+    objects = R.split_objects(labels, clusters=[2])
+    assert objects.max() == 3 and objects.dtype == np.int32
+    assert len(np.unique(objects[30, 12:30])) == 1 and objects[30, 22] != objects[30, 40]
+    assert (objects[labels == 1] == 0).all()
+    assert R.split_objects(labels).max() == 4  # default: every cluster but the background

@@ -352,3 +352,20 @@ def test_two_docks_running_at_once_each_end_with_their_own_result(make_napari_vi
             assert meta["image"] == f"img{i}" and meta["n_labels"] == result.n_labels == len(np.unique(layer.data))
             assert widget._status.value.startswith(
                 f"img{i} regions: {result.n_labels} regions after {result.n_iter} iterations")
+
+
+def test_split_into_objects_counts_touching_discs(make_napari_viewer):
+    viewer = make_napari_viewer()
+    yy, xx = np.mgrid[0:60, 0:90]
+    clusters = np.ones((60, 90), np.int32)
+    for cy, cx in ((30, 22), (30, 40), (30, 70)):  # two touching discs and one apart
+        clusters[(yy - cy) ** 2 + (xx - cx) ** 2 <= 10 ** 2] = 2
+    seg = viewer.add_labels(clusters, name="nuclei clusters", scale=(0.5, 0.5))
+    _, widget = viewer.window.add_plugin_dock_widget("napari-inceptseg", "Unsupervised segmentation")
+    viewer.layers.selection.active = seg
+    out = widget._objects.split()
+    assert out.name == "nuclei clusters objects" and out.data.max() == 3
+    np.testing.assert_allclose(out.scale, (0.5, 0.5))
+    np.testing.assert_array_equal(seg.data, clusters)  # the user's layer is left as it was
+    widget._objects.separate.value = False
+    assert widget._objects.split().data.max() == 2

@@ -21,6 +21,7 @@ from ..params import PRESETS, SegmentParams, method_fields, preset_params
 from .controls import BASIC_PARAMS, Section, _param_widgets, scrolling_body, wrapping_label
 from .source import layer_layout, plan_line, run_source, scribbles_for
 from .network import NetworkPanel
+from .objects import ObjectsPanel
 from .run import Run, RunLifecycle
 from .settings import KeptSettings, load_settings
 
@@ -81,6 +82,7 @@ class SegmentWidget(Container):
         self._command_btn = PushButton(text="Copy as command", tooltip="Copy the napari-inceptseg segment command that reproduces the selected result layer.")
         self._status = wrapping_label()
         self._network = NetworkPanel(self.apply, self._set_status)
+        self._objects = ObjectsPanel(self._viewer, self._set_status)
 
     def _sections(self) -> list:
         advanced = [w for name, w in self._params.items() if name not in BASIC_PARAMS]
@@ -88,11 +90,13 @@ class SegmentWidget(Container):
             *advanced, self._device, self._scribbles, self._reuse, self._warm_start, self._keep_preview,
             self._defaults_btn], tooltip="Every engine setting, the device, scribbles and what a cancelled run keeps.")
         self._network_section = Section("Network: save, load, apply", [self._network])
+        self._objects_section = Section("Objects: split clusters into objects", [self._objects],
+                                        tooltip="Turn a result into countable objects (nuclei, cells).")
         return [
             self._image, self._preset, *(self._params[n] for n in BASIC_PARAMS), self._seed,
             self._preview_every, self._channel_axis, self._slices, self._level,
             Container(widgets=[self._run_btn, self._cancel_btn], layout="horizontal", labels=False),
-            self._status, self._advanced, self._network_section,
+            self._status, self._advanced, self._objects_section, self._network_section,
             Container(widgets=[self._python_btn, self._command_btn], layout="horizontal", labels=False),
         ]
 

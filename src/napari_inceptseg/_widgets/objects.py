@@ -1,0 +1,47 @@
+"""The dock's "split into objects" panel: a segmentation's clusters -> one Labels layer
+of objects (e.g. nuclei) that napari can count and measure."""
+
+from __future__ import annotations
+
+from typing import Callable, Optional
+
+import numpy as np
+from magicgui.widgets import CheckBox, Container, PushButton
+from napari.layers import Labels
+from napari.utils.notifications import show_info
+
+
+class ObjectsPanel(Container):
+    """Splits the selected Labels layer (a result of this dock, or any other) into objects."""
+
+    def __init__(self, viewer, status: Callable[[str], None]):
+        self._viewer, self._status = viewer, status
+        self.separate = CheckBox(text="separate touching objects", value=True, tooltip=(
+            "Cut touching round objects (nuclei) apart along a watershed of the distance to the "
+            "background; off: every connected piece is one object."))
+        self.split_btn = PushButton(text="Split into objects", tooltip=(
+            "The selected Labels layer's clusters, except the largest (the background), become objects "
+            "numbered 1..N in a new Labels layer (the selected one is left as it is)."))
+        super().__init__(widgets=[self.separate, self.split_btn], labels=False)
+        self.margins = (0, 0, 0, 0)
+        self.split_btn.changed.connect(self.split)
+
+    def split(self, _=None) -> Optional[Labels]:
+        """Add ``'<name> objects'`` for the selected Labels layer; returns it."""
+        from ..labels import split_objects
+
+        layer = self._viewer.layers.selection.active
+        if not isinstance(layer, Labels) or layer.multiscale:
+            show_info("Select a Labels layer (e.g. a result of this dock) to split into objects.")
+            return None
+        data = np.asarray(layer.data)
+        if data.ndim not in (2, 3):
+            show_info(f"'{layer.name}' has {data.ndim} axes: objects are split in 2D or 3D labels only.")
+            return None
+        objects = split_objects(data, separate_touching=self.separate.value)
+        out = self._viewer.add_labels(objects, name=f"{layer.name} objects", scale=layer.scale,
+                                      translate=layer.translate,
+                                      metadata={"inceptseg": {"objects_of": layer.name, "n_objects": int(objects.max()),
+                                                              "separate_touching": self.separate.value}})
+        self._status(f"{layer.name}: {int(objects.max())} objects")
+        return out
