@@ -60,5 +60,25 @@ def synthetic_sample():
     ]
 
 
+def nuclei_image():
+    """``(image, instance map)``: fluorescence nuclei from the 2018 Data Science Bowl
+    (256 x 256, 36 nuclei, 0 = background; CC0, see ``data/README.md``)."""
+    from pathlib import Path
+
+    from PIL import Image
+
+    here = Path(__file__).with_name("data")
+    with Image.open(here / "nuclei.png") as im, Image.open(here / "nuclei_labels.png") as lab:
+        return np.array(im), np.array(lab).astype(np.int32)
+
+
+def nuclei_sample():
+    image, gt = nuclei_image()
+    return [
+        (image, {"name": "nuclei", "colormap": "gray"}, "image"),
+        (gt, {"name": "nuclei ground truth"}, "labels"),
+    ]
+
+
 def natural_sample():
     return [(natural_image(), {"name": "astronaut", "rgb": True}, "image")]

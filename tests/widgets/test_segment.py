@@ -369,3 +369,13 @@ def test_split_into_objects_counts_touching_discs(make_napari_viewer):
     np.testing.assert_array_equal(seg.data, clusters)  # the user's layer is left as it was
     widget._objects.separate.value = False
     assert widget._objects.split().data.max() == 2
+
+
+def test_nuclei_sample_opens_with_its_ground_truth(make_napari_viewer):
+    viewer = make_napari_viewer()
+    viewer.open_sample("napari-inceptseg", "nuclei")
+    image, gt = viewer.layers["nuclei"], viewer.layers["nuclei ground truth"]
+    assert image.data.shape == gt.data.shape == (256, 256)
+    assert len(np.unique(gt.data)) == 37  # 36 nuclei and the background
+    # the nuclei are the bright objects of a fluorescence image
+    assert image.data[gt.data > 0].mean() > 3 * image.data[gt.data == 0].mean()
