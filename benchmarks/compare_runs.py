@@ -27,7 +27,7 @@ import numpy as np
 
 #: the metrics of the method comparison: (column, label); "kim_pooled" is computed
 AGAINST = (("standard_miou", "mIoU (Hungarian)"), ("kim_miou", "kim mIoU (per image)"),
-           ("kim_pooled", "kim mIoU (pooled)"), ("standard_nmi", "NMI"))
+           ("kim_pooled", "kim mIoU (pooled)"), ("standard_nmi", "NMI"), ("f1", "object F1 at IoU 0.5"))
 
 
 def _rows(run: Path):
@@ -82,6 +82,12 @@ def _by_method(runs: List[Path]) -> Dict[str, Dict[str, Dict[str, str]]]:
     return out
 
 
+def _present(metrics, rows) -> list:
+    """The metrics that ``rows`` (image -> row) have (object F1 only with instance ground truth)."""
+    first = next(iter(rows.values()))
+    return [(c, label) for c, label in metrics if c == "kim_pooled" or c in first]
+
+
 def against(method: str, runs: List[Path], n_boot: int) -> int:
     """One method against every other method of ``runs``: a markdown table."""
     table = _by_method(runs)
@@ -94,7 +100,7 @@ def against(method: str, runs: List[Path], n_boot: int) -> int:
     for other in table:
         if other == method:
             continue
-        for column, label in AGAINST:
+        for column, label in _present(AGAINST, table[method]):
             ours, theirs, diff, (lo, hi) = paired(table[method], table[other], column, rng, n_boot)
             n = len(set(table[method]) & set(table[other]))
             print(f"| {other} | {label} | {ours:.3f} | {theirs:.3f} | {diff:+.3f} ({lo:+.3f} .. {hi:+.3f}) | {n} |")
@@ -109,10 +115,11 @@ def between_runs(ref: Path, others: List[Path], n_boot: int) -> int:
     """The same methods in several runs, each against the first run: seconds per image,
     then each metric of the comparison with its difference from the reference."""
     ref_rows = _rows(ref)
+    metrics = _present(AGAINST, ref_rows)
     rng = np.random.default_rng(0)
     print("| method | run | images | s / image | labels / image | "
-          + " | ".join(f"{label} (difference, 95% CI)" for _, label in AGAINST) + " |")
-    print("|---|---|---|---|---|" + "---|" * len(AGAINST))
+          + " | ".join(f"{label} (difference, 95% CI)" for _, label in metrics) + " |")
+    print("|---|---|---|---|---|" + "---|" * len(metrics))
     for method in sorted({m for _, m in ref_rows}):
         mine = {i: r for (i, m), r in ref_rows.items() if m == method}
         for run in [ref, *others]:
@@ -122,7 +129,7 @@ def between_runs(ref: Path, others: List[Path], n_boot: int) -> int:
             sec = np.mean([float(r["seconds"]) for r in rows.values()])
             n_labels = np.mean([float(r["n_clusters"]) for r in rows.values()])
             cells = []
-            for column, _ in AGAINST:
+            for column, _ in metrics:
                 value, _, d, (lo, hi) = paired(rows, mine, column, rng, n_boot)
                 cells.append(f"{value:.3f}" if run == ref else f"{value:.3f} ({d:+.3f}, {lo:+.3f} .. {hi:+.3f})")
             print(f"| {method} | {_label(run)} | {len(rows)} | {sec:.2f} | {n_labels:.0f} | " + " | ".join(cells) + " |")
