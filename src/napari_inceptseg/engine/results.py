@@ -60,26 +60,27 @@ class Progress:
 def relay(gen: Generator, wrap=None, after=None):
     """``yield from gen``, each record passed through ``wrap`` and ``after()`` called
     once it has been received (before it is passed on); returns ``gen``'s result."""
-    while True:
-        try:
-            record = next(gen)
-        except StopIteration as stop:
-            return stop.value
-        if after is not None:
-            after()
-        yield record if wrap is None else wrap(record)
-
-
-def run_to_end(gen: Generator, callback=None):
-    """Drain a generator of the engine (``segment_iter``, ``segment_stack_iter``,
-    ``predict_tiled``, ...), calling ``callback(record)`` for every record, and
-    return its result."""
     outcome = []
 
     def whole():
         outcome.append((yield from gen))
 
     for record in whole():
+        if after is not None:
+            after()
+        yield record if wrap is None else wrap(record)
+    return outcome[0]
+
+
+def run_to_end(gen: Generator, callback=None):
+    """Drain a generator of the engine (``segment_iter``, ``segment_stack_iter``,
+    ``predict_tiled``, ...), calling ``callback(record)`` for every record, and
+    return its result. When ``callback`` raises, ``gen`` is left where it was, so
+    that the caller can still throw into it (the CLI's Ctrl+C in the progress bar)."""
+    while True:
+        try:
+            record = next(gen)
+        except StopIteration as stop:
+            return stop.value
         if callback is not None:
             callback(record)
-    return outcome[0]
