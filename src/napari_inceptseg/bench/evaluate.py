@@ -182,12 +182,11 @@ def _execute(todo, params, scale, workers, scheduler, batch: int = 1) -> Iterato
 
 def auto_batch(items: Sequence[Item], methods: Sequence[str], params: Dict[str, Any], scale: float = 1.0) -> int:
     """``batch=0``: as many runs side by side as the device's free memory holds for the
-    first readable image (1 on the CPU, and for the baselines alone)."""
+    first readable image (see ``engine.batch.auto_batch``; 1 for the baselines alone)."""
     from ..engine.batch import auto_batch as engine_auto
-    from ..engine.runtime import resolve_device
 
     nets = [m for m in methods if m in PRESETS or m in ARCHITECTURES]
-    if not nets or resolve_device(params.get("device", "auto")).type != "cuda":
+    if not nets:
         return 1
     for item in items:
         try:

@@ -123,7 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--workers", type=int, default=None, help="run on a local Dask cluster of N worker processes")
     ev.add_argument("--batch", type=int, default=0, metavar="N",
                     help="images segmented side by side (per Dask worker), each its own run with identical "
-                         "results; 0 = automatic: 1 on the CPU, as many as the free GPU memory holds on CUDA "
+                         "results; 0 = automatic: as many as the free memory holds, at most 2 on the CPU and 32 on CUDA "
                          "(default: %(default)s)")
     ev.add_argument("--scheduler", default=None, metavar="ADDRESS", help="run on a Dask distributed cluster (e.g. tcp://host:8786)")
     ev.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
