@@ -311,17 +311,43 @@ def regions_from_clusters(clusters: np.ndarray, response: np.ndarray, image: np.
     labels = connected_regions(labels, connectivity=1)  # face-connected pieces
     labels = absorb_small(labels, max(MIN_REGION_PIXELS, int(MIN_REGION_FRACTION * labels.size)))
     labels = merge_weak_borders(labels, response_edges(response), EDGE_THRESHOLD)
-    if merge_threshold > 0 or n_clusters:
-        labels = merge_adjacent(labels, response, merge_threshold, n_clusters)
+    if merge_threshold > 0:
+        labels = merge_adjacent(labels, response, merge_threshold)
+    if n_clusters:
+        labels = merge_alike(labels, response, n_clusters)
     return consecutive_labels(labels)
 
 
 def limit_clusters(labels: np.ndarray, features: np.ndarray, n_clusters: int) -> Tuple[np.ndarray, bool]:
-    """At most ``n_clusters`` labels: the most alike touching labels (mean of
-    ``features``, ``(C, *spatial)``) merged first. Returns ``(labels, changed)``."""
+    """At most ``n_clusters`` labels (see :func:`merge_alike`). Returns ``(labels, changed)``."""
     if n_clusters <= 0 or np.unique(labels).size <= n_clusters:
         return labels, False
-    return consecutive_labels(merge_adjacent(labels, features, np.inf, n_clusters)), True
+    return consecutive_labels(merge_alike(labels, features, n_clusters)), True
+
+
+#: above this many labels, touching ones are merged first (Ward's clustering keeps a
+#: label-by-label distance matrix)
+MAX_ALIKE_LABELS = 3000
+
+
+def merge_alike(labels: np.ndarray, features: np.ndarray, n_keep: int) -> np.ndarray:
+    """At most ``n_keep`` labels: labels grouped by Ward's clustering of their mean
+    ``features`` (``(C, *spatial)``), touching or not, so a label may be several
+    separate pieces (nuclei and background: two labels, many nuclei)."""
+    from scipy.cluster.hierarchy import cut_tree, linkage
+
+    if np.unique(labels).size > MAX_ALIKE_LABELS:
+        labels = merge_adjacent(labels, features, np.inf, MAX_ALIKE_LABELS)
+    flat = labels.ravel()
+    size = np.bincount(flat)
+    ids = np.flatnonzero(size)
+    if ids.size <= n_keep:
+        return labels
+    sums = np.stack([np.bincount(flat, f.ravel(), minlength=size.size) for f in features], 1)
+    groups = cut_tree(linkage(sums[ids] / size[ids, None], "ward"), n_clusters=n_keep)[:, 0]
+    lut = np.zeros(size.size, dtype=np.int64)
+    lut[ids] = groups + 1
+    return lut[labels]
 
 
 def split_objects(labels, clusters=None, *, separate_touching: bool = True, min_distance: int = 4) -> np.ndarray:

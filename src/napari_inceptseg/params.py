@@ -112,9 +112,9 @@ class SegmentParams:
     )
     n_clusters: int = _f(
         0,
-        "At most this many labels: after the run the most similar adjacent labels are "
-        "merged until this many remain (fewer only if the rest do not touch); "
-        "0: no limit.",
+        "At most this many labels: after the run, labels are grouped by how alike the "
+        "network's response is in them (touching or not, so a label may be several "
+        "separate pieces, e.g. 2 for nuclei and background); 0: no limit.",
         minimum=0,
     )
     coarse_scale: float = _f(
