@@ -376,9 +376,10 @@ def split_objects(labels, clusters=None, *, separate_touching: bool = True, min_
     peaks = peak_local_max(dist, min_distance=min_distance, labels=pieces, exclude_border=False)
     markers = np.zeros(pieces.shape, dtype=np.int32)
     markers[tuple(peaks.T)] = np.arange(1, len(peaks) + 1)
-    unmarked = np.setdiff1d(np.unique(pieces[mask]), np.unique(pieces[markers > 0]))
-    for k, piece in enumerate(unmarked, start=len(peaks) + 1):  # a piece with no maximum stays whole
-        markers[np.unravel_index(np.flatnonzero(pieces == piece)[0], pieces.shape)] = k
+    ids, first = np.unique(pieces.ravel(), return_index=True)  # one pixel of every piece
+    unmarked = ~np.isin(ids, pieces[markers > 0]) & (ids > 0)
+    # a piece with no maximum stays whole: one marker at its first pixel
+    markers.ravel()[first[unmarked]] = len(peaks) + 1 + np.arange(int(unmarked.sum()))
     objects = watershed(-dist, markers, mask=mask)
     out = consecutive_labels(objects)  # (background, if any, becomes 1)
     return (out - 1 if (objects == 0).any() else out).astype(np.int32)

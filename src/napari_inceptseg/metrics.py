@@ -307,14 +307,12 @@ def instance_scores(pred, gt, *, threshold: float = 0.5) -> Dict[str, float]:
 
     pieces = connected_regions(pred, connectivity=1)
     table, _, g_ids = contingency_table(pieces, gt)
+    size_p, size_g = table.sum(1), table.sum(0)  # every pixel is in the table
+    objects = np.ones(table.shape[0], dtype=bool)
     if g_ids[0] == 0:  # background column: pieces mostly on it are not objects
-        objects = table[:, 0] * 2 < table.sum(1)
-        table = table[:, 1:]
-    else:
-        objects = np.ones(table.shape[0], dtype=bool)
-    size_p = np.bincount(dense_ids(pieces.ravel())[1])[objects]
-    size_g = np.bincount(dense_ids(np.asarray(gt).ravel())[1])[int(g_ids[0] == 0):]
-    inter = table[objects]
+        objects = table[:, 0] * 2 < size_p
+        table, size_g = table[:, 1:], size_g[1:]
+    size_p, inter = size_p[objects], table[objects]
     iou = inter / (size_p[:, None] + size_g[None, :] - inter)
     rows, cols = linear_sum_assignment(-iou) if iou.size else (np.array([], int), np.array([], int))
     good = iou[rows, cols] >= threshold

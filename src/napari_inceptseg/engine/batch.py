@@ -55,13 +55,12 @@ def own_stream(device: str):
     """Within this block, this thread's CUDA work goes to a fresh stream (a no-op elsewhere)."""
     import torch
 
-    dev = torch.device(device) if device != "auto" else None
-    if dev is None or dev.type != "cuda":
-        if device == "auto" and torch.cuda.is_available():
-            dev = torch.device("cuda")
-        else:
-            yield
-            return
+    from .runtime import resolve_device
+
+    dev = resolve_device(device)
+    if dev.type != "cuda":
+        yield
+        return
     stream = torch.cuda.Stream(device=dev)
     with torch.cuda.stream(stream):
         yield
