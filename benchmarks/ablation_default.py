@@ -59,9 +59,9 @@ def _extra_inputs(kind: str):
 
 
 def _constant(name: str, value):
-    from napari_inceptseg import labels
+    from napari_inceptseg import regions
 
-    setattr(labels, name, value)
+    setattr(regions, name, value)
 
 
 #: row -> (engine overrides, what to patch first)

@@ -72,7 +72,7 @@ def test_no_import_cycle():
             visit(m, [m])
 
 
-@pytest.mark.parametrize("part", ["engine", "bench", "cli", "params", "image", "labels", "metrics", "io"])
+@pytest.mark.parametrize("part", ["engine", "bench", "cli", "params", "image", "labels", "regions", "metrics", "io"])
 def test_no_gui_outside_the_widgets(part):
     paths = sorted((PACKAGE / part).rglob("*.py")) if (PACKAGE / part).is_dir() else [PACKAGE / f"{part}.py"]
     allowed = {"cli": {"demo.py"}}.get(part, set())  # the demo opens napari when there is a display

@@ -11,7 +11,7 @@ import math
 
 import numpy as np
 
-from ..labels import ANALYSIS_PIXELS, regions_from_clusters
+from ..regions import ANALYSIS_PIXELS, regions_from_clusters
 from .plan import plan_run, training_size
 from .results import Progress, SegmentationError
 from .runtime import autocast
@@ -31,7 +31,7 @@ def regions_pass(model, x_host, data, params, device, fmt):
     """The default method's last step: one forward pass over the image (a copy of at
     most ``ANALYSIS_PIXELS`` per plane for larger ones, and no larger than the free
     memory allows) that sets BatchNorm's statistics and gives the response, then
-    regions from its clusters (:func:`~napari_inceptseg.labels.regions_from_clusters`).
+    regions from its clusters (:func:`~napari_inceptseg.regions.regions_from_clusters`).
     Returns ``(channel ids, labels)``, both of the image's spatial shape."""
     import torch
 

@@ -302,7 +302,7 @@ def _result(run: _Inputs, net: _Network, plan, raw, labels, response, n_iter, st
     if labels is None:
         labels = label_map[raw]
         if params.n_clusters:
-            from ..labels import limit_clusters
+            from ..regions import limit_clusters
 
             labels, _ = limit_clusters(labels, run.net_in if response is None else response, params.n_clusters)
     return run.result(labels=labels, n_iter=n_iter, stop_reason=stop_reason, model=net.model, channel_ids=raw,

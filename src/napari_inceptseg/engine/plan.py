@@ -267,7 +267,7 @@ def _final_pass_bytes(shape, full_shape, in_channels, params, guided, tile, lean
     """The final pass's estimate: the default method's regions on an analysis copy of
     at most ``ANALYSIS_PIXELS`` per plane, else the clusters of the whole image (or tile
     by tile, or with the lean step, as the steps were planned)."""
-    from ..labels import ANALYSIS_PIXELS
+    from ..regions import ANALYSIS_PIXELS
 
     full_px = float(math.prod(full_shape))
     per_pass = pass_bytes_per_pixel(params, in_channels)

@@ -1,0 +1,287 @@
+"""From the network's clusters to regions, the default method's post-processing
+(numpy, scipy and scikit-image; no torch; docs/method.md, "The default method"):
+
+1. every superpixel (SLIC, about :data:`SUPERPIXEL_PIXELS` pixels each) takes the
+   cluster most of its pixels have, so borders follow the image's edges;
+2. each connected piece of a cluster becomes a region, and regions smaller than
+   :data:`MIN_REGION_FRACTION` of the image (and than :data:`MIN_REGION_PIXELS`)
+   take the id of the nearest larger region;
+3. adjacent regions are merged, weakest border first, while the network's response
+   changes little across their border (:data:`EDGE_THRESHOLD`);
+4. adjacent regions are merged, most alike first, while their mean responses differ
+   by less than ``merge_threshold``;
+5. with ``n_clusters``, regions are grouped (touching or not) into that many labels
+   by Ward's clustering of their mean responses, each weighted by its pixels
+   (:func:`merge_alike`).
+
+Responses are in units of their own standard deviation (the networks end in
+BatchNorm), so both thresholds mean the same on every image. The merging is written
+here rather than with ``skimage.graph`` because its RAG is built pixel by pixel in
+Python callbacks (seconds per megapixel); here adjacency comes from array shifts.
+Everything works on 2D images and 3D volumes alike.
+"""
+
+from __future__ import annotations
+
+import heapq
+from typing import Dict, Optional, Tuple
+
+import numpy as np
+
+from .labels import connected_regions, consecutive_labels
+
+
+#: pixels per superpixel in step 1 (about 3,900 superpixels on a 481 x 321 image)
+SUPERPIXEL_PIXELS = 40
+#: Gaussian smoothing (pixels) before SLIC, so that noise does not fray superpixel borders
+SUPERPIXEL_SIGMA = 0.5
+#: small images get at least this many superpixels (or one per 4 pixels), so that
+#: their superpixels stay small next to the objects in them
+MIN_SUPERPIXELS = 250
+#: regions smaller than this fraction of the image, or than MIN_REGION_PIXELS,
+#: join a neighbour (step 2)
+MIN_REGION_FRACTION = 0.0002
+MIN_REGION_PIXELS = 9
+#: larger images are analysed on a copy of at most this many pixels per plane,
+#: whose regions are then scaled up to the image (nearest neighbour)
+ANALYSIS_PIXELS = 4_000_000
+#: step 3: merge while the border's mean response gradient (root mean square over
+#: channels of the Sobel magnitude) is below this
+EDGE_THRESHOLD = 0.22
+
+
+def superpixel_vote(clusters: np.ndarray, image: np.ndarray) -> np.ndarray:
+    """``clusters`` with every SLIC superpixel of ``image`` (``(C, *spatial)``, values
+    about 0..1) set to the cluster most of its pixels have."""
+    from skimage.segmentation import slic
+
+    n_segments = max(1, clusters.size // SUPERPIXEL_PIXELS, min(MIN_SUPERPIXELS, clusters.size // 4))
+    if image.shape[0] == 3 and clusters.ndim == 2:  # RGB: SLIC's own CIELAB distance
+        sp = slic(np.moveaxis(image, 0, -1).clip(0, 1), n_segments=n_segments, compactness=10,
+                  sigma=SUPERPIXEL_SIGMA, start_label=0, channel_axis=-1, convert2lab=True)
+    else:  # intensities scaled to CIELAB's lightness range, so the same compactness fits
+        sp = slic(np.moveaxis(image, 0, -1) * 100.0, n_segments=n_segments, compactness=10,
+                  sigma=SUPERPIXEL_SIGMA, start_label=0, channel_axis=-1, convert2lab=False)
+    keys, ids = np.unique(clusters, return_inverse=True)
+    n_ids = keys.size
+    votes = np.bincount(sp.ravel() * n_ids + ids.ravel(), minlength=(int(sp.max()) + 1) * n_ids)
+    winner = votes.reshape(-1, n_ids).argmax(1)
+    return keys[winner[sp]]
+
+
+def absorb_small(regions: np.ndarray, min_size: int) -> np.ndarray:
+    """Pixels of regions smaller than ``min_size`` take the id of the nearest pixel
+    of a larger region (unchanged when no region is that large)."""
+    from scipy import ndimage as ndi
+
+    sizes = np.bincount(regions.ravel())
+    small = sizes[regions] < min_size
+    if not small.any() or small.all():
+        return regions
+    nearest = ndi.distance_transform_edt(small, return_distances=False, return_indices=True)
+    return regions[tuple(nearest)]
+
+
+def response_edges(response: np.ndarray) -> np.ndarray:
+    """Root mean square over channels of the Sobel gradient magnitude of a
+    ``(C, *spatial)`` response: how fast the network's output changes at each pixel."""
+    from skimage.filters import sobel
+
+    acc = np.zeros(response.shape[1:], dtype=np.float64)
+    for channel in response:
+        acc += sobel(channel) ** 2
+    return np.sqrt(acc / response.shape[0])
+
+
+def _adjacency(labels: np.ndarray, edges: Optional[np.ndarray] = None):
+    """``(a, b, length, contrast)``: every pair of adjacent ids (a < b), the number of
+    face-neighbour pixel pairs between them, and the sum of ``edges`` over those pairs
+    (the mean of the two pixels; zeros without ``edges``)."""
+    a_all, b_all, w_all = [], [], []
+    for axis in range(labels.ndim):
+        lo = [slice(None)] * labels.ndim
+        hi = [slice(None)] * labels.ndim
+        lo[axis], hi[axis] = slice(None, -1), slice(1, None)
+        x, y = labels[tuple(lo)], labels[tuple(hi)]
+        cut = x != y
+        a_all.append(np.minimum(x[cut], y[cut]))
+        b_all.append(np.maximum(x[cut], y[cut]))
+        if edges is not None:
+            w_all.append(0.5 * (edges[tuple(lo)][cut] + edges[tuple(hi)][cut]))
+    a = np.concatenate(a_all).astype(np.int64)
+    b = np.concatenate(b_all).astype(np.int64)
+    if a.size == 0:
+        return a, b, np.zeros(0), np.zeros(0)
+    n = int(labels.max()) + 1
+    pair, inverse = np.unique(a * n + b, return_inverse=True)
+    length = np.bincount(inverse).astype(np.float64)
+    contrast = np.bincount(inverse, np.concatenate(w_all)) if edges is not None else np.zeros_like(length)
+    return pair // n, pair % n, length, contrast
+
+
+class _RegionGraph:
+    """Adjacent regions, merged greedily (lowest weight first) with a heap.
+
+    ``mode='border'``: weight = mean edge strength along the shared border;
+    ``mode='mean'``: weight = root mean square difference of the regions' mean features.
+    """
+
+    def __init__(self, labels: np.ndarray, mode: str, features: Optional[np.ndarray] = None,
+                 edges: Optional[np.ndarray] = None):
+        self.mode = mode
+        n = int(labels.max()) + 1
+        self.parent = np.arange(n)
+        self.size = np.bincount(labels.ravel(), minlength=n).astype(np.float64)
+        self.alive = int((self.size > 0).sum())
+        self.sums = None
+        if features is not None:  # (C, *spatial) -> per-region sums (n, C)
+            flat = labels.ravel()
+            self.sums = np.stack([np.bincount(flat, f.ravel(), minlength=n) for f in features], 1)
+        a, b, length, contrast = _adjacency(labels, edges)
+        self.nbrs: Dict[int, Dict[int, list]] = {}
+        for i, j, ln, ct in zip(a.tolist(), b.tolist(), length.tolist(), contrast.tolist()):
+            self.nbrs.setdefault(i, {})[j] = [ln, ct]
+            self.nbrs.setdefault(j, {})[i] = [ln, ct]
+        self.heap = [(self._weight(i, j), i, j) for i, js in self.nbrs.items() for j in js if i < j]
+        heapq.heapify(self.heap)
+
+    def _weight(self, i: int, j: int) -> float:
+        if self.mode == "border":
+            length, contrast = self.nbrs[i][j]
+            return contrast / length
+        d = self.sums[i] / self.size[i] - self.sums[j] / self.size[j]
+        return float(np.sqrt(np.mean(d * d)))
+
+    def _merge(self, keep: int, gone: int) -> None:
+        self.parent[gone] = keep
+        self.size[keep] += self.size[gone]
+        if self.sums is not None:
+            self.sums[keep] += self.sums[gone]
+        for k, (ln, ct) in self.nbrs.pop(gone).items():
+            del self.nbrs[k][gone]
+            if k == keep:
+                continue
+            both = self.nbrs[keep].setdefault(k, [0.0, 0.0])
+            both[0] += ln
+            both[1] += ct
+            self.nbrs[k][keep] = both
+        for k in self.nbrs[keep]:
+            heapq.heappush(self.heap, (self._weight(keep, k), min(keep, k), max(keep, k)))
+        self.alive -= 1
+
+    def merge(self, threshold: float, n_keep: int = 0) -> None:
+        """Merge adjacent pairs, lowest weight first, while the weight is below
+        ``threshold`` -- or, with ``n_keep > 0``, until ``n_keep`` regions remain."""
+        while self.heap and (self.alive > n_keep if n_keep else True):
+            w, i, j = heapq.heappop(self.heap)
+            if not n_keep and w >= threshold:
+                break
+            if i not in self.nbrs or j not in self.nbrs[i] or w != self._weight(i, j):
+                continue  # a stale entry: a region it names has merged since
+            self._merge(i, j) if self.size[i] >= self.size[j] else self._merge(j, i)
+
+    def relabel(self, labels: np.ndarray) -> np.ndarray:
+        root = self.parent.copy()
+        while True:  # path compression until every id points at its root
+            nxt = root[root]
+            if np.array_equal(nxt, root):
+                break
+            root = nxt
+        return root[labels]
+
+
+def merge_adjacent(labels: np.ndarray, response: np.ndarray, threshold: float, n_keep: int = 0) -> np.ndarray:
+    """Merge adjacent regions whose mean ``response`` vectors differ by less than
+    ``threshold`` (root mean square over channels), most alike first; with
+    ``n_keep > 0`` merge until ``n_keep`` remain instead (or no two regions touch)."""
+    graph = _RegionGraph(labels, "mean", features=response)
+    graph.merge(threshold, n_keep)
+    return graph.relabel(labels)
+
+
+def merge_weak_borders(labels: np.ndarray, edges: np.ndarray, threshold: float) -> np.ndarray:
+    """Merge adjacent regions, weakest border first, while the mean of ``edges``
+    along their border is below ``threshold``."""
+    graph = _RegionGraph(labels, "border", edges=edges)
+    graph.merge(threshold)
+    return graph.relabel(labels)
+
+
+def regions_from_clusters(clusters: np.ndarray, response: np.ndarray, image: np.ndarray, *,
+                          merge_threshold: float, n_clusters: int = 0) -> np.ndarray:
+    """The default method's post-processing (module docs): ``clusters`` (argmax ids,
+    ``spatial``), the network's ``response`` (``(C, *spatial)``) and the network's
+    input ``image`` (``(C, *spatial)``, about 0..1) in; regions numbered 1..R out."""
+    labels = superpixel_vote(clusters, image)
+    labels = connected_regions(labels, connectivity=1)  # face-connected pieces
+    labels = absorb_small(labels, max(MIN_REGION_PIXELS, int(MIN_REGION_FRACTION * labels.size)))
+    labels = merge_weak_borders(labels, response_edges(response), EDGE_THRESHOLD)
+    if merge_threshold > 0:
+        labels = merge_adjacent(labels, response, merge_threshold)
+    if n_clusters:
+        labels = merge_alike(labels, response, n_clusters)
+    return consecutive_labels(labels)
+
+
+def limit_clusters(labels: np.ndarray, features: np.ndarray, n_clusters: int) -> Tuple[np.ndarray, bool]:
+    """At most ``n_clusters`` labels (see :func:`merge_alike`). Returns ``(labels, changed)``."""
+    if n_clusters <= 0 or np.unique(labels).size <= n_clusters:
+        return labels, False
+    return consecutive_labels(merge_alike(labels, features, n_clusters)), True
+
+
+#: above this many labels, touching ones are merged first (the grouping keeps a
+#: label-by-label distance matrix: 3000 labels take 72 MB)
+MAX_ALIKE_LABELS = 3000
+
+
+def merge_alike(labels: np.ndarray, features: np.ndarray, n_keep: int) -> np.ndarray:
+    """At most ``n_keep`` labels: labels grouped by Ward's clustering of their mean
+    ``features`` (``(C, *spatial)``) with each label weighted by its pixel count, so
+    the groups are those of the image's pixels (a large background counts as much as
+    its area), touching or not: a label may be several separate pieces (nuclei and
+    background: two labels, many nuclei)."""
+    if np.unique(labels).size > MAX_ALIKE_LABELS:
+        labels = merge_adjacent(labels, features, np.inf, MAX_ALIKE_LABELS)
+    flat = labels.ravel()
+    size = np.bincount(flat)
+    ids = np.flatnonzero(size)
+    if ids.size <= n_keep:
+        return labels
+    sums = np.stack([np.bincount(flat, f.ravel(), minlength=size.size) for f in features], 1)
+    groups = sized_ward(sums[ids] / size[ids, None], size[ids], n_keep)
+    lut = np.zeros(size.size, dtype=np.int64)
+    lut[ids] = groups + 1
+    return lut[labels]
+
+
+def sized_ward(means: np.ndarray, sizes: np.ndarray, n_keep: int) -> np.ndarray:
+    """Ward's agglomerative clustering of points that each stand for ``sizes`` equal
+    points at ``means`` (``(N, C)``), down to ``n_keep`` groups; returns each point's
+    group 0..n_keep-1. Written here because scipy's ``linkage`` gives every point the
+    same weight. Lance-Williams updates with a nearest-neighbour cache: Ward's
+    distance is reducible, so only rows whose nearest neighbour merged are searched."""
+    n = len(means)
+    size = np.asarray(sizes, dtype=np.float64).copy()
+    m = np.asarray(means, dtype=np.float64)
+    sq = (m * m).sum(1)
+    dist = np.maximum(sq[:, None] + sq[None] - 2 * m @ m.T, 0)  # squared distances
+    dist *= 2 * size[:, None] * size[None] / (size[:, None] + size[None])
+    np.fill_diagonal(dist, np.inf)
+    nearest = dist.argmin(1)
+    root = np.arange(n)
+    for _ in range(n - n_keep):
+        i = int(np.argmin(dist[np.arange(n), nearest]))
+        j = int(nearest[i])
+        row = ((size[i] + size) * dist[i] + (size[j] + size) * dist[j] - size * dist[i, j]) / (size[i] + size[j] + size)
+        dist[i], dist[:, i] = row, row
+        dist[j], dist[:, j] = np.inf, np.inf
+        dist[i, i] = np.inf
+        size[i] += size[j]
+        root[root == j] = i
+        stale = np.flatnonzero((nearest == i) | (nearest == j))
+        nearest[stale] = dist[stale].argmin(1)
+        nearest[i] = dist[i].argmin()
+        closer = row < dist[np.arange(n), nearest]
+        nearest[closer] = i
+    return np.unique(root, return_inverse=True)[1].ravel()

@@ -1,0 +1,120 @@
+"""From clusters to regions: each step of the default method's post-processing."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from napari_inceptseg import regions as R
+
+
+def _strip(*values, width=4):
+    """A 2 x (width * n) label image of vertical stripes with these ids."""
+    return np.repeat(np.repeat(np.array([values]), width, 1), 2, 0)
+
+
+def test_merge_adjacent_most_alike_first_until_the_threshold():
+    labels = _strip(1, 2, 3)
+    feats = np.zeros((2,) + labels.shape)
+    feats[:, labels == 2] = 0.5  # 1 and 2 differ by 0.5 (RMS over 2 channels)
+    feats[:, labels == 3] = 4.0
+    out = R.merge_adjacent(labels, feats, threshold=1.0)
+    assert len(np.unique(out)) == 2 and (out[labels == 1] == out[labels == 2][0]).all()
+    assert len(np.unique(R.merge_adjacent(labels, feats, threshold=0.4))) == 3
+    assert len(np.unique(R.merge_adjacent(labels, feats, threshold=0.0, n_keep=1))) == 1
+
+
+def test_merge_uses_the_merged_mean():
+    # means 0, 0.6, 1.0: 2-3 (0.4 apart) merge first; {2, 3} then has mean 0.8, which is
+    # 0.8 from 1, so 1 stays apart although 1-2 alone (0.6) was under the threshold
+    labels = _strip(1, 2, 3)
+    feats = np.zeros((1,) + labels.shape)
+    feats[0, labels == 2] = 0.6
+    feats[0, labels == 3] = 1.0
+    out = R.merge_adjacent(labels, feats, threshold=0.65)
+    assert (out[labels == 2] == out[labels == 3][0]).all() and out[0, 0] != out[0, -1]
+
+
+def test_only_touching_regions_merge():
+    labels = _strip(1, 2, 3)
+    feats = np.zeros((1,) + labels.shape)
+    feats[0, labels == 2] = 9.0  # 1 and 3 are alike but never touch
+    assert len(np.unique(R.merge_adjacent(labels, feats, threshold=1.0))) == 3
+
+
+def test_weak_borders_merge_first():
+    labels = _strip(1, 2, 3)
+    edges = np.zeros(labels.shape)
+    edges[:, 7:9] = 1.0  # a strong edge between 2 and 3
+    out = R.merge_weak_borders(labels, edges, threshold=0.5)
+    assert len(np.unique(out)) == 2 and out[0, 0] == out[0, 5] != out[0, 10]
+
+
+def test_small_pieces_join_the_nearest_large_region():
+    labels = np.ones((10, 10), int)
+    labels[:, 5:] = 2
+    labels[2, 2] = 3  # one stray pixel inside region 1
+    labels[7, 8] = 4  # and one inside region 2
+    out = R.absorb_small(labels, 4)
+    assert out[2, 2] == 1 and out[7, 8] == 2 and set(np.unique(out)) == {1, 2}
+
+
+def test_superpixel_vote_removes_noise_inside_flat_regions():
+    rng = np.random.default_rng(0)
+    image = np.zeros((3, 40, 60), np.float32)
+    image[:, :, 30:] = 1.0
+    truth = np.where(np.arange(60)[None, :] < 30, 1, 2).repeat(40, 0)
+    noisy = np.where(rng.random(truth.shape) < 0.1, 3, truth)  # 10% wrong pixels
+    voted = R.superpixel_vote(noisy, image)
+    assert (voted == truth).mean() > 0.99
+
+
+def test_regions_from_clusters_gives_connected_ids_one_to_r():
+    rng = np.random.default_rng(1)
+    clusters = np.zeros((40, 60), int)
+    clusters[:, 30:] = 1
+    clusters[5:10, 5:10] = 1  # a piece of cluster 1 inside cluster 0
+    response = rng.normal(0, 0.01, (4, 40, 60))
+    response[0, clusters == 0] += 2
+    response[1, clusters == 1] += 2
+    image = np.stack([clusters.astype(np.float32)] * 3)
+    out = R.regions_from_clusters(clusters, response, image, merge_threshold=0.65)
+    assert sorted(np.unique(out)) == [1, 2, 3]  # the island is its own region
+    limited = R.regions_from_clusters(clusters, response, image, merge_threshold=0.65, n_clusters=2)
+    assert len(np.unique(limited)) == 2
+
+
+def test_limit_clusters_leaves_few_labels_alone():
+    labels = _strip(1, 2, 3)
+    feats = np.zeros((1,) + labels.shape)
+    same, changed = R.limit_clusters(labels, feats, 5)
+    assert same is labels and not changed
+    fewer, changed = R.limit_clusters(labels, feats, 2)
+    assert changed and len(np.unique(fewer)) == 2 and fewer.min() == 1
+
+
+def test_grouping_weighs_labels_by_their_pixels():
+    # a large background (0), four dim (1) and four bright (2) small nuclei: grouped by
+    # their pixels, two groups are background and nuclei; with every label weighing
+    # the same, the dim nuclei would go with the background (the bright ones apart)
+    yy, xx = np.mgrid[0:100, 0:100]
+    labels = np.ones((100, 100), np.int64)
+    feats = np.zeros((1, 100, 100))
+    centres = [(15 + 23 * (i % 4), 25 + 50 * (i // 4)) for i in range(8)]
+    for i, (cy, cx) in enumerate(centres):
+        disc = (yy - cy) ** 2 + (xx - cx) ** 2 <= 5 ** 2
+        labels[disc] = i + 2
+        feats[0][disc] = 1.0 if i < 4 else 2.0
+    grouped = R.merge_alike(labels, feats, 2)
+    assert len(np.unique(grouped)) == 2
+    assert len(np.unique(grouped[labels > 1])) == 1  # every nucleus in one group
+    assert grouped[0, 0] != grouped[labels == 2][0]
+
+
+def test_sized_ward_with_equal_sizes_is_scipys_ward():
+    from scipy.cluster.hierarchy import fcluster, linkage
+
+    points = np.random.default_rng(1).normal(size=(60, 3))
+    ours = R.sized_ward(points, np.ones(60), 4)
+    theirs = fcluster(linkage(points, "ward"), 4, "maxclust")
+    pairs = np.unique(np.stack([ours, theirs], 1), axis=0)
+    assert len(pairs) == 4  # the same partition, whatever the numbering
