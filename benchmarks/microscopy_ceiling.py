@@ -26,17 +26,17 @@ import numpy as np
 from napari_inceptseg.bench.baselines import run_baseline
 from napari_inceptseg.bench.datasets import list_items
 from napari_inceptseg.bench.evaluate import image_seed, score_row
-from napari_inceptseg.labels import consecutive_labels
+from napari_inceptseg.labels import dense_ids
+from napari_inceptseg.metrics import contingency_table
 
 COLUMNS = ("standard_miou", "standard_nmi", "kim_miou", "f1")
 
 
 def perfect_merge(regions: np.ndarray, gt: np.ndarray) -> np.ndarray:
     """Every region takes the ground-truth id most of its pixels have (1 = background)."""
-    regions = consecutive_labels(regions)
-    table = np.zeros((int(regions.max()) + 1, int(gt.max()) + 1), np.int64)
-    np.add.at(table, (regions.ravel(), gt.ravel()), 1)
-    return table.argmax(1)[regions] + 1
+    table, _, gt_ids = contingency_table(regions, gt)
+    _, index = dense_ids(regions.ravel())
+    return gt_ids[table.argmax(1)][index].reshape(regions.shape) + 1
 
 
 def perfect_two_groups(regions: np.ndarray, gt: np.ndarray) -> np.ndarray:

@@ -18,7 +18,6 @@ from typing import Optional, Sequence, Tuple
 import numpy as np
 
 
-
 def consecutive_labels(raw: np.ndarray) -> np.ndarray:
     """Renumber cluster ids to 1..K (in order of their channel index), as int32."""
     flat = raw.ravel()

@@ -119,6 +119,12 @@ def _adjacency(labels: np.ndarray, edges: Optional[np.ndarray] = None):
     return pair // n, pair % n, length, contrast
 
 
+def _region_sums(labels: np.ndarray, features: np.ndarray, n: int) -> np.ndarray:
+    """``(n, C)``: the sum of each channel of ``features`` (``(C, *spatial)``) over each id."""
+    flat = labels.ravel()
+    return np.stack([np.bincount(flat, f.ravel(), minlength=n) for f in features], 1)
+
+
 class _RegionGraph:
     """Adjacent regions, merged greedily (lowest weight first) with a heap.
 
@@ -134,9 +140,8 @@ class _RegionGraph:
         self.size = np.bincount(labels.ravel(), minlength=n).astype(np.float64)
         self.alive = int((self.size > 0).sum())
         self.sums = None
-        if features is not None:  # (C, *spatial) -> per-region sums (n, C)
-            flat = labels.ravel()
-            self.sums = np.stack([np.bincount(flat, f.ravel(), minlength=n) for f in features], 1)
+        if features is not None:
+            self.sums = _region_sums(labels, features, n)
         a, b, length, contrast = _adjacency(labels, edges)
         self.nbrs: Dict[int, Dict[int, list]] = {}
         for i, j, ln, ct in zip(a.tolist(), b.tolist(), length.tolist(), contrast.tolist()):
@@ -241,14 +246,14 @@ def merge_alike(labels: np.ndarray, features: np.ndarray, n_keep: int) -> np.nda
     the groups are those of the image's pixels (a large background counts as much as
     its area), touching or not: a label may be several separate pieces (nuclei and
     background: two labels, many nuclei)."""
-    if np.unique(labels).size > MAX_ALIKE_LABELS:
+    size = np.bincount(labels.ravel())
+    if np.count_nonzero(size) > MAX_ALIKE_LABELS:
         labels = merge_adjacent(labels, features, np.inf, MAX_ALIKE_LABELS)
-    flat = labels.ravel()
-    size = np.bincount(flat)
+        size = np.bincount(labels.ravel())
     ids = np.flatnonzero(size)
     if ids.size <= n_keep:
         return labels
-    sums = np.stack([np.bincount(flat, f.ravel(), minlength=size.size) for f in features], 1)
+    sums = _region_sums(labels, features, size.size)
     groups = sized_ward(sums[ids] / size[ids, None], size[ids], n_keep)
     lut = np.zeros(size.size, dtype=np.int64)
     lut[ids] = groups + 1
@@ -269,9 +274,10 @@ def sized_ward(means: np.ndarray, sizes: np.ndarray, n_keep: int) -> np.ndarray:
     dist *= 2 * size[:, None] * size[None] / (size[:, None] + size[None])
     np.fill_diagonal(dist, np.inf)
     nearest = dist.argmin(1)
-    root = np.arange(n)
+    every = np.arange(n)
+    root = every.copy()
     for _ in range(n - n_keep):
-        i = int(np.argmin(dist[np.arange(n), nearest]))
+        i = int(np.argmin(dist[every, nearest]))
         j = int(nearest[i])
         row = ((size[i] + size) * dist[i] + (size[j] + size) * dist[j] - size * dist[i, j]) / (size[i] + size[j] + size)
         dist[i], dist[:, i] = row, row
@@ -282,6 +288,6 @@ def sized_ward(means: np.ndarray, sizes: np.ndarray, n_keep: int) -> np.ndarray:
         stale = np.flatnonzero((nearest == i) | (nearest == j))
         nearest[stale] = dist[stale].argmin(1)
         nearest[i] = dist[i].argmin()
-        closer = row < dist[np.arange(n), nearest]
+        closer = row < dist[every, nearest]
         nearest[closer] = i
     return np.unique(root, return_inverse=True)[1].ravel()
