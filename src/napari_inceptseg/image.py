@@ -167,15 +167,7 @@ def prepare(image, channel_axis: Optional[int] = None, dims: int = 2, ranges=Non
     intensity ranges used (given ``ranges``, e.g. a saved network's, are applied
     instead of measuring this image's)."""
     arr = _as_array(image)
-    spatial, ax, drop_alpha = spatial_layout(arr.shape, channel_axis, dims)
-    h, w = spatial[-2:]
-    if h < MIN_SIZE or w < MIN_SIZE:
-        raise ValueError(
-            f"the image is {h} x {w} pixels; it must be at least {MIN_SIZE} x {MIN_SIZE} "
-            "(upsample it first if it really is this small)"
-        )
-    if dims == 3 and spatial[0] < 2:
-        raise ValueError(f"the volume has {spatial[0]} slice(s) along Z: 3D mode needs at least 2")
+    _, ax, drop_alpha = check_layout(arr.shape, channel_axis, dims)
     if arr.dtype.kind == "f" and not np.isfinite(arr).all():
         n_bad = int(arr.size - np.isfinite(arr).sum())
         raise ValueError(
@@ -191,6 +183,21 @@ def prepare(image, channel_axis: Optional[int] = None, dims: int = 2, ranges=Non
     if ranges is None:
         ranges = channel_ranges(data)
     return np.ascontiguousarray(apply_ranges(data, ranges)), np.asarray(ranges, dtype=np.float64)
+
+
+def check_layout(shape, channel_axis: Optional[int] = None, dims: int = 2):
+    """:func:`spatial_layout`, and a ValueError when the image is too small to segment
+    (a check of the shape alone, before any pixel is read)."""
+    spatial, ax, drop_alpha = spatial_layout(shape, channel_axis, dims)
+    h, w = spatial[-2:]
+    if h < MIN_SIZE or w < MIN_SIZE:
+        raise ValueError(
+            f"the image is {h} x {w} pixels; it must be at least {MIN_SIZE} x {MIN_SIZE} "
+            "(upsample it first if it really is this small)"
+        )
+    if dims == 3 and spatial[0] < 2:
+        raise ValueError(f"the volume has {spatial[0]} slice(s) along Z: 3D mode needs at least 2")
+    return spatial, ax, drop_alpha
 
 
 def is_rgb(shape, channel_axis: Optional[int] = None, dims: int = 2) -> bool:

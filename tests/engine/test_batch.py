@@ -47,3 +47,76 @@ def test_results_keep_their_order_and_errors_their_index():
     assert str(err) == "bad image 2"
     with pytest.raises(ValueError, match="seeds for"):
         segment_batch([np.zeros((8, 8))] * 2, seeds=[1], device="cpu")
+
+
+def test_bad_batch_sizes_and_bad_images_are_named_before_any_run(images, monkeypatch):
+    from napari_inceptseg.engine import loop
+
+    for bad in (-1, 1.5, True, "2"):
+        with pytest.raises(ValueError, match="batch must be a whole number >= 0"):
+            segment_batch(images[:2], batch=bad, device="cpu")
+    monkeypatch.setattr(loop, "segment", lambda *a, **k: pytest.fail("a run started"))
+    with pytest.raises(ValueError, match=r"image 1: the image is 3 x 3 .*image 3: .*no image was segmented"):
+        segment_batch([images[0], np.zeros((3, 3)), images[1], np.zeros((4, 5, 6, 7))], batch=2, device="cpu")
+
+
+def test_a_failed_run_keeps_the_others_results_with_each_error_by_index(images, monkeypatch):
+    from napari_inceptseg import SegmentationError
+    from napari_inceptseg.engine import loop
+    from napari_inceptseg.engine.batch import BatchError
+
+    real = loop.segment
+
+    def diverges_on_image_1(image, **kw):  # as a diverged run fails
+        if image is images[1]:
+            raise SegmentationError("the optimisation diverged")
+        return real(image, **kw)
+
+    monkeypatch.setattr(loop, "segment", diverges_on_image_1)
+    kw = dict(preset="paper-vanilla", max_iter=6, n_channels=8, device="cpu")
+    with pytest.raises(BatchError) as info:
+        segment_batch(images[:3], batch=2, seeds=[1, 2, 3], **kw)
+    err = info.value
+    assert set(err.errors) == {1} and "image 1: the optimisation diverged" in str(err)
+    assert err.results[1] is None
+    for k in (0, 2):
+        np.testing.assert_array_equal(err.results[k].labels, real(images[k], seed=k + 1, **kw).labels)
+
+
+def test_an_interrupted_batch_stops_its_runs_at_their_next_step_and_keeps_what_finished():
+    import os
+    import signal
+    import threading
+    import time
+
+    from napari_inceptseg.engine.results import RunInterrupted, run_to_end
+
+    started, stopped = [], []
+
+    def endless(k):
+        started.append(k)
+        try:
+            while True:
+                time.sleep(0.01)
+                yield k
+        except KeyboardInterrupt:
+            stopped.append(k)
+            raise RunInterrupted() from None
+
+    def fn(k):
+        return k if k == 0 else run_to_end(endless(k))
+
+    def interrupt_once_both_run():  # Ctrl+C once runs 1 and 2 are under way
+        while len(started) < 2:
+            time.sleep(0.01)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    got = []
+    threading.Thread(target=interrupt_once_both_run, daemon=True).start()
+    t0 = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        for k, res, exc in map_side_by_side(fn, range(4), batch=2, device="cpu"):
+            got.append((k, res, exc))
+    assert time.monotonic() - t0 < 30  # (the runs would never end by themselves)
+    assert got == [(0, 0, None)] and sorted(stopped) == [1, 2]
+    assert not [t for t in threading.enumerate() if t.name.startswith("inceptseg-batch")]

@@ -16,11 +16,15 @@ the same labels.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import math
+import numbers
+import threading
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
-from typing import Any, Callable, Iterable, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 from ..params import SegmentParams
+from .results import SegmentationError, stop_when
 from .segmentation import SegmentationResult
 
 #: the most runs a batch keeps side by side on a GPU (more only adds threads and memory)
@@ -71,7 +75,12 @@ def map_side_by_side(fn: Callable[[Any], Any], items: Iterable[Any], batch: int,
                      device: str = "auto") -> Iterator[Tuple[int, Any, Optional[BaseException]]]:
     """``fn(item)`` for every item, ``batch`` at a time side by side (each in its own
     thread and CUDA stream); yields ``(index, result, None)`` or ``(index, None, error)``
-    as they finish. ``batch <= 1`` runs them one by one in this thread."""
+    as they finish. ``batch <= 1`` runs them one by one in this thread.
+
+    When this thread is interrupted (Ctrl+C, or SIGTERM in the CLI) or the consumer
+    stops early, the runs under way stop at their next iteration (``fn`` must drain
+    the engine with :func:`~.results.run_to_end`), no queued item starts, and those
+    that had already finished are still yielded before the interruption goes on."""
     items = list(items)
     if batch <= 1:
         for k, item in enumerate(items):
@@ -80,27 +89,46 @@ def map_side_by_side(fn: Callable[[Any], Any], items: Iterable[Any], batch: int,
             except Exception as exc:  # noqa: BLE001 - handed to the caller with its index
                 yield k, None, exc
         return
+    stop = threading.Event()
 
     def call(item):
-        with own_stream(device):
+        with stop_when(stop), own_stream(device):
             return fn(item)
 
     with ThreadPoolExecutor(max_workers=batch, thread_name_prefix="inceptseg-batch") as pool:
-        pending = {}
         queue = iter(enumerate(items))
-        for k, item in queue:
-            pending[pool.submit(call, item)] = k
-            if len(pending) == batch:
-                break
-        while pending:
-            done, _ = wait(pending, return_when=FIRST_COMPLETED)
-            for fut in done:
-                k = pending.pop(fut)
-                exc = fut.exception()
-                yield k, (None if exc else fut.result()), exc
-                nxt = next(queue, None)
-                if nxt is not None:
-                    pending[pool.submit(call, nxt[1])] = nxt[0]
+        pending = {pool.submit(call, item): k for k, item in itertools.islice(queue, batch)}
+        try:
+            while pending:
+                done, _ = wait(pending, return_when=FIRST_COMPLETED)
+                for fut in done:
+                    yield _answer(pending.pop(fut), fut)
+                    nxt = next(queue, None)
+                    if nxt is not None:
+                        pending[pool.submit(call, nxt[1])] = nxt[0]
+        except KeyboardInterrupt:
+            stop.set()
+            wait(pending)  # each stops within one iteration
+            yield from (_answer(k, fut) for fut, k in pending.items() if fut.exception() is None)
+            raise
+        finally:
+            stop.set()
+
+
+def _answer(k: int, fut) -> Tuple[int, Any, Optional[BaseException]]:
+    exc = fut.exception()
+    return k, (None if exc else fut.result()), exc
+
+
+class BatchError(SegmentationError):
+    """Some images of :func:`segment_batch` failed: ``results`` holds every result in
+    order (None where an image failed) and ``errors`` each failure by image index."""
+
+    def __init__(self, results: List[Optional[SegmentationResult]], errors: Dict[int, BaseException]):
+        lines = "; ".join(f"image {k}: {exc}" for k, exc in sorted(errors.items()))
+        super().__init__(f"{len(errors)} of {len(results)} image(s) failed ({lines}); "
+                         "the others' results are in this error's .results")
+        self.results, self.errors = results, errors
 
 
 def segment_batch(images: Sequence[Any], *, batch: int = 0, seeds: Optional[Sequence[int]] = None,
@@ -109,7 +137,10 @@ def segment_batch(images: Sequence[Any], *, batch: int = 0, seeds: Optional[Sequ
     """Segment several images, ``batch`` of them side by side (0: automatic, see
     :func:`auto_batch`). Image ``k`` runs with ``seeds[k]`` (default: the ``seed``
     keyword for all); each result equals ``segment(images[k], seed=seeds[k], ...)``.
-    The first failure is raised once the others have finished."""
+
+    Every image's shape is checked before any run starts (a ValueError names each bad
+    one). When runs fail (e.g. diverge), the others still finish and a
+    :class:`BatchError` carries their results and each failure by image index."""
     from ..params import preset_params
     from .loop import segment
 
@@ -118,21 +149,40 @@ def segment_batch(images: Sequence[Any], *, batch: int = 0, seeds: Optional[Sequ
         seeds = [settings.seed] * len(images)
     if len(seeds) != len(images):
         raise ValueError(f"{len(seeds)} seeds for {len(images)} images: give one seed per image")
+    if isinstance(batch, bool) or not isinstance(batch, numbers.Integral) or batch < 0:
+        raise ValueError(f"batch must be a whole number >= 0 (0: automatic), got {batch!r}")
+    _check_images(images, channel_axis, settings.spatial_dims)
     if batch == 0:
         batch = auto_batch(settings, _spatial(images[0], channel_axis)) if len(images) else 1
 
     def one(k):
         return segment(images[k], preset=preset, channel_axis=channel_axis, **{**params, "seed": seeds[k]})
 
-    results: List[Any] = [None] * len(images)
-    errors = []
-    for k, res, exc in map_side_by_side(one, range(len(images)), batch, settings.device):
+    results: List[Optional[SegmentationResult]] = [None] * len(images)
+    errors: Dict[int, BaseException] = {}
+    for k, res, exc in map_side_by_side(one, range(len(images)), int(batch), settings.device):
         results[k] = res
         if exc is not None:
-            errors.append(exc)
+            errors[k] = exc
     if errors:
-        raise errors[0]
+        raise BatchError(results, errors)
     return results
+
+
+def _check_images(images: Sequence[Any], channel_axis, dims: int) -> None:
+    """A ValueError naming every image whose shape cannot be segmented."""
+    import numpy as np
+
+    from ..image import check_layout
+
+    bad = []
+    for k, image in enumerate(images):
+        try:
+            check_layout(np.shape(image), channel_axis, dims)
+        except ValueError as exc:
+            bad.append(f"image {k}: {exc}")
+    if bad:
+        raise ValueError("; ".join(bad) + " (no image was segmented)")
 
 
 def _spatial(image, channel_axis) -> Tuple[int, ...]:

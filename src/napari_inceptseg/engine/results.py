@@ -5,8 +5,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import threading
 from dataclasses import dataclass
-from typing import Generator, Optional, Tuple
+from typing import Generator, Iterator, Optional, Tuple
 
 import numpy as np
 
@@ -72,12 +74,38 @@ def relay(gen: Generator, wrap=None, after=None):
     return outcome[0]
 
 
+#: the stop request of the runs in this thread (see :func:`stop_when`)
+_STOP = threading.local()
+
+
+@contextlib.contextmanager
+def stop_when(event: threading.Event) -> Iterator[None]:
+    """Within this block, every :func:`run_to_end` of this thread stops as if Ctrl+C
+    had been pressed (``RunInterrupted``, with the run's last good clusters) at its
+    next record once ``event`` is set: how a main thread that was interrupted stops
+    the runs its worker threads are in."""
+    before = getattr(_STOP, "event", None)
+    _STOP.event = event
+    try:
+        yield
+    finally:
+        _STOP.event = before
+
+
+def _stop_requested() -> bool:
+    event = getattr(_STOP, "event", None)
+    return event is not None and event.is_set()
+
+
 def run_to_end(gen: Generator, callback=None):
     """Drain a generator of the engine (``segment_iter``, ``segment_stack_iter``,
     ``predict_tiled``, ...), calling ``callback(record)`` for every record, and
     return its result. When ``callback`` raises, ``gen`` is left where it was, so
-    that the caller can still throw into it (the CLI's Ctrl+C in the progress bar)."""
+    that the caller can still throw into it (the CLI's Ctrl+C in the progress bar).
+    Inside :func:`stop_when`, a stop request is thrown into ``gen`` as Ctrl+C."""
     while True:
+        if _stop_requested():
+            gen.throw(KeyboardInterrupt())
         try:
             record = next(gen)
         except StopIteration as stop:
