@@ -10,7 +10,7 @@ Two uses:
     .venv/bin/python benchmarks/compare_runs.py REF_DIR OTHER_DIR [OTHER_DIR ...]
 
 Differences are (method - other) per image, with a 95% paired bootstrap interval over
-images (10,000 resamples, seeded). The pooled kim mIoU (every ground-truth segment of
+images (10,000 resamples, seeded; ``napari_inceptseg.bench.stats``). The pooled kim mIoU (every ground-truth segment of
 every image and annotator together, as Kim et al. report it) is a ratio of sums; its
 interval resamples images and recomputes both pools.
 """
@@ -24,6 +24,8 @@ from pathlib import Path
 from typing import Dict, List, Tuple
 
 import numpy as np
+
+from napari_inceptseg.bench.stats import paired_difference, pooled_difference
 
 #: the metrics of the method comparison: (column, label); "kim_pooled" is computed
 AGAINST = (("standard_miou", "mIoU (Hungarian)"), ("kim_miou", "kim mIoU (per image)"),
@@ -45,29 +47,17 @@ def _label(run: Path) -> str:
     return f"full resolution, max_iter {p.get('max_iter', 'preset')}"
 
 
-def _interval(boot: np.ndarray) -> Tuple[float, float]:
-    lo, hi = np.percentile(boot, [2.5, 97.5])
-    return float(lo), float(hi)
-
-
-def paired(a: Dict[str, Dict[str, str]], b: Dict[str, Dict[str, str]], column: str, rng, n_boot: int):
-    """``(mean a, mean b, difference, (lo, hi))`` over the images both have."""
+def paired(a: Dict[str, Dict[str, str]], b: Dict[str, Dict[str, str]], column: str, n_boot: int):
+    """``(mean a, mean b, difference, (lo, hi))`` over the images both have
+    (``napari_inceptseg.bench.stats``; images where either value is undefined are left out)."""
     images = sorted(set(a) & set(b))
-    idx = rng.integers(0, len(images), size=(n_boot, len(images)))
     if column == "kim_pooled":
-        def pool(rows):
-            s = np.array([float(rows[i]["kim_sum"]) for i in images])
-            n = np.array([float(rows[i]["kim_segments"]) for i in images])
-            return s, n
-        sa, na = pool(a)
-        sb, nb = pool(b)
-        va, vb = sa.sum() / na.sum(), sb.sum() / nb.sum()
-        boot = sa[idx].sum(1) / na[idx].sum(1) - sb[idx].sum(1) / nb[idx].sum(1)
-        return va, vb, va - vb, _interval(boot)
-    xa = np.array([float(a[i][column]) for i in images])
-    xb = np.array([float(b[i][column]) for i in images])
-    d = xa - xb
-    return xa.mean(), xb.mean(), d.mean(), _interval(d[idx].mean(1))
+        d = pooled_difference(*[[float(rows[i][c]) for i in images] for rows in (a, b)
+                                for c in ("kim_sum", "kim_segments")], n_boot=n_boot)
+    else:
+        d = paired_difference([float(a[i][column]) for i in images], [float(b[i][column]) for i in images],
+                              n_boot=n_boot)
+    return d.ours, d.theirs, d.diff, (d.lo, d.hi)
 
 
 def _by_method(runs: List[Path]) -> Dict[str, Dict[str, Dict[str, str]]]:
@@ -93,7 +83,6 @@ def against(method: str, runs: List[Path], n_boot: int) -> int:
     table = _by_method(runs)
     if method not in table:
         raise SystemExit(f"no method {method!r} in {', '.join(map(str, runs))} (have {', '.join(table)})")
-    rng = np.random.default_rng(0)
     print(f"| {method} vs | metric | {method} | other | difference (95% CI) | images |")
     print("|---|---|---|---|---|---|")
     worst = []
@@ -101,7 +90,7 @@ def against(method: str, runs: List[Path], n_boot: int) -> int:
         if other == method:
             continue
         for column, label in _present(AGAINST, table[method]):
-            ours, theirs, diff, (lo, hi) = paired(table[method], table[other], column, rng, n_boot)
+            ours, theirs, diff, (lo, hi) = paired(table[method], table[other], column, n_boot)
             n = len(set(table[method]) & set(table[other]))
             print(f"| {other} | {label} | {ours:.3f} | {theirs:.3f} | {diff:+.3f} ({lo:+.3f} .. {hi:+.3f}) | {n} |")
             worst.append((lo, other, label))
@@ -116,7 +105,6 @@ def between_runs(ref: Path, others: List[Path], n_boot: int) -> int:
     then each metric of the comparison with its difference from the reference."""
     ref_rows = _rows(ref)
     metrics = _present(AGAINST, ref_rows)
-    rng = np.random.default_rng(0)
     print("| method | run | images | s / image | labels / image | "
           + " | ".join(f"{label} (difference, 95% CI)" for _, label in metrics) + " |")
     print("|---|---|---|---|---|" + "---|" * len(metrics))
@@ -130,7 +118,7 @@ def between_runs(ref: Path, others: List[Path], n_boot: int) -> int:
             n_labels = np.mean([float(r["n_clusters"]) for r in rows.values()])
             cells = []
             for column, _ in metrics:
-                value, _, d, (lo, hi) = paired(rows, mine, column, rng, n_boot)
+                value, _, d, (lo, hi) = paired(rows, mine, column, n_boot)
                 cells.append(f"{value:.3f}" if run == ref else f"{value:.3f} ({d:+.3f}, {lo:+.3f} .. {hi:+.3f})")
             print(f"| {method} | {_label(run)} | {len(rows)} | {sec:.2f} | {n_labels:.0f} | " + " | ".join(cells) + " |")
     return 0

@@ -225,17 +225,22 @@ def test_blank_prediction_scores_one_over_the_number_of_segments():
     assert perfect["voi"] == pytest.approx(0, abs=1e-9)
 
 
-def test_rand_index_and_voi_match_reference_implementations():
+def test_rand_index_and_voi_by_hand():
     from sklearn.metrics import rand_score
-    from skimage.metrics import variation_of_information
 
     from napari_inceptseg.metrics import region_scores
 
-    gt = np.repeat(np.repeat(np.array([[1, 2], [3, 3]]), 8, 0), 8, 1)  # 16 x 16, three segments
-    pred = np.repeat(np.repeat(np.array([[1, 1], [2, 3]]), 8, 0), 8, 1)  # connected clusters
+    gt = np.repeat(np.repeat(np.array([[1, 2], [3, 3]]), 8, 0), 8, 1)  # 16 x 16: 64, 64, 128 px
+    pred = np.repeat(np.repeat(np.array([[1, 1], [2, 3]]), 8, 0), 8, 1)  # 128, 64, 64 px
     r = region_scores(pred, gt)
-    assert r["pri"] == pytest.approx(rand_score(gt.ravel(), pred.ravel()))
-    assert r["voi"] == pytest.approx(variation_of_information(gt, pred).sum())
+    # four overlaps of 64 px: H(gt) = H(pred) = 1.5 bits, H(joint) = 2 bits,
+    # VoI = 2 H(joint) - H(gt) - H(pred) = 1 bit
+    assert r["voi"] == pytest.approx(1.0)
+    # pairs that disagree: (128² + 2 x 64²) / 2 twice, less 4 x 64², out of 256 x 255 / 2
+    assert r["pri"] == pytest.approx(1 - (12288 + 12288 - 16384) / 32640)
+    assert r["pri"] == pytest.approx(rand_score(gt.ravel(), pred.ravel()))  # an independent implementation
+    # swapping the two is the same distance
+    assert region_scores(gt, pred)["voi"] == pytest.approx(1.0)
 
 
 def test_region_scores_leave_out_ignored_pixels():
@@ -271,3 +276,25 @@ def test_instance_scores_by_hand():
     diag[0:2, 0:2], diag[2:4, 2:4] = 1, 2
     s = instance_scores(np.where(diag > 0, 5, 0), diag)
     assert s["n_predicted"] == 2 and s["f1"] == 1.0
+
+
+def test_instance_scores_are_undefined_without_any_object():
+    from napari_inceptseg.metrics import instance_scores
+
+    pred = np.zeros((6, 6), int)
+    pred[1:3, 1:3] = 1
+    with pytest.warns(RuntimeWarning, match="no object"):
+        s = instance_scores(pred, np.zeros((6, 6), int))
+    assert all(np.isnan(s[k]) for k in ("f1", "precision", "recall", "matched_iou"))
+    assert s["n_objects"] == 0 and s["n_predicted"] == 0  # pieces on background are background
+
+
+def test_boolean_masks_score_as_two_labels():
+    gt = np.zeros((10, 12), bool)
+    gt[2:6, 3:9] = True
+    pred = gt.copy()
+    pred[2, 3] = False
+    s = score(pred, gt)
+    assert s["n_clusters"] == 2 and s["accuracy"] == pytest.approx(119 / 120)
+    assert s["kim_miou"] == pytest.approx((23 / 24 + 96 / 97) / 2)
+    assert score(gt.astype(np.uint8), gt)["miou"] == 1.0

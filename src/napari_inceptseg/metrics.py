@@ -9,6 +9,7 @@ into connected regions, since they compare segments, not clusters.
 
 from __future__ import annotations
 
+import math
 from typing import Any, Dict, Optional, Tuple
 
 import numpy as np
@@ -302,7 +303,12 @@ def instance_scores(pred, gt, *, threshold: float = 0.5) -> Dict[str, float]:
     one to the ground-truth objects (Hungarian, on IoU); a pair counts when its IoU is
     at least ``threshold``. Returns ``f1``, ``precision``, ``recall``, ``matched_iou``
     (the mean IoU of the matched pairs, 0 when none), ``n_objects`` and ``n_predicted``.
+
+    Ground truth without any object leaves the scores undefined: they are NaN, with a
+    ``RuntimeWarning`` (benchmark summaries leave such images out and count them).
     """
+    import warnings
+
     from scipy.optimize import linear_sum_assignment
 
     pieces = connected_regions(pred, connectivity=1)
@@ -317,9 +323,14 @@ def instance_scores(pred, gt, *, threshold: float = 0.5) -> Dict[str, float]:
     rows, cols = linear_sum_assignment(-iou) if iou.size else (np.array([], int), np.array([], int))
     good = iou[rows, cols] >= threshold
     tp, n_pred, n_gt = int(good.sum()), int(objects.sum()), int(size_g.size)
+    if n_gt == 0:
+        warnings.warn("the ground truth has no object (all background): object scores are undefined (NaN)",
+                      RuntimeWarning, stacklevel=2)
+        return {"f1": math.nan, "precision": math.nan, "recall": math.nan, "matched_iou": math.nan,
+                "n_objects": 0, "n_predicted": n_pred}
     precision = tp / n_pred if n_pred else 0.0
     recall = tp / n_gt if n_gt else 0.0
-    f1 = 2 * tp / (n_pred + n_gt) if n_pred + n_gt else 1.0
+    f1 = 2 * tp / (n_pred + n_gt)
     return {"f1": f1, "precision": precision, "recall": recall,
             "matched_iou": float(iou[rows, cols][good].mean()) if tp else 0.0,
             "n_objects": n_gt, "n_predicted": n_pred}

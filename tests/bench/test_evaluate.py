@@ -15,6 +15,8 @@ from napari_inceptseg.cli.main import main
 from napari_inceptseg.bench.datasets import list_items
 from napari_inceptseg.sample_data import synthetic_regions
 
+from helpers import PROCESS_DEADLINE, run_command
+
 #: settings on top of each method's preset
 PARAMS = dict(n_channels=8, max_iter=3, min_labels=1, device="cpu", seed=0)
 FAST = ["--n-channels", "8", "--max-iter", "3", "--min-labels", "1", "--device", "cpu", "-q"]
@@ -179,7 +181,7 @@ def test_files_left_by_a_killed_run_are_repaired(folder):
         read_rows(out / "results.csv", ["image", "method", "seconds", "n_iter"])
 
 
-def test_sigkill_at_random_points_then_resume_gives_every_pair_once_with_the_same_values(folder):
+def test_sigkill_at_random_points_then_resume_gives_every_pair_once_with_the_same_values(folder, spawn):
     """A run killed with SIGKILL anywhere (even while a file is half written) resumes."""
     import os
     import random
@@ -191,20 +193,20 @@ def test_sigkill_at_random_points_then_resume_gives_every_pair_once_with_the_sam
     cmd = [sys.executable, "-m", "napari_inceptseg", "evaluate", "--dataset", "folder",
            "--images", str(folder / "img"), "--labels", str(folder / "lab"),
            "--method", "kmeans3", "kmeans5", "felzenszwalb", "slic", "--seed", "0", "-q"]
-    assert subprocess.run(cmd + ["-o", str(folder / "ref")], capture_output=True).returncode == 0
+    assert run_command(cmd + ["-o", str(folder / "ref")]).returncode == 0
     rng = random.Random(0)
     out = folder / "killed"
     for attempt in range(4):
-        proc = subprocess.Popen(cmd + ["-o", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        proc = spawn(cmd + ["-o", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         if attempt == 0:  # the moment a result file is created, before anything is in it
-            deadline = time.monotonic() + 60
+            deadline = time.monotonic() + PROCESS_DEADLINE
             while not (out / "skipped.csv").exists() and time.monotonic() < deadline:
                 time.sleep(0.001)
         else:
             time.sleep(rng.uniform(0.2, 3.0))
         proc.send_signal(signal.SIGKILL)
-        proc.wait()
-    assert subprocess.run(cmd + ["-o", str(out)], capture_output=True).returncode == 0
+        proc.wait(timeout=PROCESS_DEADLINE)
+    assert run_command(cmd + ["-o", str(out)]).returncode == 0
 
     def table(path):
         return {(r["image"], r["method"]): {k: v for k, v in r.items() if k != "seconds"} for r in _rows(path)}
@@ -215,7 +217,10 @@ def test_sigkill_at_random_points_then_resume_gives_every_pair_once_with_the_sam
     assert os.path.getsize(out / "skipped.csv") > 0
 
 
-def test_sigterm_stops_like_ctrl_c(folder):
+@pytest.mark.parametrize("batch", ["1", "2"])
+def test_sigterm_stops_within_seconds_like_ctrl_c(folder, spawn, batch):
+    """SIGTERM a few seconds into training stops the command within seconds, also with
+    images side by side (whose runs stop at their next iteration), and keeps what is done."""
     import signal
     import subprocess
     import sys
@@ -224,13 +229,84 @@ def test_sigterm_stops_like_ctrl_c(folder):
     out = folder / "out"
     cmd = [sys.executable, "-m", "napari_inceptseg", "evaluate", "--dataset", "folder",
            "--images", str(folder / "img"), "--labels", str(folder / "lab"),
-           "--method", "vanilla", "-o", str(out), "--n-channels", "8", "--max-iter", "20000",
-           "--min-labels", "1", "--device", "cpu"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 60
-    while not (out / "skipped.csv").exists() or (out / "skipped.csv").stat().st_size == 0:
-        assert time.monotonic() < deadline, "the run did not start"
+           "--method", "kmeans3", "vanilla", "-o", str(out), "--n-channels", "8", "--max-iter", "1000000",
+           "--min-labels", "1", "--device", "cpu", "--batch", batch, "-q"]
+    proc = spawn(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + PROCESS_DEADLINE
+    while not (out / "results.csv").exists() or len(_rows(out)) < 1:  # k-means of an image is written
+        assert time.monotonic() < deadline and proc.poll() is None, "the run did not start"
         time.sleep(0.1)
+    time.sleep(3)  # well into a million-iteration training
     proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate(timeout=60)
+    sent = time.monotonic()
+    _, err = proc.communicate(timeout=PROCESS_DEADLINE)
     assert proc.returncode == 130 and "interrupted" in err
+    assert time.monotonic() - sent < 30, "the command took too long to stop"
+    assert all(r["method"] == "kmeans3" for r in _rows(out)) and len(_rows(out)) >= 1
+
+
+def test_an_image_a_method_refuses_is_skipped_with_its_reason_and_the_run_goes_on(folder):
+    """An image too large for the memory given is recorded in skipped.csv with the
+    planner's reason; the other images are scored, and a rerun resumes without redoing
+    or refusing anything."""
+    big, gt = synthetic_regions((800, 800), n_regions=3, seed=5)
+    Image.fromarray(big).save(folder / "img" / "big.png")
+    Image.fromarray(gt.astype(np.uint8), mode="L").save(folder / "lab" / "big.png")
+    (folder / "img" / "broken.png").unlink()
+    out = folder / "out"
+    args = ["--method", "default", "kmeans3", "--memory-gb", "0.36", "--n-channels", "8", "--seed", "0", "-q"]
+    cmd = ["evaluate", "--dataset", "folder", "--images", str(folder / "img"), "--labels", str(folder / "lab"),
+           "-o", str(out), *args]
+    assert main(cmd) == 0
+    scored = sorted((r["image"], r["method"]) for r in _rows(out))
+    assert scored == sorted([(f"im{k}", m) for k in range(3) for m in ("default", "kmeans3")] + [("big", "kmeans3")])
+    (skip,) = read_rows(out / "skipped.csv", ["image", "method", "reason"])
+    assert (skip["image"], skip["method"]) == ("big", "default") and "memory" in skip["reason"]
+    before = (out / "results.csv").read_text()
+    assert main(cmd) == 0  # resumes: nothing redone, nothing counted twice
+    assert (out / "results.csv").read_text() == before
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["n_images_scored"] == 4 and summary["n_images_skipped"] == 1
+
+
+def test_a_single_annotator_mat_file_in_a_folder_is_scored_and_summarised(folder):
+    """A folder may mix BSDS-style .mat ground truth with one annotator and with several."""
+    from scipy.io import savemat
+
+    for k, n_annotators in ((0, 1), (1, 3)):
+        gt = np.array(Image.open(folder / "lab" / f"im{k}.png")).astype(np.uint16) + 1
+        cells = np.empty((1, n_annotators), dtype=object)
+        for a in range(n_annotators):
+            cells[0, a] = {"Segmentation": gt, "Boundaries": np.zeros_like(gt, dtype=bool)}
+        (folder / "lab" / f"im{k}.png").unlink()
+        savemat(folder / "lab" / f"im{k}.mat", {"groundTruth": cells})
+    out = folder / "out"
+    assert _cli(folder, out, "--method", "kmeans3") == 0
+    rows = {r["image"]: r for r in _rows(out)}
+    assert set(rows) == {"im0", "im1", "im2"}
+    for name in ("im0", "im2"):  # one annotator: the best is that annotator
+        assert rows[name]["covering_best"] == rows[name]["covering"] != ""
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["methods"]["kmeans3"]["n_images"] == 3
+    assert summary["methods"]["kmeans3"]["standard_miou_best"]["mean"] > 0.5
+    assert _cli(folder, out, "--method", "kmeans3") == 0  # and it stays readable
+
+
+def test_images_without_objects_have_undefined_object_scores_left_out_of_the_summary(tmp_path):
+    (tmp_path / "img").mkdir()
+    (tmp_path / "lab").mkdir()
+    for k in range(3):
+        image, gt = synthetic_regions((24, 30), n_regions=3, seed=k)
+        Image.fromarray(image).save(tmp_path / "img" / f"im{k}.png")
+        gt = (gt == 1).astype(np.uint16) * (k > 0)  # im0 has no object
+        Image.fromarray(gt).save(tmp_path / "lab" / f"im{k}.png")
+    out = tmp_path / "out"
+    with pytest.warns(RuntimeWarning, match="no object"):
+        assert main(["evaluate", "--dataset", "folder", "--instances", "--images", str(tmp_path / "img"),
+                     "--labels", str(tmp_path / "lab"), "--method", "kmeans2", "-o", str(out), "-q"]) == 0
+    rows = {r["image"]: r for r in _rows(out)}
+    assert rows["im0"]["f1"] == "nan" and float(rows["im1"]["f1"]) > 0.5
+    f1 = json.loads((out / "summary.json").read_text())["methods"]["kmeans2"]["f1"]
+    assert f1["n_undefined"] == 1
+    assert f1["mean"] == pytest.approx(np.mean([float(rows[n]["f1"]) for n in ("im1", "im2")]))
+    assert "(1 undefined)" in (out / "summary.md").read_text()

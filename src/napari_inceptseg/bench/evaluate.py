@@ -100,8 +100,8 @@ def score_row(labels: np.ndarray, gts: List[np.ndarray], ignore_index: Optional[
     regions = [region_scores(labels, gt, ignore_index=ignore_index) for gt in gts]
     row: Dict[str, Any] = {"n_regions": regions[0]["n_regions"], "n_annotators": len(gts)}
     for protocol in PROTOCOLS:
-        _mean_and_best(row, f"{protocol}_", scores[protocol], METRICS, len(gts) > 1)
-    _mean_and_best(row, "", regions, REGION_METRICS, len(gts) > 1)
+        _mean_and_best(row, f"{protocol}_", scores[protocol], METRICS)
+    _mean_and_best(row, "", regions, REGION_METRICS)
     for c in POOL_COLUMNS:
         row[c] = float(sum(s[c] for s in regions))
     if instances:
@@ -109,25 +109,28 @@ def score_row(labels: np.ndarray, gts: List[np.ndarray], ignore_index: Optional[
     return row
 
 
-def _mean_and_best(row: Dict[str, Any], prefix: str, per: List[Dict[str, Any]], metrics, multi: bool) -> None:
-    """Each metric's mean over annotators, and with several annotators the best one."""
+def _mean_and_best(row: Dict[str, Any], prefix: str, per: List[Dict[str, Any]], metrics) -> None:
+    """Each metric's mean over annotators and the best annotator's (the same with one:
+    a data set may mix images with one and with several annotators)."""
     for m in metrics:
         vals = [s[m] for s in per]
         row[f"{prefix}{m}"] = float(np.mean(vals))
-        if multi:
-            row[f"{prefix}{m}_best"] = float(np.min(vals) if m == "voi" else np.max(vals))
+        row[f"{prefix}{m}_best"] = float(np.min(vals) if m == "voi" else np.max(vals))
 
 
 def _safe_evaluate_one(item: Item, method: str, params: Dict[str, Any], scale: float, threads: int = 0):
-    """``(row, None)`` or ``((image, method), reason)``: bad images never stop a run."""
+    """``(row, None)`` or ``((image, method), reason)``: bad images, and images a method
+    refuses (too large for the memory, a diverged run), never stop a run."""
+    from ..engine.results import SegmentationError
+
     if threads:
         import torch
 
         torch.set_num_threads(threads)
     try:
         return evaluate_one(item, method, params, scale), None
-    except (ValueError, OSError) as exc:
-        return (item.name, method), str(exc)
+    except (ValueError, OSError, SegmentationError, MemoryError) as exc:
+        return (item.name, method), f"{type(exc).__name__}: {exc}" if isinstance(exc, MemoryError) else str(exc)
 
 
 def _safe_pair(pair, params: Dict[str, Any], scale: float):

@@ -34,7 +34,8 @@ def metric_columns(multi_annotator: bool, instances: bool = False) -> List[str]:
 def read_rows(path: Path, columns: Sequence[str]) -> List[Dict[str, str]]:
     """Complete rows of a CSV. What a killed run leaves behind is repaired: an empty
     file or a torn header (killed before its first row) becomes an empty table, and a
-    torn last line is dropped; the file is rewritten in either case."""
+    torn last line (or a row with empty cells) is dropped, to be done again; the file is
+    rewritten in either case."""
     if not path.exists():
         return []
     raw = path.read_text()
@@ -48,7 +49,7 @@ def read_rows(path: Path, columns: Sequence[str]) -> List[Dict[str, str]]:
     if header != list(columns):
         raise ValueError(f"{path} was written by another version or configuration ({_column_change(header, columns)}): "
                          "use another output folder, or overwrite it")
-    good = [r for r in rows if len(r) == len(columns) and all(x != "" for x in r[:2])]
+    good = [r for r in rows if len(r) == len(columns) and all(x != "" for x in r)]
     if len(good) != len(rows) or (raw and not raw.endswith("\n")):
         write_rows(path, columns, [dict(zip(columns, r)) for r in good])
     return [dict(zip(columns, r)) for r in good]
@@ -80,7 +81,8 @@ class Appender:
     def __init__(self, path: Path, columns: Sequence[str]):
         new = not path.exists() or path.stat().st_size == 0
         self._fh = open(path, "a", newline="")
-        self._w = csv.DictWriter(self._fh, fieldnames=list(columns))
+        # (score rows carry every column; a table without best-annotator columns drops those)
+        self._w = csv.DictWriter(self._fh, fieldnames=list(columns), extrasaction="ignore")
         if new:  # on disk at once: a run killed before its first row leaves a valid table
             self._w.writeheader()
             self._sync()
@@ -108,8 +110,7 @@ def write_summary(out: Path, config: Dict[str, Any], columns: Sequence[str]) -> 
         mine = [r for r in rows if r["method"] == method]
         stats: Dict[str, Any] = {}
         for c in metric_cols:
-            vals = np.array([float(r[c]) for r in mine])
-            stats[c] = {"mean": float(vals.mean()), "std": float(vals.std(ddof=1)) if vals.size > 1 else 0.0}
+            stats[c] = _stats(np.array([float(r[c]) for r in mine]))
         segments = sum(float(r["kim_segments"]) for r in mine)
         stats["kim_pooled"] = sum(float(r["kim_sum"]) for r in mine) / segments if segments else 0.0
         by_method[method] = {"n_images": len(mine), **stats}
@@ -124,6 +125,17 @@ def write_summary(out: Path, config: Dict[str, Any], columns: Sequence[str]) -> 
     return summary
 
 
+def _stats(values: np.ndarray) -> Dict[str, Any]:
+    """Mean and standard deviation over images; undefined scores (NaN: an image whose
+    ground truth has no object has no object scores) are left out and counted."""
+    defined = values[np.isfinite(values)]
+    out: Dict[str, Any] = {"mean": float(defined.mean()) if defined.size else float("nan"),
+                           "std": float(defined.std(ddof=1)) if defined.size > 1 else 0.0}
+    if defined.size < values.size:
+        out["n_undefined"] = int(values.size - defined.size)
+    return out
+
+
 _LABELS = {"miou": "mIoU", "accuracy": "accuracy", "accuracy_majority": "many-to-one acc.", "nmi": "NMI",
            "homogeneity": "homogeneity", "kim_miou": "kim mIoU", "covering": "covering", "pri": "PRI",
            "voi": "VOI", "f1": "F1 at IoU 0.5", "precision": "precision", "recall": "recall",
@@ -132,7 +144,10 @@ _LABELS = {"miou": "mIoU", "accuracy": "accuracy", "accuracy_majority": "many-to
 
 def _cell(st: Dict[str, Any], key: str) -> str:
     s = st.get(key)
-    return f"{s['mean']:.3f} ± {s['std']:.3f}" if s else ""
+    if not s:
+        return ""
+    undefined = f" ({s['n_undefined']} undefined)" if s.get("n_undefined") else ""
+    return f"{s['mean']:.3f} ± {s['std']:.3f}{undefined}"
 
 
 def _table(summary: Dict[str, Any], title: str, metrics: Sequence[str], suffix: str, extra) -> List[str]:
