@@ -30,7 +30,9 @@ def consecutive_labels(raw: np.ndarray) -> np.ndarray:
 
 def dense_ids(x: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
     """Return ``(ids, index)`` with ``ids[index] == x`` and ids sorted, unique."""
-    if x.dtype.kind in "bui" and x.size:
+    if x.dtype == bool:  # a mask: ids 0 and 1 (a boolean array would index as a mask)
+        x = x.view(np.uint8)
+    if x.dtype.kind in "ui" and x.size:
         lo, hi = int(x.min()), int(x.max())
         if lo >= 0 and hi < max(1 << 20, 4 * x.size):
             counts = np.bincount(x, minlength=hi + 1)
@@ -109,18 +111,31 @@ def channels_present(raw: np.ndarray, n_channels: int) -> np.ndarray:
     return np.flatnonzero(np.bincount(raw.ravel(), minlength=n_channels))
 
 
-def split_objects(labels, clusters=None, *, separate_touching: bool = True, min_distance: int = 4) -> np.ndarray:
+#: a distance maximum starts an object of its own when it stands at least this many
+#: pixels above the saddle to the next one (the h of the h-maxima; see split_objects)
+MIN_OBJECT_DEPTH = 2.0
+#: the distance to the background is smoothed by this much (pixels) first, so that
+#: ragged pixel borders add no maxima of their own
+DISTANCE_SIGMA = 1.0
+
+
+def split_objects(labels, clusters=None, *, separate_touching: bool = True,
+                  min_depth: float = MIN_OBJECT_DEPTH) -> np.ndarray:
     """Objects (e.g. nuclei) from a segmentation: every connected piece of the chosen
     ``clusters`` becomes one object, numbered 1..N, and 0 is everything else.
 
     ``clusters`` defaults to every cluster but the largest (taken as the background).
-    With ``separate_touching``, pieces are also cut along a watershed of their distance
-    transform (scikit-image), so touching round objects come apart: one object per
-    distance maximum at least ``min_distance`` pixels from the next. 2D or 3D.
+    With ``separate_touching``, touching round objects are cut apart by a watershed of
+    the distance to the background (scikit-image), started from its h-maxima: a piece
+    is cut only where its distance (smoothed by :data:`DISTANCE_SIGMA`, so that ragged
+    borders add nothing) has two maxima that each stand at least ``min_depth`` pixels
+    above the neck between them. A convex or flat-topped shape (a rectangle, a band, a
+    square in one slice of a stack) has a single maximum, or one connected ridge, and
+    stays whole. 2D or 3D.
     """
     from scipy import ndimage as ndi
-    from skimage.feature import peak_local_max
     from skimage.measure import label
+    from skimage.morphology import h_maxima
     from skimage.segmentation import watershed
 
     labels = np.asarray(labels)
@@ -131,14 +146,12 @@ def split_objects(labels, clusters=None, *, separate_touching: bool = True, min_
     pieces = label(mask, connectivity=1)
     if not separate_touching or pieces.max() == 0:
         return pieces.astype(np.int32)
-    dist = ndi.distance_transform_edt(mask)
-    peaks = peak_local_max(dist, min_distance=min_distance, labels=pieces, exclude_border=False)
-    markers = np.zeros(pieces.shape, dtype=np.int32)
-    markers[tuple(peaks.T)] = np.arange(1, len(peaks) + 1)
+    dist = ndi.gaussian_filter(ndi.distance_transform_edt(mask), DISTANCE_SIGMA)
+    markers = label(h_maxima(dist, min_depth).astype(bool) & mask, connectivity=mask.ndim)
     ids, first = np.unique(pieces.ravel(), return_index=True)  # one pixel of every piece
     unmarked = ~np.isin(ids, pieces[markers > 0]) & (ids > 0)
-    # a piece with no maximum stays whole: one marker at its first pixel
-    markers.ravel()[first[unmarked]] = len(peaks) + 1 + np.arange(int(unmarked.sum()))
+    # a piece with no maximum that deep (a thin one) stays whole: one marker at its first pixel
+    markers.ravel()[first[unmarked]] = markers.max() + 1 + np.arange(int(unmarked.sum()))
     objects = watershed(-dist, markers, mask=mask)
     out = consecutive_labels(objects)  # (background, if any, becomes 1)
     return (out - 1 if (objects == 0).any() else out).astype(np.int32)
