@@ -13,6 +13,8 @@ import pytest
 from napari_inceptseg.cli.main import build_parser, main
 from napari_inceptseg.params import SegmentParams
 
+from helpers import PROCESS_DEADLINE, run_command
+
 FAST = ["--arch", "vanilla", "--n-channels", "16", "--max-iter", "4", "--seed", "0", "--device", "cpu", "-q"]
 
 
@@ -110,10 +112,7 @@ def test_options_override_the_preset_and_nothing_else():
 
 def test_bad_option_is_one_line_error(tmp_path, inputs):
     a, _, _ = inputs
-    proc = subprocess.run(
-        [sys.executable, "-m", "napari_inceptseg", "segment", str(a), "-o", str(tmp_path), "--lr", "-1"],
-        capture_output=True, text=True,
-    )
+    proc = run_command([sys.executable, "-m", "napari_inceptseg", "segment", str(a), "-o", str(tmp_path), "--lr", "-1"])
     assert proc.returncode == 2
     assert proc.stderr.strip() == "napari-inceptseg: error: lr must be > 0, got -1.0"
     assert "Traceback" not in proc.stderr
@@ -165,10 +164,8 @@ def test_bad_model_file_is_one_line_error(tmp_path, inputs, content):
     a, _, _ = inputs
     bad = tmp_path / "bad.safetensors"
     bad.write_bytes(content)
-    proc = subprocess.run(
-        [sys.executable, "-m", "napari_inceptseg", "segment", str(a), "-o", str(tmp_path / "o"), "--model", str(bad)],
-        capture_output=True, text=True,
-    )
+    proc = run_command([sys.executable, "-m", "napari_inceptseg", "segment", str(a), "-o", str(tmp_path / "o"),
+                        "--model", str(bad)])
     assert proc.returncode != 0
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "bad.safetensors" in lines[0] and "Traceback" not in proc.stderr
@@ -255,7 +252,7 @@ def test_ctrl_c_keeps_finished_images_and_the_interrupted_ones_clusters(tmp_path
     assert not list(out.glob("c_*"))
 
 
-def test_sigint_in_a_real_run_keeps_what_is_finished(tmp_path, inputs):
+def test_sigint_in_a_real_run_keeps_what_is_finished(tmp_path, inputs, spawn):
     import re
     import signal
     import threading
@@ -269,9 +266,9 @@ def test_sigint_in_a_real_run_keeps_what_is_finished(tmp_path, inputs):
             "--seed", "0", "--device", "cpu"]
     # a job started in the background by a non-interactive shell (make, CI) ignores SIGINT,
     # and so would its children: give the command the default, as in a terminal
-    proc = subprocess.Popen([sys.executable, "-m", "napari_inceptseg", "segment", str(a), str(b), "-o", str(out),
-                             *slow], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    proc = spawn([sys.executable, "-m", "napari_inceptseg", "segment", str(a), str(b), "-o", str(out), *slow],
+                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                 preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     err = []
     reader = threading.Thread(target=lambda: err.extend(iter(lambda: proc.stderr.read(1), "")), daemon=True)
     reader.start()
@@ -280,13 +277,13 @@ def test_sigint_in_a_real_run_keeps_what_is_finished(tmp_path, inputs):
         text = "".join(err)
         return bool(re.search(r"big\.png:\s*\d+%\S*\s*\S*\s*([3-9]|\d\d+)/300", text))
 
-    deadline = time.monotonic() + 180
+    deadline = time.monotonic() + PROCESS_DEADLINE
     while not big_has_trained() and time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.05)
     proc.send_signal(signal.SIGINT)
+    proc.wait(timeout=PROCESS_DEADLINE)  # (its few lines of stdout fit in the pipe)
     stdout = proc.stdout.read()
-    proc.wait(timeout=60)
-    reader.join(timeout=10)
+    reader.join(timeout=PROCESS_DEADLINE)
     assert proc.returncode == 130, "".join(err)[-2000:]
     assert "interrupted" not in json.loads((out / "a_run.json").read_text())
     run_b = json.loads((out / "big_run.json").read_text())
@@ -313,12 +310,33 @@ def test_output_files_get_the_users_umask_mode(tmp_path, inputs):
     a, _, _ = inputs
     old = os.umask(0o027)
     try:
-        assert main(["segment", str(a), "-o", str(tmp_path / "o"), *FAST]) == 0
+        assert main(["segment", str(a), "-o", str(tmp_path / "o"), "--save-model",
+                     str(tmp_path / "o" / "net.safetensors"), "--no-regions", *FAST]) == 0
     finally:
         os.umask(old)
-    for f in (tmp_path / "o").iterdir():
+    written = sorted(f.name for f in (tmp_path / "o").iterdir())
+    assert written == ["a_labels.png", "a_overlay.png", "a_run.json", "net.safetensors"]
+    for f in (tmp_path / "o").iterdir():  # the network file too
         assert stat.S_IMODE(f.stat().st_mode) == 0o640, f
     mine = tmp_path / "o" / "a_run.json"
     mine.chmod(0o600)  # the user made it private: an overwrite keeps that
     assert main(["segment", str(a), "-o", str(tmp_path / "o"), "--overwrite", *FAST]) == 0
     assert stat.S_IMODE(mine.stat().st_mode) == 0o600
+
+
+@pytest.mark.parametrize("where", ["under_a_file", "a_folder", "read_only"])
+def test_save_model_to_a_place_that_cannot_be_written_fails_before_training(tmp_path, inputs, capsys,
+                                                                            monkeypatch, where):
+    from napari_inceptseg.engine import loop
+
+    a, _, _ = inputs
+    (tmp_path / "afile").write_text("mine")
+    (tmp_path / "afolder").mkdir()
+    target = {"under_a_file": tmp_path / "afile" / "net.safetensors", "a_folder": tmp_path / "afolder",
+              "read_only": "/proc/inceptseg-test/net.safetensors"}[where]
+    monkeypatch.setattr(loop, "segment_iter", lambda *a, **k: pytest.fail("training started"))
+    assert main(["segment", str(a), "-o", str(tmp_path / "out"), "--save-model", str(target), *FAST]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--save-model file" in err[0] and "Traceback" not in err[0]
+    assert not list((tmp_path / "out").glob("*"))
+    assert (tmp_path / "afile").read_text() == "mine"

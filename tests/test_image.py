@@ -168,6 +168,32 @@ def test_values_near_the_float64_limits_are_normalised_without_overflow():
     assert data[0, :, :15].min() > data[0, :, 15:].max()  # the halves stay apart
 
 
-def test_min_labels_above_the_channels_is_a_warning():
-    with pytest.warns(UserWarning, match="min_labels .* above n_channels"):
-        SegmentParams(min_labels=60, n_channels=48)
+@pytest.mark.parametrize("min_labels, n_channels", [(60, 48), (4, 4)])
+def test_min_labels_not_below_the_channels_is_refused(min_labels, n_channels):
+    """The stop rule (at most min_labels clusters) would hold before the first step."""
+    with pytest.raises(ValueError, match=r"min_labels \(\d+\) must be below n_channels"):
+        SegmentParams(min_labels=min_labels, n_channels=n_channels)
+    assert SegmentParams(min_labels=3, n_channels=4).min_labels == 3
+
+
+def test_integral_numbers_of_any_type_are_taken_and_others_named():
+    p = SegmentParams(max_iter=15.0, n_channels=np.int64(16), lr=np.float32(0.5), seed=np.uint32(7))
+    assert (p.max_iter, p.n_channels, p.seed) == (15, 16, 7)
+    assert all(type(v) is int for v in (p.max_iter, p.n_channels, p.seed)) and type(p.lr) is float
+    assert segment(np.zeros((16, 16), np.uint8), **{**FAST, "max_iter": 2.0}).n_iter <= 2
+    for bad, match in (({"max_iter": 2.5}, "max_iter must be a whole number"),
+                       ({"n_channels": "16"}, "n_channels must be a whole number"),
+                       ({"n_channels": True}, "n_channels must be a whole number"),
+                       ({"lr": "0.1"}, "lr must be a number"),
+                       ({"device": "--overwrite"}, "unknown device"),
+                       ({"device": "cuda:x"}, "unknown device")):
+        with pytest.raises(ValueError, match=match):
+            SegmentParams(**bad)
+
+
+def test_a_network_too_large_for_the_memory_is_refused_before_anything_is_allocated():
+    from napari_inceptseg import SegmentationError
+
+    image = np.random.default_rng(0).integers(0, 255, (32, 32, 3), dtype=np.uint8)
+    with pytest.raises(SegmentationError, match=r"n_channels=200000 .* million weights.*use fewer channels"):
+        segment(image, n_channels=200000, seed=0, device="cpu")

@@ -31,3 +31,19 @@ def test_command_recipe_parses_to_the_same_settings(small_rgb):
 def test_metadata_without_settings_is_a_clear_error():
     with pytest.raises(ValueError, match="no napari-inceptseg run settings"):
         as_python({"image": "x"})
+
+
+@pytest.mark.parametrize("params", [
+    {"regions": "--save-model=/tmp/x", "merge_threshold": "--overwrite"},
+    {"device": "--save-model=/tmp/x"},
+    {"arch": "vanilla --overwrite"},
+    {"n_channels": "16 --overwrite"},
+    {"seed": "--overwrite"},
+    "--overwrite",
+])
+def test_metadata_values_that_are_not_settings_are_refused(params):
+    """A layer's metadata may come from anybody's file: nothing in it becomes an option."""
+    meta = {"image": "x", "params": params}
+    for rebuild in (as_command, as_python):
+        with pytest.raises(ValueError, match="not valid|not a mapping"):
+            rebuild(meta)

@@ -11,13 +11,15 @@ from typing import Any, Dict
 import numpy as np
 
 def read_image(path) -> np.ndarray:
-    """Read an image file (PNG, JPEG, TIFF, ...) as a numpy array.
+    """Read an image file (PNG, JPEG, TIFF, ...) as a numpy array. Grey + alpha (LA)
+    images come back grey: the alpha channel is dropped, as it is for RGBA.
 
-    Raises ``ValueError`` naming the file when it cannot be read.
+    Raises ``ValueError`` naming the file when it cannot be read, and saying why: no
+    such file, a folder, something that is not a regular file (a FIFO, a device), or
+    not an image.
     """
     path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"{path}: no such file")
+    _check_regular_file(path)
     try:
         if path.suffix.lower() in (".tif", ".tiff"):
             import tifffile
@@ -25,10 +27,30 @@ def read_image(path) -> np.ndarray:
             return np.asarray(tifffile.imread(path))
         import imageio.v3 as iio
 
-        return np.asarray(iio.imread(path))
+        image = np.asarray(iio.imread(path))
     except Exception as exc:  # any decoder error means "not a readable image"
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         raise ValueError(f"{path}: not a readable image ({type(exc).__name__}: {first})") from None
+    if image.ndim == 3 and image.shape[-1] == 2:  # grey + alpha (formats other than TIFF)
+        image = image[..., 0]
+    return image
+
+
+def _check_regular_file(path: Path) -> None:
+    """A ValueError unless ``path`` is a file that can be read as an image."""
+    import stat
+
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        raise ValueError(f"{path}: no such file") from None
+    except OSError as exc:
+        raise ValueError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+    if stat.S_ISDIR(mode):
+        raise ValueError(f"{path}: is a folder, not an image file (name the image files in it)")
+    if not stat.S_ISREG(mode):
+        kind = "a FIFO (named pipe)" if stat.S_ISFIFO(mode) else "not a regular file"
+        raise ValueError(f"{path}: is {kind}, not an image file; save the image to a file first")
 
 
 def _umask() -> int:
@@ -62,6 +84,7 @@ def atomic_write(path: Path, write, overwrite: bool) -> None:
     os.close(fd)
     try:
         write(tmp)
+        os.chmod(tmp, mode)  # (a writer may have made the file anew, with its own mode)
         if not overwrite:
             # link() fails if the target appeared meanwhile: never clobber
             os.link(tmp, path)
@@ -70,6 +93,24 @@ def atomic_write(path: Path, write, overwrite: bool) -> None:
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def check_writable(path, *, overwrite: bool = False, what: str = "output file") -> Path:
+    """Before any work: ``path`` can be written (its folder exists or can be made, and
+    takes files) and is not a folder, nor an existing file without ``overwrite``.
+    Raises a ValueError (FileExistsError for an existing file) that says what to do."""
+    path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"the {what} {path} is a folder: name a file")
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"the {what} {path} exists; pass overwrite=True to replace it")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path.parent):
+            pass
+    except OSError as exc:
+        raise ValueError(f"cannot write the {what} {path} ({exc.strerror or exc}): choose another place") from None
+    return path
 
 
 def write_labels(path, labels: np.ndarray, *, overwrite: bool = False) -> Path:

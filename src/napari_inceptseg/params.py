@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import numbers
-import warnings
+import re
 from dataclasses import dataclass, field
 from typing import Any, Dict, Optional
 
@@ -173,43 +173,27 @@ class SegmentParams:
     )
 
     def __post_init__(self) -> None:
-        if self.arch not in ARCHITECTURES:
-            raise ValueError(
-                f"unknown architecture {self.arch!r}: choose one of {', '.join(ARCHITECTURES)}"
-            )
-        if self.precision not in PRECISIONS:
-            raise ValueError(f"unknown precision {self.precision!r}: choose one of {', '.join(PRECISIONS)}")
-        if self.dims not in DIMS:
-            raise ValueError(f"unknown dims {self.dims!r}: choose '2d' or '3d'")
-        if self.init not in INITS:
-            raise ValueError(f"unknown init {self.init!r}: choose one of {', '.join(INITS)}")
-        if self.color_space not in COLOUR_SPACES:
-            raise ValueError(f"unknown color_space {self.color_space!r}: choose one of {', '.join(COLOUR_SPACES)}")
+        for name, choices in _CHOICES.items():
+            value = getattr(self, name)
+            if value not in choices:
+                what = "architecture" if name == "arch" else name
+                raise ValueError(f"unknown {what} {value!r}: choose one of {', '.join(choices)}")
         if not isinstance(self.regions, bool):
             raise ValueError(f"regions must be True or False, got {self.regions!r}")
         for f in dataclasses.fields(self):
-            lo = f.metadata.get("minimum")
-            if lo is None:
-                continue
-            value = getattr(self, f.name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise ValueError(f"{f.name} must be a number, got {value!r}")
-            if not math.isfinite(value):
-                raise ValueError(f"{f.name} must be a finite number, got {value!r}")
-            if f.type in ("int", int) and int(value) != value:
-                raise ValueError(f"{f.name} must be a whole number, got {value!r}")
-            if value < lo or (f.name == "lr" and value == 0):
-                raise ValueError(f"{f.name} must be {'> 0' if f.name == 'lr' else f'>= {lo}'}, got {value!r}")
-            hi = f.metadata.get("maximum")
-            if hi is not None and value > hi:
-                raise ValueError(f"{f.name} must be <= {hi}, got {value!r}")
-        if self.seed is not None and not _is_seed(self.seed):
-            raise ValueError(f"seed must be a whole number from 0 to 2**63 - 1, or None, got {self.seed!r}")
-        if self.min_labels > self.n_channels:
-            warnings.warn(f"min_labels ({self.min_labels}) is above n_channels ({self.n_channels}), the most "
-                          "clusters possible: the run stops at max_iter only", stacklevel=3)
-        if not isinstance(self.device, str) or not self.device:
-            raise ValueError(f"device must be a string such as 'auto' or 'cpu', got {self.device!r}")
+            if f.metadata.get("minimum") is not None:
+                object.__setattr__(self, f.name, _checked_number(f, getattr(self, f.name)))
+        if self.seed is not None:
+            if not _is_seed(self.seed):
+                raise ValueError(f"seed must be a whole number from 0 to 2**63 - 1, or None, got {self.seed!r}")
+            object.__setattr__(self, "seed", int(self.seed))
+        if self.min_labels >= self.n_channels:
+            raise ValueError(
+                f"min_labels ({self.min_labels}) must be below n_channels ({self.n_channels}): a run stops "
+                f"once it has at most min_labels clusters, and {self.n_channels} channels never give more, "
+                "so it would stop after its first step; lower min_labels or raise n_channels")
+        if not isinstance(self.device, str) or not _DEVICE.fullmatch(self.device.strip().lower()):
+            raise ValueError(f"unknown device {self.device!r}: use 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'")
 
     @property
     def total_iter(self) -> int:
@@ -228,6 +212,32 @@ class SegmentParams:
 
     def to_dict(self) -> Dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+#: the settings that take one of a few words
+_CHOICES = {"arch": ARCHITECTURES, "precision": PRECISIONS, "dims": DIMS, "init": INITS,
+            "color_space": COLOUR_SPACES}
+_DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
+
+
+def _checked_number(f: "dataclasses.Field", value: Any) -> Any:
+    """A numeric setting as a plain ``int`` or ``float`` within its range: any integral
+    number (``15``, ``15.0``, ``numpy.int64(15)``) for a whole-number setting, any real
+    number for the others; a ValueError that names the setting for anything else."""
+    whole = f.type in ("int", int)
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ValueError(f"{f.name} must be a {'whole ' if whole else ''}number, got {value!r}")
+    if not math.isfinite(value):
+        raise ValueError(f"{f.name} must be a finite number, got {value!r}")
+    if whole and int(value) != value:
+        raise ValueError(f"{f.name} must be a whole number, got {value!r}")
+    value = int(value) if whole else float(value)
+    lo, hi = f.metadata["minimum"], f.metadata.get("maximum")
+    if value < lo or (f.name == "lr" and value == 0):
+        raise ValueError(f"{f.name} must be {'> 0' if f.name == 'lr' else f'>= {lo}'}, got {value!r}")
+    if hi is not None and value > hi:
+        raise ValueError(f"{f.name} must be <= {hi}, got {value!r}")
+    return value
 
 
 def _is_seed(value: Any) -> bool:

@@ -14,10 +14,16 @@ from .params import PRESETS, SegmentParams, preset_params
 def _settings(meta: Mapping[str, Any]) -> tuple:
     """``(preset, overrides)``: the preset closest to the run's settings (fewest
     differences) and every setting, seed included, that differs from it."""
-    if "params" not in meta:
+    if not isinstance(meta, Mapping) or "params" not in meta:
         raise ValueError("this layer has no napari-inceptseg run settings (metadata 'inceptseg' → 'params')")
+    if not isinstance(meta["params"], Mapping):
+        raise ValueError(f"the layer's run settings are not a mapping of names to values: {meta['params']!r}")
     known = {f.name for f in dataclasses.fields(SegmentParams)}
-    params: Dict[str, Any] = {k: v for k, v in meta["params"].items() if k in known}
+    try:  # metadata may come from anybody's file: every value is checked as a run would check it
+        checked = SegmentParams(**{k: v for k, v in meta["params"].items() if k in known})
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"the layer's run settings are not valid ({exc}); nothing was copied") from None
+    params: Dict[str, Any] = {k: getattr(checked, k) for k in known if k in meta["params"]}
 
     def overrides(name):
         base = preset_params(name)

@@ -9,6 +9,8 @@ import pytest
 
 from napari_inceptseg._widgets.segment import SegmentWidget
 
+from helpers import GUI_DEADLINE_MS
+
 pytestmark = pytest.mark.gui
 
 
@@ -23,7 +25,7 @@ def _dock(viewer, layer=None, **params):
     return widget
 
 
-def _wait(qtbot, widget, timeout=60_000):
+def _wait(qtbot, widget, timeout=GUI_DEADLINE_MS):
     qtbot.waitUntil(lambda: not widget.running, timeout=timeout)
 
 
@@ -82,6 +84,36 @@ def test_settings_persist_between_sessions_and_restore_defaults(make_napari_view
     third = SegmentWidget(viewer)
     assert third._preset.value == "default" and third._params["n_channels"].value == 48
     assert third._params["max_iter"].value == 15 and third._seed.value == -1 and third._preview_every.value == 10
+
+
+@pytest.mark.parametrize("trouble", ["unreadable", "deeply_nested", "not_a_mapping", "wrong_types"])
+def test_the_dock_opens_with_the_defaults_when_its_settings_cannot_be_read(make_napari_viewer, monkeypatch,
+                                                                          trouble):
+    from pathlib import Path
+
+    from napari_inceptseg._widgets import settings
+
+    path = settings.settings_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text({"deeply_nested": "[" * 100_000 + "]" * 100_000, "not_a_mapping": "[1, 2]",
+                     "wrong_types": '{"preset": [1], "n_channels": "many", "seed": {"a": 1}, "device": 3}',
+                     "unreadable": "{}"}[trouble])
+    if trouble == "unreadable":  # (root reads any file: make the folder refuse as it would a user)
+        is_file = Path.is_file
+
+        def refuse(self):
+            if self.parent == path.parent:
+                raise PermissionError(13, "Permission denied", str(self))
+            return is_file(self)
+
+        monkeypatch.setattr(Path, "is_file", refuse)
+    warned = []
+    monkeypatch.setattr("napari.utils.notifications.show_warning", warned.append)
+    widget = SegmentWidget(make_napari_viewer())
+    assert widget._preset.value == "default" and widget._params["n_channels"].value == 48
+    assert widget._seed.value == -1
+    if trouble != "wrong_types":  # (values of the wrong type are skipped one by one, in the log)
+        assert len(warned) == 1 and "could not be read" in warned[0] and "defaults" in warned[0]
 
 
 def test_cancel_from_the_activity_dock_within_one_tile_of_the_final_pass(make_napari_viewer, qtbot, monkeypatch):
@@ -192,7 +224,7 @@ def test_apply_to_folder_writes_one_labels_file_per_image_and_never_overwrites(m
     net = widget._network
     for expected in ("plates-labels", "plates-labels-2"):
         net.apply_to_folder(folder=str(folder))
-        qtbot.waitUntil(lambda: net._folder_worker is None, timeout=60_000)
+        qtbot.waitUntil(lambda: net._folder_worker is None, timeout=GUI_DEADLINE_MS)
         out = tmp_path / expected
         assert sorted(p.name for p in out.iterdir()) == [f"well{k}_labels.png" for k in range(3)]
         assert iio.imread(out / "well0_labels.png").shape == synthetic[0].shape[:2]

@@ -25,16 +25,29 @@ def settings_path() -> Path:
 
 
 def load_settings() -> Dict[str, Any]:
-    """The saved settings, or {} when there are none or the file cannot be read."""
+    """The saved settings, or {} when there are none; when they cannot be read (an
+    unreadable folder or file, broken or absurdly nested JSON, not a mapping) the dock
+    starts from the defaults and a napari notification says why."""
     path = settings_path()
-    if not path.is_file():
-        return {}
     try:
+        if not path.is_file():
+            return {}
         data = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        log.warning("ignoring the saved dock settings in %s: %s", path, exc)
+        if not isinstance(data, dict):
+            raise ValueError(f"expected a mapping of setting names to values, found {type(data).__name__}")
+    except (OSError, ValueError, RecursionError) as exc:
+        _ignored(path, exc)
         return {}
-    return data if isinstance(data, dict) else {}
+    return data
+
+
+def _ignored(path: Path, exc: BaseException) -> None:
+    from napari.utils.notifications import show_warning
+
+    why = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
+    log.warning("ignoring the saved dock settings in %s: %s", path, why)
+    show_warning(f"napari-inceptseg: the saved dock settings in {path} could not be read ({why}); "
+                 "the dock starts with the defaults")
 
 
 def save_settings(values: Dict[str, Any]) -> None:
@@ -78,6 +91,6 @@ class KeptSettings:
                 if name in saved and name in self.widgets:
                     try:
                         self.widgets[name].value = saved[name]
-                    except (ValueError, TypeError) as exc:  # e.g. a device this machine lacks
+                    except (ValueError, TypeError, KeyError, RecursionError) as exc:  # e.g. an absent device
                         log.warning("dock setting %s=%r not restored: %s", name, saved[name], exc)
             self.section.set_open(bool(saved.get("advanced_open", False)))

@@ -121,10 +121,15 @@ def _segment_setup(args: argparse.Namespace):
     if args.model and args.save_model and not args.warm_start:
         raise ValueError("--save-model with --model saves nothing new: add --warm-start to train from the model")
     model = load_model(args.model) if args.model else None  # a bad file fails here, in one line
-    if args.save_model:
-        _per_image(args.save_model, Path(args.images[0]), len(args.images), "--save-model")
     out = Path(args.out)
     _check_output_folder(out, args.images)
+    if args.save_model:  # every network file's place, before the first image trains
+        from ..io import check_writable
+
+        for name in args.images:
+            target = _per_image(args.save_model, Path(name), len(args.images), "--save-model")
+            # (an existing file is refused per image, as every output is, unless --overwrite)
+            check_writable(target, overwrite=True, what="--save-model file")
     return params, model, out
 
 

@@ -24,7 +24,7 @@ from ..params import SegmentParams, resolve_params
 from .plan import HEAP_ALLOWANCE, coarse_size, plan_image, plan_run, training_size
 from .results import Progress, RunInterrupted, SegmentationError, relay, run_to_end
 from .segmentation import SegmentationResult
-from .runtime import CUDA_SYNC_EVERY, heap_allocator, oom_types, resolve_device
+from .runtime import CUDA_SYNC_EVERY, heap_allocator, is_out_of_memory, oom_types, resolve_device
 from .stages import StageContext, optimise
 
 # torch's seed is process-wide: two runs (two docks, two threads) must not seed and draw
@@ -133,13 +133,18 @@ def segment_iter(
         if isinstance(exc, RunInterrupted):
             raise
         raise RunInterrupted(run.ctx.last.labels(), run.ctx.last.iteration) from None
-    except oom_types() as exc:
-        raise SegmentationError(
-            f"out of memory on {run.device} for a {' x '.join(map(str, run.spatial))} image with "
-            f"{run.params.n_channels} channels ({run.params.arch}): use a smaller image, fewer "
-            f"channels, a tile_size, or device='cpu'"
-        ) from exc
+    except (*oom_types(), RuntimeError) as exc:
+        if isinstance(exc, SegmentationError) or not is_out_of_memory(exc):
+            raise
+        raise _out_of_memory(run) from None
     return _result(run, net, plan, raw, labels, response, n_iter, stop_reason)
+
+
+def _out_of_memory(run: _Inputs) -> SegmentationError:
+    return SegmentationError(
+        f"out of memory on {run.device} for a {' x '.join(map(str, run.spatial))} image with "
+        f"{run.params.n_channels} channels ({run.params.arch}): use a smaller image, fewer "
+        f"channels, a tile_size, or device='cpu'")
 
 
 def _prepare(image, channel_axis, params, preview_every, sync_every, scribbles, spacing, init_model,

@@ -75,6 +75,12 @@ class VanillaNet(nn.Module):
         """float32 values per pixel of a forward pass without gradients."""
         return 3 * n_channels + in_channels
 
+    @staticmethod
+    def n_weights(n_channels: int, n_conv: int, in_channels: int, dims: int = 2) -> int:
+        """Learnable values: 3x3 layers, the 1x1 layer and BatchNorm (weights, biases)."""
+        c, k = n_channels, 3**dims
+        return (in_channels * k + 1) * c + (n_conv - 1) * (c * k + 1) * c + (c + 1) * c + 2 * c * (n_conv + 1)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.bn1(F.relu(self.conv1(x)))
         for conv, bn in zip(self.conv2, self.bn2):
@@ -211,6 +217,25 @@ class InceptionNet(nn.Module):
     def pass_floats_per_pixel(n_channels: int, in_channels: int) -> float:
         """float32 values per pixel of a forward pass without gradients."""
         return 1200 + 4 * n_channels + in_channels
+
+    @classmethod
+    def n_weights(cls, n_channels: int, n_conv: int, in_channels: int, dims: int = 2) -> int:
+        """Learnable values: the stem, the Inception blocks and the head (weights,
+        biases and BatchNorm's scale and shift)."""
+
+        def unit(cin, cout, k):  # ConvBlock, or a conv with its BatchNorm
+            return (cin * k**dims + 1) * cout + 2 * cout
+
+        def block(cin, out1, red3, out3, red5, out5, out_pool):
+            return (unit(cin, out1, 1) + unit(cin, red3, 1) + unit(red3, out3, 3) + unit(cin, red5, 1)
+                    + unit(red5, out5, 5) + unit(cin, out_pool, 1)), out1 + out3 + out5 + out_pool
+
+        total, width = block(cls.STEM, *cls.FIRST)
+        total += unit(in_channels, cls.STEM, 1) + 2 * width
+        for _ in range(n_conv):
+            extra, width = block(width, *cls.NEXT)
+            total += extra + 2 * width
+        return total + unit(width, n_channels, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.bn1(F.relu(self.conv1(x)))

@@ -60,6 +60,19 @@ def pass_bytes_per_pixel(params: SegmentParams, in_channels: int = 3) -> float:
     return 4.0 * floats + (16 if params.regions else 0)
 
 
+#: float32 values kept per learnable value of the network: the weight, its gradient and
+#: the optimiser's momentum
+WEIGHT_COPIES = 3
+
+
+def weight_bytes(params: SegmentParams, in_channels: int = 3, dims: int = 2) -> float:
+    """The network's learnable values, their gradients and momentum, in bytes."""
+    from .networks import NETWORKS
+
+    n = NETWORKS[params.arch].n_weights(params.n_channels, params.n_conv, in_channels, dims)
+    return 4.0 * WEIGHT_COPIES * n
+
+
 def input_bytes(full_shape, in_channels: int, preparing: bool = False) -> float:
     """The image's copies and the outputs at full resolution (``preparing``: the
     larger amount while the image is normalised and converted)."""
@@ -198,9 +211,22 @@ def plan_run(shape: Tuple[int, ...], in_channels: int, params: SegmentParams, de
     shape = tuple(int(s) for s in shape)
     full_shape = shape if full_shape is None else tuple(int(s) for s in full_shape)
     budget = _budget(params, device)
-    fixed = BASE_BYTES + input_bytes(full_shape, in_channels)
+    weights = weight_bytes(params, in_channels, len(shape))
+    if budget is not None and weights * MARGIN > max(budget / 2, budget - BASE_BYTES * MARGIN):
+        raise MemoryError(
+            f"the {params.arch!r} network with n_channels={params.n_channels} and n_conv={params.n_conv} "
+            f"has {weights / 4 / WEIGHT_COPIES / 1e6:,.0f} million weights, which with their gradients "
+            f"need about {_gb(weights)}: more than the about {_gb(budget)} available on {device}; "
+            "use fewer channels (n_channels) or fewer layers (n_conv)")
+    fixed = BASE_BYTES + input_bytes(full_shape, in_channels) + weights
     room = None if budget is None else budget - fixed * MARGIN  # for the steps and the final pass
-    tile, lean, why = _plan_step(shape, in_channels, params, device, guided, room)
+    try:
+        tile, lean, why = _plan_step(shape, in_channels, params, device, guided, room)
+    except MemoryError as exc:
+        if shape == full_shape:
+            raise
+        raise MemoryError(f"{exc} (it is the training copy of a {_xs(full_shape)} image, whose own copies "
+                          f"take about {_gb(input_bytes(full_shape, in_channels))} of that)") from None
     step_px = math.prod(tile) if tile else math.prod(shape)
     step_bytes = step_px * bytes_per_pixel(params, in_channels, lean)
     heap = (fast_heap_possible(device) and not lean and budget is not None

@@ -3,7 +3,8 @@ room of the engine (torch is imported inside the functions, not here).
 
 - devices: :func:`available_devices`, :func:`resolve_device`, :data:`CUDA_SYNC_EVERY`;
 - precision and layout: :func:`autocast`, :func:`memory_format_for`;
-- memory: :func:`available_bytes` (free memory, cgroup limits), :func:`oom_types`;
+- memory: :func:`available_bytes` (free memory, cgroup limits), :func:`oom_types`,
+  :func:`is_out_of_memory`;
 - the CPU's allocator: transparent huge pages (``THP_MEM_ALLOC_ENABLE``, set when the
   engine is first imported) and the fast heap (:func:`heap_allocator`). Large CPU
   tensors come from 2 MB huge pages, so the kernel faults fresh activation memory in
@@ -112,6 +113,18 @@ def oom_types() -> tuple:
     if oom is not None:
         types.append(oom)
     return tuple(types)
+
+
+#: what PyTorch's allocators say in the plain RuntimeError they raise when out of memory
+_OOM_WORDS = ("can't allocate memory", "not enough memory", "out of memory")
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """Whether ``exc`` means out of memory: one of :func:`oom_types`, or the plain
+    RuntimeError of PyTorch's CPU (and MPS) allocators."""
+    if isinstance(exc, oom_types()):
+        return True
+    return isinstance(exc, RuntimeError) and any(w in str(exc) for w in _OOM_WORDS)
 
 
 # -- free memory ---------------------------------------------------------------------------
