@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+import contextlib
+import os
+import signal
+import subprocess
 
 import numpy as np
 import pytest
@@ -10,7 +13,7 @@ import pytest
 from napari_inceptseg import segment
 from napari_inceptseg.sample_data import synthetic_regions
 
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+from helpers import PROCESS_DEADLINE, need_shared_data
 
 #: Quality runs: the issue's protocol (about 128 x 160, sigma 12, 100 iterations).
 QUALITY_ITERS = 100
@@ -48,9 +51,29 @@ def small_rgb():
 
 @pytest.fixture(scope="session")
 def shared_data():
-    if not SHARED_DATA.is_dir():
-        pytest.skip(f"shared data folder not found at {SHARED_DATA}")
-    return SHARED_DATA
+    return need_shared_data()
+
+
+@pytest.fixture
+def spawn():
+    """``spawn(cmd, **popen_kw)`` starts a process in a session of its own; whatever
+    the test's outcome, the process and its children are killed when it ends."""
+    procs = []
+
+    def start(cmd, **kw):
+        proc = subprocess.Popen(cmd, start_new_session=True, **kw)
+        procs.append(proc)
+        return proc
+
+    yield start
+    for proc in procs:
+        if proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=PROCESS_DEADLINE)
+        for stream in (proc.stdout, proc.stderr):
+            if stream is not None:
+                stream.close()
 
 
 @pytest.fixture(autouse=True)

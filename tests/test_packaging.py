@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 import venv
 from pathlib import Path
 
 import pytest
+
+from helpers import run_command
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -41,7 +42,7 @@ def test_import_does_not_load_torch_or_qt():
         "bad=[m for m in ('torch','qtpy','PyQt5','napari') if m in sys.modules];"
         "print(','.join(bad))"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    out = run_command([sys.executable, "-c", code], check=True).stdout
     assert out.strip() == ""
 
 
@@ -50,19 +51,14 @@ def test_wheel_installs_and_validates_in_fresh_venv(tmp_path):
     """Build the wheel with `python -m build` and validate the manifest with npe2
     in a new virtual environment that has only the wheel and npe2."""
     dist = tmp_path / "dist"
-    subprocess.run(
-        [sys.executable, "-m", "build", "--wheel", "--outdir", str(dist), str(ROOT)],
-        check=True, capture_output=True,
-    )
+    run_command([sys.executable, "-m", "build", "--wheel", "--outdir", str(dist), str(ROOT)], check=True)
     (wheel,) = dist.glob("napari_inceptseg-*.whl")
     env_dir = tmp_path / "venv"
     venv.create(env_dir, with_pip=True)
     py = env_dir / "bin" / "python"
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
-    subprocess.run([py, "-m", "pip", "install", "-q", "--no-deps", str(wheel)], check=True, env=env)
-    subprocess.run([py, "-m", "pip", "install", "-q", "npe2"], check=True, env=env, capture_output=True)
-    proc = subprocess.run(
-        [env_dir / "bin" / "npe2", "validate", "napari-inceptseg"], capture_output=True, text=True, env=env
-    )
+    run_command([py, "-m", "pip", "install", "-q", "--no-deps", str(wheel)], check=True, env=env)
+    run_command([py, "-m", "pip", "install", "-q", "npe2"], check=True, env=env)
+    proc = run_command([env_dir / "bin" / "npe2", "validate", "napari-inceptseg"], env=env)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "valid" in proc.stdout

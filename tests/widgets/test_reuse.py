@@ -7,6 +7,8 @@ import pytest
 
 from napari_inceptseg import load_model, score
 
+from helpers import GUI_DEADLINE_MS
+
 pytestmark = pytest.mark.gui
 
 
@@ -20,7 +22,7 @@ def _widget(viewer):
 
 
 def _wait(qtbot, widget):
-    qtbot.waitUntil(lambda: not widget.running, timeout=60_000)
+    qtbot.waitUntil(lambda: not widget.running, timeout=GUI_DEADLINE_MS)
 
 
 def test_scribbles_layer_guides_the_run_and_keeps_its_ids(make_napari_viewer, qtbot, small_rgb):

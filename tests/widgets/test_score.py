@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from helpers import GUI_DEADLINE_MS
+
 pytestmark = pytest.mark.gui
 
 GT = np.array([[1, 1, 2, 2], [1, 1, 2, 2], [0, 0, 3, 3]], dtype=np.int32)
@@ -60,7 +62,7 @@ def test_updates_after_an_edit(scored, qtbot):
     pred.brush_size = 1
     pred.paint((2, 2), 9)  # the brush tool's call
     pred.paint((2, 3), 9)
-    qtbot.waitUntil(lambda: widget.result is not None and widget.result["accuracy"] != before, timeout=5000)
+    qtbot.waitUntil(lambda: widget.result is not None and widget.result["accuracy"] != before, timeout=GUI_DEADLINE_MS)
     assert widget.result["accuracy"] == pytest.approx(10 / 12)
 
 
@@ -94,6 +96,6 @@ def test_the_empty_table_has_its_one_column_and_edits_flow_to_csv_and_matched_la
     before = widget.table_csv()
     pred.data[2, :2] = 6  # the user fixes... and breaks the bottom-left corner
     pred.events.data()
-    qtbot.waitUntil(lambda: widget.table_csv() != before, timeout=5000)
+    qtbot.waitUntil(lambda: widget.table_csv() != before, timeout=GUI_DEADLINE_MS)
     matched = widget.add_matched_layer()
     assert matched is not None and matched.data[2, 0] == matched.data[0, 1]  # follows the edit

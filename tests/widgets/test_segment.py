@@ -8,6 +8,8 @@ import pytest
 from napari_inceptseg import SegmentParams, score
 from napari_inceptseg.params import preset_params
 
+from helpers import GUI_DEADLINE_MS
+
 pytestmark = pytest.mark.gui
 
 
@@ -26,7 +28,7 @@ def viewer_and_widget(make_napari_viewer, synthetic):
     return viewer, widget
 
 
-def _wait(qtbot, widget, timeout=60_000):
+def _wait(qtbot, widget, timeout=GUI_DEADLINE_MS):
     qtbot.waitUntil(lambda: not widget.running, timeout=timeout)
 
 
@@ -148,9 +150,9 @@ def test_cancel_in_the_middle(viewer_and_widget, qtbot, keep):
     widget._keep_preview.value = keep
     names_before = [l.name for l in viewer.layers]
     widget.run()
-    qtbot.waitUntil(lambda: "syn regions" in [l.name for l in viewer.layers], timeout=30_000)
+    qtbot.waitUntil(lambda: "syn regions" in [l.name for l in viewer.layers], timeout=GUI_DEADLINE_MS)
     widget.cancel()
-    _wait(qtbot, widget, timeout=30_000)
+    _wait(qtbot, widget, timeout=GUI_DEADLINE_MS)
     names = [l.name for l in viewer.layers]
     if keep:
         assert names == names_before + ["syn regions"]
@@ -339,7 +341,7 @@ def test_two_docks_running_at_once_each_end_with_their_own_result(make_napari_vi
         for widget in docks:
             widget.run()
         assert all(w.running for w in docks)
-        qtbot.waitUntil(lambda: not any(w.running for w in docks), timeout=120_000)
+        qtbot.waitUntil(lambda: not any(w.running for w in docks), timeout=GUI_DEADLINE_MS)
         new = [l for l in viewer.layers if id(l) not in before]
         assert len(new) == 2
         for i, widget in enumerate(docks):
