@@ -60,11 +60,12 @@ def spatial_layout(shape, channel_axis: Optional[int] = None, dims: int = 2):
                 f"the image has shape {shape}: it needs {_AXES[dims].replace(' (', ' spatial dimensions (')}"
                 ", optionally with a channel axis"
             )
+        la = " (a last axis of 2 may be grey + alpha: give image[..., 0])" if shape[-1] == 2 else ""
         raise ValueError(
             f"cannot tell the channels of an image of shape {shape}: pass "
             "channel_axis=<axis> for multichannel data (e.g. channel_axis=0 for "
             + ("(C, Y, X)); for Z-stacks or time series segment one 2D plane at a time"
-               if dims == 2 else "(C, Z, Y, X))")
+               if dims == 2 else "(C, Z, Y, X))") + la
         )
     if isinstance(channel_axis, bool) or not isinstance(channel_axis, (int, np.integer)):
         raise ValueError(f"channel_axis must be an integer axis or None, got {channel_axis!r}")
