@@ -77,9 +77,10 @@ def test_regions_from_clusters_gives_connected_ids_one_to_r():
     response[0, clusters == 0] += 2
     response[1, clusters == 1] += 2
     image = np.stack([clusters.astype(np.float32)] * 3)
-    out = R.regions_from_clusters(clusters, response, image, merge_threshold=0.65)
+    out, hierarchy = R.regions_from_clusters(clusters, response, image, merge_threshold=0.65, level=0.0)
     assert sorted(np.unique(out)) == [1, 2, 3]  # the island is its own region
-    limited = R.regions_from_clusters(clusters, response, image, merge_threshold=0.65, n_clusters=2)
+    assert hierarchy.n_base == 3 and (hierarchy.cut(1.0) == 1).all()
+    limited, _ = R.regions_from_clusters(clusters, response, image, merge_threshold=0.65, level=0.0, n_clusters=2)
     assert len(np.unique(limited)) == 2
 
 

@@ -155,3 +155,35 @@ def split_objects(labels, clusters=None, *, separate_touching: bool = True,
     objects = watershed(-dist, markers, mask=mask)
     out = consecutive_labels(objects)  # (background, if any, becomes 1)
     return (out - 1 if (objects == 0).any() else out).astype(np.int32)
+
+
+def region_adjacency(labels: np.ndarray, edges: Optional[np.ndarray] = None):
+    """``(a, b, length, contrast)``: every pair of adjacent ids (a < b), the number of
+    face-neighbour pixel pairs between them, and the sum of ``edges`` over those pairs
+    (the mean of the two pixels; zeros without ``edges``)."""
+    a_all, b_all, w_all = [], [], []
+    for axis in range(labels.ndim):
+        lo = [slice(None)] * labels.ndim
+        hi = [slice(None)] * labels.ndim
+        lo[axis], hi[axis] = slice(None, -1), slice(1, None)
+        x, y = labels[tuple(lo)], labels[tuple(hi)]
+        cut = x != y
+        a_all.append(np.minimum(x[cut], y[cut]))
+        b_all.append(np.maximum(x[cut], y[cut]))
+        if edges is not None:
+            w_all.append(0.5 * (edges[tuple(lo)][cut] + edges[tuple(hi)][cut]))
+    a = np.concatenate(a_all).astype(np.int64)
+    b = np.concatenate(b_all).astype(np.int64)
+    if a.size == 0:
+        return a, b, np.zeros(0), np.zeros(0)
+    n = int(labels.max()) + 1
+    pair, inverse = np.unique(a * n + b, return_inverse=True)
+    length = np.bincount(inverse).astype(np.float64)
+    contrast = np.bincount(inverse, np.concatenate(w_all)) if edges is not None else np.zeros_like(length)
+    return pair // n, pair % n, length, contrast
+
+
+def region_sums(labels: np.ndarray, features: np.ndarray, n: int) -> np.ndarray:
+    """``(n, C)``: the sum of each channel of ``features`` (``(C, *spatial)``) over each id."""
+    flat = labels.ravel()
+    return np.stack([np.bincount(flat, f.ravel(), minlength=n) for f in features], 1)

@@ -110,6 +110,15 @@ class SegmentParams:
         "response) are merged; larger gives fewer, larger regions, 0 merges none.",
         minimum=0.0,
     )
+    level: float = _f(
+        0.525,
+        "With regions: where the region hierarchy is cut, from 0 (the finest regions) to 1 "
+        "(one region); higher gives fewer, larger regions. The result keeps the whole "
+        "hierarchy (result.hierarchy), so any other level is one cut away. The default was "
+        "chosen on the development sets (benchmarks/choose_level.py).",
+        minimum=0.0,
+        maximum=1.0,
+    )
     n_clusters: int = _f(
         0,
         "At most this many labels: after the run, labels are grouped by how alike the "

@@ -9,10 +9,12 @@
 3. adjacent regions are merged, weakest border first, while the network's response
    changes little across their border (:data:`EDGE_THRESHOLD`);
 4. adjacent regions are merged, most alike first, while their mean responses differ
-   by less than ``merge_threshold``;
-5. with ``n_clusters``, regions are grouped (touching or not) into that many labels
-   by Ward's clustering of their mean responses, each weighted by its pixels
-   (:func:`merge_alike`).
+   by less than ``merge_threshold``: these are the finest regions;
+5. a :class:`~napari_inceptseg.hierarchy.RegionHierarchy` merges them further, up to
+   one region, and is cut at ``level`` (:mod:`napari_inceptseg.hierarchy`);
+6. with ``n_clusters``, the regions of that cut are grouped (touching or not) into that
+   many labels by Ward's clustering of their mean responses, each weighted by its
+   pixels (:func:`merge_alike`).
 
 Responses are in units of their own standard deviation (the networks end in
 BatchNorm), so both thresholds mean the same on every image. The merging is written
@@ -28,7 +30,8 @@ from typing import Dict, Optional, Tuple
 
 import numpy as np
 
-from .labels import connected_regions, consecutive_labels
+from .hierarchy import build_hierarchy, channel_edges
+from .labels import connected_regions, consecutive_labels, region_adjacency, region_sums
 
 
 #: pixels per superpixel in step 1 (about 3,900 superpixels on a 481 x 321 image)
@@ -82,49 +85,6 @@ def absorb_small(regions: np.ndarray, min_size: int) -> np.ndarray:
     return regions[tuple(nearest)]
 
 
-def response_edges(response: np.ndarray) -> np.ndarray:
-    """Root mean square over channels of the Sobel gradient magnitude of a
-    ``(C, *spatial)`` response: how fast the network's output changes at each pixel."""
-    from skimage.filters import sobel
-
-    acc = np.zeros(response.shape[1:], dtype=np.float64)
-    for channel in response:
-        acc += sobel(channel) ** 2
-    return np.sqrt(acc / response.shape[0])
-
-
-def _adjacency(labels: np.ndarray, edges: Optional[np.ndarray] = None):
-    """``(a, b, length, contrast)``: every pair of adjacent ids (a < b), the number of
-    face-neighbour pixel pairs between them, and the sum of ``edges`` over those pairs
-    (the mean of the two pixels; zeros without ``edges``)."""
-    a_all, b_all, w_all = [], [], []
-    for axis in range(labels.ndim):
-        lo = [slice(None)] * labels.ndim
-        hi = [slice(None)] * labels.ndim
-        lo[axis], hi[axis] = slice(None, -1), slice(1, None)
-        x, y = labels[tuple(lo)], labels[tuple(hi)]
-        cut = x != y
-        a_all.append(np.minimum(x[cut], y[cut]))
-        b_all.append(np.maximum(x[cut], y[cut]))
-        if edges is not None:
-            w_all.append(0.5 * (edges[tuple(lo)][cut] + edges[tuple(hi)][cut]))
-    a = np.concatenate(a_all).astype(np.int64)
-    b = np.concatenate(b_all).astype(np.int64)
-    if a.size == 0:
-        return a, b, np.zeros(0), np.zeros(0)
-    n = int(labels.max()) + 1
-    pair, inverse = np.unique(a * n + b, return_inverse=True)
-    length = np.bincount(inverse).astype(np.float64)
-    contrast = np.bincount(inverse, np.concatenate(w_all)) if edges is not None else np.zeros_like(length)
-    return pair // n, pair % n, length, contrast
-
-
-def _region_sums(labels: np.ndarray, features: np.ndarray, n: int) -> np.ndarray:
-    """``(n, C)``: the sum of each channel of ``features`` (``(C, *spatial)``) over each id."""
-    flat = labels.ravel()
-    return np.stack([np.bincount(flat, f.ravel(), minlength=n) for f in features], 1)
-
-
 class _RegionGraph:
     """Adjacent regions, merged greedily (lowest weight first) with a heap.
 
@@ -141,8 +101,8 @@ class _RegionGraph:
         self.alive = int((self.size > 0).sum())
         self.sums = None
         if features is not None:
-            self.sums = _region_sums(labels, features, n)
-        a, b, length, contrast = _adjacency(labels, edges)
+            self.sums = region_sums(labels, features, n)
+        a, b, length, contrast = region_adjacency(labels, edges)
         self.nbrs: Dict[int, Dict[int, list]] = {}
         for i, j, ln, ct in zip(a.tolist(), b.tolist(), length.tolist(), contrast.tolist()):
             self.nbrs.setdefault(i, {})[j] = [ln, ct]
@@ -212,20 +172,32 @@ def merge_weak_borders(labels: np.ndarray, edges: np.ndarray, threshold: float) 
     return graph.relabel(labels)
 
 
-def regions_from_clusters(clusters: np.ndarray, response: np.ndarray, image: np.ndarray, *,
-                          merge_threshold: float, n_clusters: int = 0) -> np.ndarray:
-    """The default method's post-processing (module docs): ``clusters`` (argmax ids,
-    ``spatial``), the network's ``response`` (``(C, *spatial)``) and the network's
-    input ``image`` (``(C, *spatial)``, about 0..1) in; regions numbered 1..R out."""
+def finest_regions(clusters: np.ndarray, response: np.ndarray, image: np.ndarray, *,
+                   merge_threshold: float) -> np.ndarray:
+    """Steps 1-4 (module docs): ``clusters`` (argmax ids, ``spatial``), the network's
+    ``response`` (``(C, *spatial)``) and its input ``image`` (``(C, *spatial)``, about
+    0..1) in; the finest regions, numbered 1..R, out."""
     labels = superpixel_vote(clusters, image)
     labels = connected_regions(labels, connectivity=1)  # face-connected pieces
     labels = absorb_small(labels, max(MIN_REGION_PIXELS, int(MIN_REGION_FRACTION * labels.size)))
-    labels = merge_weak_borders(labels, response_edges(response), EDGE_THRESHOLD)
+    labels = merge_weak_borders(labels, channel_edges(response), EDGE_THRESHOLD)
     if merge_threshold > 0:
         labels = merge_adjacent(labels, response, merge_threshold)
-    if n_clusters:
-        labels = merge_alike(labels, response, n_clusters)
     return consecutive_labels(labels)
+
+
+def regions_from_clusters(clusters: np.ndarray, response: np.ndarray, image: np.ndarray, *,
+                          merge_threshold: float, level: float, n_clusters: int = 0):
+    """The default method's post-processing (module docs): the finest regions, their
+    :class:`~napari_inceptseg.hierarchy.RegionHierarchy`, and its cut at ``level``
+    (step 5), or with ``n_clusters`` that many labels grouped from it (step 6).
+    Returns ``(labels numbered 1..K, hierarchy)``."""
+    hierarchy = build_hierarchy(finest_regions(clusters, response, image, merge_threshold=merge_threshold),
+                                response, image)
+    labels = hierarchy.cut(level)
+    if n_clusters:
+        labels = consecutive_labels(merge_alike(labels, response, n_clusters))
+    return labels, hierarchy
 
 
 def limit_clusters(labels: np.ndarray, features: np.ndarray, n_clusters: int) -> Tuple[np.ndarray, bool]:
@@ -253,7 +225,7 @@ def merge_alike(labels: np.ndarray, features: np.ndarray, n_keep: int) -> np.nda
     ids = np.flatnonzero(size)
     if ids.size <= n_keep:
         return labels
-    sums = _region_sums(labels, features, size.size)
+    sums = region_sums(labels, features, size.size)
     groups = sized_ward(sums[ids] / size[ids, None], size[ids], n_keep)
     lut = np.zeros(size.size, dtype=np.int64)
     lut[ids] = groups + 1

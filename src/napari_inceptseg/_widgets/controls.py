@@ -30,6 +30,7 @@ _NUMERIC = {
     "refine_iter": ("refine steps", 10000),
     "train_pixels": ("training pixels (0: all)", 10**9),
     "merge_threshold": ("merge threshold", 100.0),
+    "level": ("hierarchy level (0: finest)", 1.0),
     "n_clusters": ("at most N labels (0: any)", 100000),
 }
 _CHOICE_LABELS = {"arch": "architecture", "dims": "dimensions", "init": "initialisation", "precision": "precision",
@@ -51,7 +52,7 @@ def _param_widgets() -> dict:
             if str(f.type) == "float":
                 out[f.name] = FloatSpinBox(
                     label=label, min=0.0 if f.name != "coarse_scale" else f.metadata["minimum"],
-                    max=hi, step={"coarse_scale": 0.05, "memory_gb": 0.5, "merge_threshold": 0.05}.get(f.name, 0.01),
+                    max=hi, step={"coarse_scale": 0.05, "memory_gb": 0.5, "merge_threshold": 0.05, "level": 0.005}.get(f.name, 0.01),
                     value=f.default, tooltip=help_,
                 )
             else:

@@ -45,6 +45,7 @@ class Run:
     cancelled: bool = False
     failed: bool = False
     returned: bool = False  # the result has landed: previews still queued are stale
+    result: Any = None  # what the engine returned
 
 
 class RunLifecycle:
@@ -138,7 +139,7 @@ class RunLifecycle:
         run.pbar.update(done - run.pbar.n)
 
     def _on_returned(self, run: Run, result) -> None:
-        run.returned = True
+        run.returned, run.result = True, result
         layer = self._ensure_layer(run)
         if run.kind == "apply":
             layer.data = result

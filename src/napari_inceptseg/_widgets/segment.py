@@ -20,6 +20,7 @@ from napari.utils.notifications import show_error, show_info
 from ..params import PRESETS, SegmentParams, method_fields, preset_params
 from .controls import BASIC_PARAMS, Section, _param_widgets, scrolling_body, wrapping_label
 from .source import layer_layout, plan_line, run_source, scribbles_for
+from .detail import DetailPanel
 from .network import NetworkPanel
 from .objects import ObjectsPanel
 from .run import Run, RunLifecycle
@@ -81,6 +82,7 @@ class SegmentWidget(Container):
         self._python_btn = PushButton(text="Copy as Python", tooltip="Copy the segment(...) call that reproduces the selected result layer (seed included).")
         self._command_btn = PushButton(text="Copy as command", tooltip="Copy the napari-inceptseg segment command that reproduces the selected result layer.")
         self._status = wrapping_label()
+        self._detail = DetailPanel(self._viewer, self._set_status)
         self._network = NetworkPanel(self.apply, self._set_status)
         self._objects = ObjectsPanel(self._viewer, self._set_status)
 
@@ -96,7 +98,7 @@ class SegmentWidget(Container):
             self._image, self._preset, *(self._params[n] for n in BASIC_PARAMS), self._seed,
             self._preview_every, self._channel_axis, self._slices, self._level,
             Container(widgets=[self._run_btn, self._cancel_btn], layout="horizontal", labels=False),
-            self._status, self._advanced, self._objects_section, self._network_section,
+            self._status, self._detail, self._advanced, self._objects_section, self._network_section,
             Container(widgets=[self._python_btn, self._command_btn], layout="horizontal", labels=False),
         ]
 
@@ -268,6 +270,9 @@ class SegmentWidget(Container):
         if self._run is run:
             self._run = None
             self._set_running(False)
+        hierarchy = getattr(run.result, "hierarchy", None)
+        if run.kind == "train" and run.layer is not None and hierarchy is not None:
+            self._detail.attach(run.layer, hierarchy, run.result.level)
 
     def apply(self, _=None) -> None:
         """Label the current slice / all slices with the last network, without training."""

@@ -10,22 +10,44 @@ Parameters (also in docs/benchmarks.md):
   sigma=0.5, min_size=50)``, the settings of scikit-image's segmentation gallery.
 - ``slic``: ``skimage.segmentation.slic(image, n_segments=250, compactness=10,
   sigma=1)`` on RGB (``compactness=0.1``, channel-last, for other channel counts).
+- ``felzenszwalb-sweep``: the BSDS500 region benchmark's classical row, Felzenszwalb's
+  method swept over its scale (:data:`SWEEP_SCALES`, ``sigma=0.8``,
+  ``min_size=scale / 4``), one partition per scale; alone it is its scale-100 partition.
 """
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import List, Optional, Tuple
 
 import numpy as np
 
 from ..labels import consecutive_labels
 from ..image import prepare_image
 
-BASELINES = ("kmeans3", "kmeans5", "felzenszwalb", "slic", "kmeans2", "otsu", "li")
+BASELINES = ("kmeans3", "kmeans5", "felzenszwalb", "slic", "kmeans2", "otsu", "li", "felzenszwalb-sweep")
+#: the scales of ``felzenszwalb-sweep`` (the levels of the region benchmark)
+SWEEP_SCALES = (25, 50, 100, 200, 400, 800, 1600, 3200)
+
+
+def baseline_levels(name: str, image: np.ndarray, *, channel_axis: Optional[int] = None,
+                    seed: int = 0) -> Tuple[np.ndarray, Optional[List[np.ndarray]]]:
+    """``(labels, levels)``: a baseline's labels 1..K and, for ``felzenszwalb-sweep``, its
+    partition at every scale of :data:`SWEEP_SCALES` (None for the others)."""
+    if name != "felzenszwalb-sweep":
+        return run_baseline(name, image, channel_axis=channel_axis, seed=seed), None
+    from skimage.segmentation import felzenszwalb
+
+    data = prepare_image(image, channel_axis=channel_axis)
+    feats = np.moveaxis(data if data.shape[0] in (1, 3) else data[:3], 0, -1)
+    levels = [consecutive_labels(felzenszwalb(feats, scale=s, sigma=0.8, min_size=int(s / 4), channel_axis=-1))
+              for s in SWEEP_SCALES]
+    return levels[SWEEP_SCALES.index(100)], levels
 
 
 def run_baseline(name: str, image: np.ndarray, *, channel_axis: Optional[int] = None, seed: int = 0) -> np.ndarray:
     """Labels 1..K of a baseline on a 2D image."""
+    if name == "felzenszwalb-sweep":
+        return baseline_levels(name, image, channel_axis=channel_axis, seed=seed)[0]
     data = prepare_image(image, channel_axis=channel_axis)  # (C, H, W) float32
     feats = np.moveaxis(data, 0, -1)
     if name in ("otsu", "li"):  # the thresholds a microscopist tries first, on the grey image

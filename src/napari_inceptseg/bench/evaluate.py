@@ -27,7 +27,8 @@ import numpy as np
 
 from ..metrics import instance_scores, region_scores, score
 from ..params import ARCHITECTURES, PRESETS, SegmentParams, preset_params
-from .baselines import BASELINES, run_baseline
+from .baselines import BASELINES, baseline_levels
+from .region_benchmark import LEVEL_FILE_COLUMNS, level_rows
 from .datasets import Item
 from .tables import (BASE_COLUMNS, INSTANCE_METRICS, METRICS, POOL_COLUMNS, PROTOCOLS, REGION_METRICS,
                      RESULT_FILES, Appender, metric_columns, read_rows, write_summary)
@@ -57,7 +58,8 @@ def _resize(array: np.ndarray, shape: Tuple[int, int], labels: bool) -> np.ndarr
 
 
 def evaluate_one(item: Item, method: str, overrides: Dict[str, Any], scale: float = 1.0) -> Dict[str, Any]:
-    """Segment one image with one method and score it; returns the CSV row.
+    """Segment one image with one method and score it; returns the CSV row, whose
+    ``LEVELS_KEY`` holds its rows of the region benchmark (``region_levels.csv``).
 
     ``overrides`` are engine settings applied on top of a network method's preset.
     With ``scale < 1`` a copy downscaled by ``scale`` per side is segmented and
@@ -76,17 +78,31 @@ def evaluate_one(item: Item, method: str, overrides: Dict[str, Any], scale: floa
 
         params = method_params(method, {**overrides, "seed": seed})
         res = run_to_end(segment_iter(work, params=params))
-        labels, n_iter = res.labels, res.n_iter
+        labels, n_iter, levels = res.labels, res.n_iter, res.hierarchy
     elif method in BASELINES:
-        labels, n_iter = run_baseline(method, work, seed=seed), 0
+        (labels, levels), n_iter = baseline_levels(method, work, seed=seed), 0
     else:
         raise ValueError(f"unknown method {method!r}: choose from {', '.join(METHODS)}")
     seconds = time.perf_counter() - t0
-    if labels.shape != (h, w):
-        labels = _resize(labels, (h, w), labels=True)
+    labels, levels = _at_shape(labels, levels, (h, w))
     row: Dict[str, Any] = {"image": item.name, "method": method, "seed": seed, "seconds": round(seconds, 3),
                            "n_iter": n_iter, "n_clusters": int(np.unique(labels).size)}
+    row[LEVELS_KEY] = level_rows(item.name, method, labels, levels, gts, item.ignore_index)
     return {**row, **score_row(labels, gts, item.ignore_index, item.kind == "instances")}
+
+
+#: the key of an evaluation row that carries its region benchmark rows
+LEVELS_KEY = "_levels"
+
+
+def _at_shape(labels: np.ndarray, levels, shape: Tuple[int, int]):
+    """Labels (and a hierarchy's regions, or a sweep's partitions) at the ground truth's shape."""
+    if labels.shape == tuple(shape):
+        return labels, levels
+    labels = _resize(labels, shape, labels=True)
+    if isinstance(levels, list):
+        return labels, [_resize(part, shape, labels=True) for part in levels]
+    return labels, None if levels is None else levels.with_base(_resize(levels.base, shape, labels=True))
 
 
 def score_row(labels: np.ndarray, gts: List[np.ndarray], ignore_index: Optional[int],
@@ -202,6 +218,37 @@ def auto_batch(items: Sequence[Item], methods: Sequence[str], params: Dict[str, 
     return 1
 
 
+#: the columns of skipped.csv
+SKIP_COLUMNS = ("image", "method", "reason")
+
+
+def _record(answers, out: Path, columns, bar, log) -> Tuple[int, int]:
+    """Write each answer as it comes: a scored row (its region benchmark rows first, then
+    the row that marks the pair done) or a skipped pair. Returns ``(n_new, n_skipped)``."""
+    results = Appender(out / "results.csv", columns)
+    skips = Appender(out / "skipped.csv", SKIP_COLUMNS)
+    levels = Appender(out / "region_levels.csv", LEVEL_FILE_COLUMNS)
+    n_new = n_skip = 0
+    try:
+        for row, error in answers:
+            if error is None:
+                for level_row in row.pop(LEVELS_KEY):
+                    levels.write(level_row, sync=False)
+                results.write(row)
+                n_new += 1
+                bar.set_postfix(last=f"{row['image']}/{row['method']}", refresh=False)
+            else:
+                (name, method) = row
+                skips.write({"image": name, "method": method, "reason": error})
+                n_skip += 1
+                log(f"skipped {name} ({method}): {error}")
+            bar.update(1)
+    finally:
+        for f in (results, skips, levels):
+            f.close()
+    return n_new, n_skip
+
+
 @dataclass
 class EvaluationReport:
     out: Path
@@ -276,9 +323,8 @@ def run_evaluation(
     prepare_output(out, config, overwrite)
     multi = any(i.kind == "mat" for i in items)
     columns = list(BASE_COLUMNS) + metric_columns(multi, any(i.kind == "instances" for i in items))
-    skip_cols = ["image", "method", "reason"]
     done = {(r["image"], r["method"]) for r in read_rows(out / "results.csv", columns)}
-    skipped = {(r["image"], r["method"]) for r in read_rows(out / "skipped.csv", skip_cols)}
+    skipped = {(r["image"], r["method"]) for r in read_rows(out / "skipped.csv", SKIP_COLUMNS)}
     todo = [(i, m) for i in items for m in methods if (i.name, m) not in done | skipped]
     n_before = len(items) * len(methods) - len(todo)
     if n_before:
@@ -286,25 +332,10 @@ def run_evaluation(
 
     from tqdm import tqdm
 
-    results = Appender(out / "results.csv", columns)
-    skips = Appender(out / "skipped.csv", skip_cols)
     bar = tqdm(total=len(items) * len(methods), initial=n_before, unit="run", disable=not progress, dynamic_ncols=True)
-    n_new = n_skip = 0
     try:
-        for row, error in _execute(todo, params, scale, workers, scheduler, batch):
-            if error is None:
-                results.write(row)
-                n_new += 1
-                bar.set_postfix(last=f"{row['image']}/{row['method']}", refresh=False)
-            else:
-                (name, method) = row
-                skips.write({"image": name, "method": method, "reason": error})
-                n_skip += 1
-                log(f"skipped {name} ({method}): {error}")
-            bar.update(1)
+        n_new, n_skip = _record(_execute(todo, params, scale, workers, scheduler, batch), out, columns, bar, log)
     finally:
         bar.close()
-        results.close()
-        skips.close()
     summary = write_summary(out, config, columns)
     return EvaluationReport(out, summary, n_before, n_new, n_skip)

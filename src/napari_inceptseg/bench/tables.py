@@ -21,7 +21,7 @@ BASE_COLUMNS = ("image", "method", "seed", "seconds", "n_iter", "n_clusters", "n
 POOL_COLUMNS = ("kim_sum", "kim_segments")
 #: object scores against instance ground truth (metrics.instance_scores; DSB2018)
 INSTANCE_METRICS = ("f1", "precision", "recall", "matched_iou")
-RESULT_FILES = ("config.json", "results.csv", "skipped.csv", "summary.json", "summary.md")
+RESULT_FILES = ("config.json", "results.csv", "skipped.csv", "region_levels.csv", "summary.json", "summary.md")
 
 
 def metric_columns(multi_annotator: bool, instances: bool = False) -> List[str]:
@@ -91,9 +91,10 @@ class Appender:
         self._fh.flush()
         os.fsync(self._fh.fileno())
 
-    def write(self, row: Dict[str, Any]) -> None:
+    def write(self, row: Dict[str, Any], sync: bool = True) -> None:
         self._w.writerow(row)
-        self._sync()
+        if sync:
+            self._sync()
 
     def close(self) -> None:
         self._fh.close()
@@ -119,10 +120,20 @@ def write_summary(out: Path, config: Dict[str, Any], columns: Sequence[str]) -> 
         "n_images_scored": len({r["image"] for r in rows}),
         "n_images_skipped": len({r["image"] for r in skipped}),
         "methods": by_method,
+        "region_benchmark": _region_benchmark(out, {(r["image"], r["method"]) for r in rows}),
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     (out / "summary.md").write_text(summary_markdown(summary) + "\n")
     return summary
+
+
+def _region_benchmark(out: Path, done) -> Dict[str, Any]:
+    """The BSDS region benchmark of every method, from region_levels.csv (rows of pairs
+    that a killed run left without their results row are left out: they are done again)."""
+    from .region_benchmark import LEVEL_FILE_COLUMNS, summarise_levels
+
+    rows = read_rows(out / "region_levels.csv", LEVEL_FILE_COLUMNS)
+    return summarise_levels([r for r in rows if (r["image"], r["method"]) in done])
 
 
 def _stats(values: np.ndarray) -> Dict[str, Any]:
@@ -184,4 +195,22 @@ def summary_markdown(summary: Dict[str, Any]) -> str:
     if any("f1" in m for m in summary["methods"].values()):
         lines += _table(summary, "objects (connected pieces matched one to one at IoU >= 0.5)", INSTANCE_METRICS,
                         "", per_image)
-    return "\n".join(lines)
+    return "\n".join(lines + _region_benchmark_table(summary.get("region_benchmark", {})))
+
+
+def _region_benchmark_table(bench: Dict[str, Dict[str, float]]) -> List[str]:
+    """The BSDS region benchmark: ODS / OIS over each method's levels, and its own labels."""
+    if not bench:
+        return []
+    lines = ["", "**region benchmark** (BSDS500's: covering pooled over every annotator's segments, "
+             "PRI and VoI in bits averaged over annotators; ODS: one level for the set, OIS: each "
+             "image's best; the labels themselves: ODS = OIS)", "",
+             "| method | covering ODS / OIS | PRI ODS / OIS | VoI ODS / OIS | its labels: covering / PRI / VoI "
+             "| ODS level (median regions) |", "|---|---|---|---|---|---|"]
+    for method, b in bench.items():
+        graded = "covering_ois" in b
+        cells = [f"{b[f'{m}_ods']:.3f} / {b[f'{m}_ois']:.3f}" if graded else "" for m in ("covering", "pri", "voi")]
+        own = " / ".join(f"{b[f'cut_{m}_ods']:.3f}" for m in ("covering", "pri", "voi")) if "cut_covering_ods" in b else ""
+        where = f"{b['ods_value']:g} ({b['ods_median_regions']:.0f})" if graded else ""
+        lines.append(f"| {method} | " + " | ".join(cells) + f" | {own} | {where} |")
+    return lines

@@ -32,7 +32,7 @@ def regions_pass(model, x_host, data, params, device, fmt):
     most ``ANALYSIS_PIXELS`` per plane for larger ones, and no larger than the free
     memory allows) that sets BatchNorm's statistics and gives the response, then
     regions from its clusters (:func:`~napari_inceptseg.regions.regions_from_clusters`).
-    Returns ``(channel ids, labels)``, both of the image's spatial shape."""
+    Returns ``(channel ids, labels, hierarchy)``, all of the image's spatial shape."""
     import torch
 
     from .networks import calibrating_batchnorm
@@ -54,9 +54,11 @@ def regions_pass(model, x_host, data, params, device, fmt):
         response = model.fast_forward(x_host.to(device).contiguous(memory_format=fmt)).float()[0]
     raw = response.argmax(0).to("cpu", torch.int32).numpy()
     response = response.cpu().numpy()
-    labels = regions_from_clusters(raw, response, image, merge_threshold=params.merge_threshold,
-                                   n_clusters=params.n_clusters)
-    return _upscale_nearest(raw, spatial), _upscale_nearest(labels, spatial)
+    labels, hierarchy = regions_from_clusters(raw, response, image, merge_threshold=params.merge_threshold,
+                                              level=params.level, n_clusters=params.n_clusters)
+    if hierarchy.base.shape != spatial:
+        hierarchy = hierarchy.with_base(_upscale_nearest(hierarchy.base, spatial))
+    return _upscale_nearest(raw, spatial), _upscale_nearest(labels, spatial), hierarchy
 
 
 def final_record(history, total, done, of) -> Progress:

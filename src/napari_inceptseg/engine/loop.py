@@ -18,6 +18,7 @@ from typing import Any, Dict, Generator, List, Optional, Tuple
 
 import numpy as np
 
+from ..hierarchy import single_region
 from ..image import axis_weights, is_constant, is_rgb, prepare, to_colour_space
 from ..labels import channels_present, make_label_map, prepare_scribbles
 from ..params import SegmentParams, resolve_params
@@ -121,14 +122,16 @@ def segment_iter(
     run = _prepare(image, channel_axis, resolve_params(params, kwargs, preset), preview_every,
                    sync_every, scribbles, spacing, init_model, init_state)
     if is_constant(run.data):  # nothing to cluster: every pixel is the same cluster
-        return run.result(labels=np.ones(run.spatial, dtype=np.int32), n_iter=0, stop_reason="constant image",
-                          channel_ids=np.zeros(run.spatial, dtype=np.int32), regions=run.regions)
+        whole = np.ones(run.spatial, dtype=np.int32)
+        return run.result(labels=whole, n_iter=0, stop_reason="constant image", regions=run.regions,
+                          channel_ids=np.zeros(run.spatial, dtype=np.int32),
+                          hierarchy=single_region(whole) if run.regions else None)
     plan = _plan(plan_image, run.spatial, run.net_in.shape[0], run.params, str(run.device),
                  guided=run.scribbles is not None)
     try:
         net = _build(run, plan)
         n_iter, stop_reason = yield from _train(run, net, plan)
-        raw, labels, response = yield from _finish(run, net, plan)
+        raw, labels, response, hierarchy = yield from _finish(run, net, plan)
     except KeyboardInterrupt as exc:  # Ctrl+C: hand over what the run has so far
         if isinstance(exc, RunInterrupted):
             raise
@@ -137,7 +140,7 @@ def segment_iter(
         if isinstance(exc, SegmentationError) or not is_out_of_memory(exc):
             raise
         raise _out_of_memory(run) from None
-    return _result(run, net, plan, raw, labels, response, n_iter, stop_reason)
+    return _result(run, net, plan, raw, labels, response, n_iter, stop_reason, hierarchy)
 
 
 def _out_of_memory(run: _Inputs) -> SegmentationError:
@@ -283,23 +286,24 @@ def _train(run: _Inputs, net: _Network, plan):
 
 def _finish(run: _Inputs, net: _Network, plan):
     """The final pass (a generator: the tiled pass yields per tile); returns
-    ``(channel ids, labels or None, response or None)`` at the image's shape."""
+    ``(channel ids, labels or None, response or None, hierarchy or None)`` at the image's shape."""
     import torch
 
     from .finish import final_clusters, final_record, regions_pass
 
-    labels = response = None
-    if run.regions:  # the default method: clusters -> regions
-        raw, labels = regions_pass(net.model, net.x_host, run.data, run.params, run.device, net.fmt)
+    labels = response = hierarchy = None
+    if run.regions:  # the default method: clusters -> regions and their hierarchy
+        raw, labels, hierarchy = regions_pass(net.model, net.x_host, run.data, run.params, run.device, net.fmt)
     else:
         tiles = partial(final_record, run.ctx.history, sum(n for _, n in net.stages))
         raw, response = yield from final_clusters(net.model, net.x_host, net.full, plan, net.lean_step,
                                                   run.device, net.fmt, run.params, tiles)
     net.model.to(memory_format=torch.contiguous_format)
-    return raw, labels, response
+    return raw, labels, response, hierarchy
 
 
-def _result(run: _Inputs, net: _Network, plan, raw, labels, response, n_iter, stop_reason) -> SegmentationResult:
+def _result(run: _Inputs, net: _Network, plan, raw, labels, response, n_iter, stop_reason,
+            hierarchy=None) -> SegmentationResult:
     """The labels (the clusters, merged to ``n_clusters`` if asked, unless they are
     regions already) and everything a caller may want to keep of the run."""
     params = run.params
@@ -312,7 +316,7 @@ def _result(run: _Inputs, net: _Network, plan, raw, labels, response, n_iter, st
             labels, _ = limit_clusters(labels, run.net_in if response is None else response, params.n_clusters)
     return run.result(labels=labels, n_iter=n_iter, stop_reason=stop_reason, model=net.model, channel_ids=raw,
                       label_map=label_map, scribble_ids=run.ctx.scribble_ids, plan=_describe(plan, run),
-                      regions=run.regions)
+                      regions=run.regions, hierarchy=hierarchy)
 
 
 def _describe(plan, run: _Inputs) -> str:

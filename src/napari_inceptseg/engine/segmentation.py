@@ -39,6 +39,15 @@ class SegmentationResult:
     #: True when ``labels`` are connected regions made from the clusters (the default
     #: method); False when they are the clusters (``label_map[channel_ids]``)
     regions: bool = False
+    #: the region hierarchy (a :class:`~napari_inceptseg.hierarchy.RegionHierarchy`)
+    #: when ``regions``: ``labels`` is its cut at ``level`` unless ``n_clusters`` grouped
+    #: them further; None for the clusters of the papers' presets
+    hierarchy: Any = field(default=None, repr=False)
+
+    @property
+    def level(self) -> Optional[float]:
+        """The level of the hierarchy that ``labels`` is the cut at (None without one)."""
+        return self.params.level if self.hierarchy is not None else None
 
     def trained_model(self):
         """The trained network with its parameters, normalisation and id mapping,
@@ -76,6 +85,8 @@ class SegmentationResult:
             "stop_reason": self.stop_reason,
             "plan": self.plan,
             "labels": "regions" if self.regions else "clusters",
+            **({"level": self.params.level, "n_regions_finest": self.hierarchy.n_base}
+               if self.hierarchy is not None else {}),
             **({"scribble_ids": list(self.scribble_ids)} if self.scribble_ids else {}),
             **({"spacing": list(self.spacing)} if self.spacing else {}),
         }

@@ -17,6 +17,7 @@ from typing import Any, Dict, Generator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from ..hierarchy import stack_hierarchy
 from ..image import PlaneLayout, plane_layout
 from ..labels import make_label_map
 from ..params import SegmentParams, resolve_params
@@ -41,6 +42,14 @@ class StackResult:
     planes: List[Tuple[int, ...]]
     results: List[SegmentationResult] = field(repr=False)
     seconds: float = 0.0
+    #: every plane's region hierarchy, cut together (a
+    #: :class:`~napari_inceptseg.hierarchy.StackHierarchy`); None for clusters
+    hierarchy: Any = field(default=None, repr=False)
+
+    @property
+    def level(self) -> Optional[float]:
+        """The level the labels are cut at (None without a hierarchy)."""
+        return self.results[0].level if self.hierarchy is not None and self.results else None
 
     @property
     def n_iter(self) -> int:
@@ -131,7 +140,8 @@ def segment_stack_iter(
         if warm_start and res.model is not None:
             state = {n: t.detach().clone() for n, t in res.model.state_dict().items()}
     labels = _stack_labels(layout, planes, results, raw, params.n_channels, scribble_ids)
-    return StackResult(labels=labels, planes=planes, results=results, seconds=time.perf_counter() - t0)
+    return StackResult(labels=labels, planes=planes, results=results, seconds=time.perf_counter() - t0,
+                       hierarchy=_stack_hierarchy(layout, planes, results))
 
 
 def _stack_labels(layout: PlaneLayout, planes, results, raw, n_channels: int, scribble_ids) -> np.ndarray:
@@ -143,6 +153,14 @@ def _stack_labels(layout: PlaneLayout, planes, results, raw, n_channels: int, sc
     present = np.flatnonzero(np.bincount(raw.ravel(), minlength=n_channels + 1)[1:])
     lut = np.concatenate([[0], make_label_map(present, n_channels, sorted(scribble_ids))])
     return lut[raw]
+
+
+def _stack_hierarchy(layout: PlaneLayout, planes, results):
+    """The planes' hierarchies cut together, when every plane has one."""
+    if not results or any(r.hierarchy is None for r in results):
+        return None
+    return stack_hierarchy(layout.labels_shape, [layout.labels_index(i) for i in planes],
+                           [r.hierarchy for r in results])
 
 
 def _stack_regions(layout: PlaneLayout, planes, results) -> np.ndarray:
