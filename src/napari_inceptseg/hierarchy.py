@@ -201,8 +201,18 @@ def build_hierarchy(base: np.ndarray, response: np.ndarray, image: np.ndarray) -
     a, b, length, contrast = region_adjacency(base, channel_edges(image))
     size = np.bincount(base.ravel(), minlength=n + 1)[1:].astype(np.float64)
     means = region_sums(base, response, n + 1)[1:] / np.maximum(size, 1)[:, None]
-    parents, costs = _merge_tree(n, a - 1, b - 1, length, contrast, means, size, float(base.size))
-    return RegionHierarchy(base, parents, np.concatenate([np.zeros(n), cost_to_level(costs[n:])]))
+    return RegionHierarchy(base, *hierarchy_tree(a - 1, b - 1, length, contrast, means, size))
+
+
+def hierarchy_tree(a, b, length, contrast, means, size) -> Tuple[np.ndarray, np.ndarray]:
+    """``(parents, node_levels)`` of the hierarchy of a region graph: regions ``0..n-1``
+    with mean responses ``means`` (``(n, C)``) and pixel counts ``size``, adjacent pairs
+    ``(a, b)`` whose border has ``length`` pixel pairs and a colour gradient summing to
+    ``contrast`` along it (what :func:`build_hierarchy` measures on an image; a graph
+    gathered block by block serves as well)."""
+    n = len(size)
+    parents, costs = _merge_tree(n, np.asarray(a), np.asarray(b), length, contrast, means, size, float(np.sum(size)))
+    return parents, np.concatenate([np.zeros(n), cost_to_level(costs[n:])])
 
 
 class _MergeCost:

@@ -92,23 +92,28 @@ class _RegionGraph:
     ``mode='mean'``: weight = root mean square difference of the regions' mean features.
     """
 
-    def __init__(self, labels: np.ndarray, mode: str, features: Optional[np.ndarray] = None,
-                 edges: Optional[np.ndarray] = None):
+    def __init__(self, mode: str, size: np.ndarray, a, b, length, contrast, sums: Optional[np.ndarray] = None):
         self.mode = mode
-        n = int(labels.max()) + 1
-        self.parent = np.arange(n)
-        self.size = np.bincount(labels.ravel(), minlength=n).astype(np.float64)
+        self.parent = np.arange(size.size)
+        self.size = np.asarray(size, dtype=np.float64).copy()
         self.alive = int((self.size > 0).sum())
-        self.sums = None
-        if features is not None:
-            self.sums = region_sums(labels, features, n)
-        a, b, length, contrast = region_adjacency(labels, edges)
+        self.sums = None if sums is None else np.asarray(sums, dtype=np.float64).copy()
         self.nbrs: Dict[int, Dict[int, list]] = {}
-        for i, j, ln, ct in zip(a.tolist(), b.tolist(), length.tolist(), contrast.tolist()):
+        for i, j, ln, ct in zip(np.asarray(a).tolist(), np.asarray(b).tolist(), np.asarray(length).tolist(),
+                                np.asarray(contrast).tolist()):
             self.nbrs.setdefault(i, {})[j] = [ln, ct]
             self.nbrs.setdefault(j, {})[i] = [ln, ct]
         self.heap = [(self._weight(i, j), i, j) for i, js in self.nbrs.items() for j in js if i < j]
         heapq.heapify(self.heap)
+
+    @classmethod
+    def of(cls, labels: np.ndarray, mode: str, features: Optional[np.ndarray] = None,
+           edges: Optional[np.ndarray] = None) -> "_RegionGraph":
+        """The graph of a label image (sizes, adjacency and, with ``features``, sums)."""
+        n = int(labels.max()) + 1
+        size = np.bincount(labels.ravel(), minlength=n)
+        sums = None if features is None else region_sums(labels, features, n)
+        return cls(mode, size, *region_adjacency(labels, edges), sums=sums)
 
     def _weight(self, i: int, j: int) -> float:
         if self.mode == "border":
@@ -145,21 +150,25 @@ class _RegionGraph:
                 continue  # a stale entry: a region it names has merged since
             self._merge(i, j) if self.size[i] >= self.size[j] else self._merge(j, i)
 
-    def relabel(self, labels: np.ndarray) -> np.ndarray:
+    def roots(self) -> np.ndarray:
+        """The id every id has merged into."""
         root = self.parent.copy()
         while True:  # path compression until every id points at its root
             nxt = root[root]
             if np.array_equal(nxt, root):
                 break
             root = nxt
-        return root[labels]
+        return root
+
+    def relabel(self, labels: np.ndarray) -> np.ndarray:
+        return self.roots()[labels]
 
 
 def merge_adjacent(labels: np.ndarray, response: np.ndarray, threshold: float, n_keep: int = 0) -> np.ndarray:
     """Merge adjacent regions whose mean ``response`` vectors differ by less than
     ``threshold`` (root mean square over channels), most alike first; with
     ``n_keep > 0`` merge until ``n_keep`` remain instead (or no two regions touch)."""
-    graph = _RegionGraph(labels, "mean", features=response)
+    graph = _RegionGraph.of(labels, "mean", features=response)
     graph.merge(threshold, n_keep)
     return graph.relabel(labels)
 
@@ -167,7 +176,7 @@ def merge_adjacent(labels: np.ndarray, response: np.ndarray, threshold: float, n
 def merge_weak_borders(labels: np.ndarray, edges: np.ndarray, threshold: float) -> np.ndarray:
     """Merge adjacent regions, weakest border first, while the mean of ``edges``
     along their border is below ``threshold``."""
-    graph = _RegionGraph(labels, "border", edges=edges)
+    graph = _RegionGraph.of(labels, "border", edges=edges)
     graph.merge(threshold)
     return graph.relabel(labels)
 

@@ -91,6 +91,13 @@ def build_parser() -> argparse.ArgumentParser:
                        "images, put {name} in FILE")
     reuse.add_argument("--spacing", type=float, nargs="+", metavar="S", help="pixel/voxel spacing per spatial axis "
                        "(e.g. --spacing 4 1 1 for Z steps 4x the XY pixel size): weights the continuity loss")
+    large = seg.add_argument_group("images larger than one machine (an OME-Zarr or zarr IMAGE, -o OUT.ome.zarr)")
+    large.add_argument("--scheduler", metavar="ADDRESS", help="a running Dask cluster's scheduler "
+                       "(tcp://HOST:8786); default: a local cluster on this machine")
+    large.add_argument("--workers", type=int, metavar="N", help="the local cluster's worker processes "
+                       "(default: sized to this machine)")
+    large.add_argument("--block", type=int, default=1024, metavar="PX", help="block side in pixels: a worker's "
+                       "memory grows with it, not with the image (default: %(default)s)")
     _add_engine_options(seg)
 
     ev = sub.add_parser(

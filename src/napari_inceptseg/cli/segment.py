@@ -32,6 +32,14 @@ class _Bar:
         self._bar.update(p.iteration - self._bar.n)
         self._bar.set_postfix(clusters=p.n_labels, loss=f"{p.loss:.3f}", refresh=False)
 
+    def stage(self, p) -> None:
+        """A record of a whole-image (zarr) run: its stage and how far it is."""
+        if getattr(self, "_stage", None) != p.stage:
+            self._stage = p.stage
+            self._bar.reset(total=p.total)
+            self._bar.set_postfix_str(p.stage)
+        self._bar.update(p.done - self._bar.n)
+
     def close(self) -> None:
         self._bar.close()
 
@@ -83,9 +91,17 @@ def _check_output_folder(out: Path, images: List[str]) -> None:
         stems[stem] = name
 
 
+def is_zarr(path) -> bool:
+    """Whether ``path`` is a zarr store (an OME-Zarr image or a plain zarr array)."""
+    path = Path(path)
+    return path.is_dir() and any((path / f).exists() for f in (".zattrs", ".zarray", ".zgroup", "zarr.json"))
+
+
 def cmd_segment(args: argparse.Namespace) -> int:
     from ..engine.results import SegmentationError
 
+    if any(is_zarr(name) for name in args.images):
+        return cmd_segment_zarr(args)
     params, model, out = _segment_setup(args)
     failed: List[str] = []
     done = 0
@@ -107,6 +123,27 @@ def cmd_segment(args: argparse.Namespace) -> int:
         print(line, flush=True)
     print(f"{done} of {len(args.images)} image(s) segmented into {out}" + (f"; {len(failed)} failed" if failed else ""))
     return 1 if failed else 0
+
+
+def cmd_segment_zarr(args: argparse.Namespace) -> int:
+    """One OME-Zarr (or zarr) image into an OME-Zarr label image, on a Dask cluster."""
+    from ..distributed.run import segment_zarr_iter
+    from ..engine.results import run_to_end
+    from .parser import overrides
+
+    if len(args.images) != 1:
+        raise ValueError("segment one zarr image at a time (-o names its OME-Zarr output)")
+    if args.model or args.scribbles or args.save_model:
+        raise ValueError("--model, --scribbles and --save-model are for image files, not zarr images")
+    bar = _Bar(0, f"{Path(args.images[0]).name}", args.quiet)
+    gen = segment_zarr_iter(args.images[0], args.out, scheduler=args.scheduler, workers=args.workers,
+                            block=args.block, overwrite=args.overwrite, preset=args.preset, **overrides(args))
+    try:
+        out = run_to_end(gen, bar.stage)
+    finally:
+        bar.close()
+    print(f"{args.images[0]}: labels in {out} (OME-Zarr, open it in napari with napari-ome-zarr)")
+    return 0
 
 
 def _segment_setup(args: argparse.Namespace):

@@ -221,6 +221,29 @@ class TrainedModel:
         return self.label_map[raw]
 
 
+def respond(model: TrainedModel, image, *, channel_axis: Optional[int] = None, device: str = "cpu"):
+    """``(data, response)`` of ``image`` for a trained network, in one pass with
+    BatchNorm's learned statistics: ``data`` the image normalised as the network's was
+    (``(C, *spatial)``, float32), ``response`` its output (``(n_channels, *spatial)``,
+    float32), whose argmax is :meth:`TrainedModel.apply`'s clusters. For blocks of a
+    large image (``distributed``), each small enough for one pass."""
+    import torch
+
+    dims = model.params.spatial_dims
+    data, _ = prepare(image, channel_axis, dims, model.ranges)
+    net_in = to_colour_space(data, model.params.color_space, is_rgb(np.shape(image), channel_axis, dims))
+    dev = resolve_device(device)
+    fmt = memory_format_for(dev, dims)
+    net = model._built.get(str(dev))
+    if net is None:
+        net = model._built[str(dev)] = model.build(dev).to(memory_format=fmt)
+    net.eval()
+    with torch.no_grad():
+        x = torch.from_numpy(net_in).unsqueeze(0).to(dev).contiguous(memory_format=fmt)
+        response = net.fast_forward(x).float()[0].cpu().numpy()
+    return data, response
+
+
 def load_model(path) -> TrainedModel:
     """Load a model file saved with ``result.save_model(path)`` or the CLI's ``--save-model``."""
     return TrainedModel.load(path)

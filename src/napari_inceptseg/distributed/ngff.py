@@ -1,0 +1,165 @@
+"""OME-Zarr in and out (zarr and ome-zarr-py; no torch): what an input's axes are, where
+its pyramid levels lie, and an output label image with its own pyramid.
+
+Inputs are OME-Zarr images (NGFF 0.4 or 0.5: the ``multiscales`` metadata names the axes,
+in any order, e.g. ``cyx``, ``zyx``, ``tczyx``) or plain zarr arrays (axes ``yx``,
+``cyx`` or ``zyx`` by their number, an RGB(A) last axis as colour). Outputs are OME-Zarr
+label images (NGFF 0.4: ``multiscales`` and ``image-label`` metadata, zarr format 2, the
+most widely read) with the input's non-channel axes and a pyramid of nearest-neighbour
+levels, which napari-ome-zarr and ome-zarr-py read.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import List, Optional, Tuple
+
+import numpy as np
+
+#: the axis types of NGFF and the names this reader understands for them
+AXIS_TYPES = {"time": "t", "channel": "c", "space": "zyx"}
+
+
+@dataclass(frozen=True)
+class ZarrImage:
+    """An image in a zarr store, not loaded: ``levels`` are zarr arrays (finest first)."""
+
+    path: Path
+    axes: str  # one letter per axis: t, c, z, y, x
+    levels: list
+    scales: List[Tuple[float, ...]]  # per level, one per axis
+    rgb: bool = False  # a plain array whose last axis is colour
+
+    @property
+    def shape(self) -> Tuple[int, ...]:
+        return tuple(self.levels[0].shape)
+
+    @property
+    def channel_axis(self) -> Optional[int]:
+        return self.axes.index("c") if "c" in self.axes else None
+
+    @property
+    def label_axes(self) -> str:
+        """The output's axes: the input's without the channel axis."""
+        return self.axes.replace("c", "")
+
+
+def _refuse(path, why: str) -> ValueError:
+    return ValueError(f"{path}: {why}")
+
+
+def open_image(path) -> ZarrImage:
+    """The OME-Zarr image or plain zarr array at ``path``, checked: a ValueError that
+    says what is wrong for anything else (not zarr, a group without ``multiscales``,
+    axes this reader does not know)."""
+    import zarr
+
+    path = Path(path)
+    if not path.exists():
+        raise _refuse(path, "no such file or folder")
+    try:
+        node = zarr.open(str(path), mode="r")
+    except Exception as exc:  # noqa: BLE001 - any reader error means "not zarr"
+        raise _refuse(path, f"not a zarr store ({type(exc).__name__}: {exc})") from None
+    if isinstance(node, zarr.Array):
+        return _plain_array(path, node)
+    attrs = dict(node.attrs)
+    multiscales = attrs.get("ome", attrs).get("multiscales")
+    if not multiscales:
+        raise _refuse(path, "a zarr group without OME-Zarr 'multiscales' metadata: give the image's group "
+                            "(or one of its arrays)")
+    return _multiscale(path, node, multiscales[0])
+
+
+def _plain_array(path: Path, array) -> ZarrImage:
+    ndim = array.ndim
+    rgb = ndim == 3 and array.shape[-1] in (3, 4)
+    axes = {2: "yx", 3: "yxc" if rgb else "cyx" if array.shape[0] <= 4 else "zyx"}.get(ndim)
+    if axes is None:
+        raise _refuse(path, f"a plain zarr array of {ndim} axes: give an OME-Zarr image, whose metadata names them")
+    return ZarrImage(path, axes, [array], [(1.0,) * ndim], rgb=rgb)
+
+
+def _multiscale(path: Path, group, meta: dict) -> ZarrImage:
+    axes = ""
+    for axis in meta.get("axes", []):
+        name = axis["name"] if isinstance(axis, dict) else str(axis)
+        kind = axis.get("type") if isinstance(axis, dict) else None
+        if name not in "tczyx" or len(name) != 1 or (kind is not None and name not in AXIS_TYPES.get(kind, "")):
+            raise _refuse(path, f"unknown axis {axis!r}: this reader knows t (time), c (channel), z, y, x (space)")
+        axes += name
+    if not axes.endswith("yx") or len(set(axes)) != len(axes):
+        raise _refuse(path, f"axes {axes!r}: an image needs y and x as its last axes, each axis once")
+    levels, scales = [], []
+    for ds in meta.get("datasets", []):
+        try:
+            levels.append(group[ds["path"]])
+        except (KeyError, TypeError) as exc:
+            raise _refuse(path, f"multiscales names a level {ds!r} that is not there ({exc})") from None
+        scale = next((t["scale"] for t in ds.get("coordinateTransformations", []) if t.get("type") == "scale"),
+                     [1.0] * len(axes))
+        scales.append(tuple(float(v) for v in scale))
+    if not levels:
+        raise _refuse(path, "multiscales lists no datasets")
+    if any(lv.ndim != len(axes) for lv in levels):
+        raise _refuse(path, f"the axes {axes!r} do not match the arrays' {levels[0].ndim} dimensions")
+    return ZarrImage(path, axes, levels, scales)
+
+
+def check_output(path, overwrite: bool) -> Path:
+    """Before any work: the output can be made (an existing one only with ``overwrite``)."""
+    import tempfile
+
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise ValueError(f"{path} exists: choose another output, or pass overwrite=True to replace it")
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"{path} is a file, not an OME-Zarr folder: choose another output")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path.parent):
+            pass
+    except OSError as exc:
+        raise ValueError(f"cannot write {path} ({exc.strerror or exc}): choose another output") from None
+    return path
+
+
+def label_pyramid_shapes(shape: Tuple[int, ...], smallest: int = 256) -> List[Tuple[int, ...]]:
+    """Level shapes: Y and X halved (rounded up) until the plane is at most ``smallest``."""
+    shapes = [tuple(shape)]
+    while max(shapes[-1][-2:]) > smallest:
+        last = shapes[-1]
+        shapes.append(tuple(last[:-2]) + tuple((s + 1) // 2 for s in last[-2:]))
+    return shapes
+
+
+def create_labels(path, image: ZarrImage, chunks: Tuple[int, ...], name: str = "inceptseg regions"):
+    """The output group with an empty int32 array per pyramid level and NGFF 0.4
+    ``multiscales`` / ``image-label`` metadata; returns the zarr arrays, finest first.
+    An existing group of the same shape and chunks is reopened as it is (a resumed run)."""
+    import zarr
+
+    axes = image.label_axes
+    keep = [i for i, a in enumerate(image.axes) if a != "c"]
+    shape = tuple(image.shape[i] for i in keep)
+    scale0 = [image.scales[0][i] for i in keep]
+    shapes = label_pyramid_shapes(shape)
+    group = zarr.open_group(str(path), mode="a", zarr_format=2)
+    arrays = []
+    for k, level_shape in enumerate(shapes):
+        level_chunks = tuple(min(c, s) for c, s in zip(chunks, level_shape))
+        if str(k) in group and group[str(k)].shape == level_shape:
+            arrays.append(group[str(k)])
+            continue
+        arrays.append(group.create_array(str(k), shape=level_shape, chunks=level_chunks, dtype="int32",
+                                         fill_value=0, overwrite=True))
+    datasets = [{"path": str(k), "coordinateTransformations": [{"type": "scale", "scale": [
+        v * (2 ** k if a in "yx" else 1) for v, a in zip(scale0, axes)]}]} for k in range(len(shapes))]
+    types = {"t": "time", "z": "space", "y": "space", "x": "space"}
+    group.attrs.update({
+        "multiscales": [{"version": "0.4", "name": name, "axes": [{"name": a, "type": types[a]} for a in axes],
+                         "datasets": datasets, "type": "nearest"}],
+        "image-label": {"version": "0.4", "source": {"image": str(image.path)}},
+    })
+    return arrays
