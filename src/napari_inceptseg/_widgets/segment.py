@@ -22,6 +22,7 @@ from .controls import BASIC_PARAMS, Section, _param_widgets, scrolling_body, wra
 from .source import layer_layout, plan_line, run_source, scribbles_for
 from .detail import DetailPanel
 from .network import NetworkPanel
+from .whole import WholeImagePanel
 from .objects import ObjectsPanel
 from .run import Run, RunLifecycle
 from .settings import KeptSettings, load_settings
@@ -84,6 +85,7 @@ class SegmentWidget(Container):
         self._status = wrapping_label()
         self._detail = DetailPanel(self._viewer, self._set_status)
         self._network = NetworkPanel(self.apply, self._set_status)
+        self._whole = WholeImagePanel(self._viewer, self.parameters, self._set_status)
         self._objects = ObjectsPanel(self._viewer, self._set_status)
 
     def _sections(self) -> list:
@@ -92,6 +94,9 @@ class SegmentWidget(Container):
             *advanced, self._device, self._scribbles, self._reuse, self._warm_start, self._keep_preview,
             self._defaults_btn], tooltip="Every engine setting, the device, scribbles and what a cancelled run keeps.")
         self._network_section = Section("Network: save, load, apply", [self._network])
+        self._whole_section = Section("Whole image: OME-Zarr on a Dask cluster", [self._whole], tooltip=(
+            "For layers opened from OME-Zarr or zarr: segment every pixel, block by block, on a cluster or this "
+            "machine, into an OME-Zarr label image."))
         self._objects_section = Section("Objects: split clusters into objects", [self._objects],
                                         tooltip="Turn a result into countable objects (nuclei, cells).")
         return [
@@ -99,6 +104,7 @@ class SegmentWidget(Container):
             self._preview_every, self._channel_axis, self._slices, self._level,
             Container(widgets=[self._run_btn, self._cancel_btn], layout="horizontal", labels=False),
             self._status, self._detail, self._advanced, self._objects_section, self._network_section,
+            self._whole_section,
             Container(widgets=[self._python_btn, self._command_btn], layout="horizontal", labels=False),
         ]
 
@@ -185,6 +191,7 @@ class SegmentWidget(Container):
 
     def _update_nd_controls(self, _value=None):
         layer = self._image.value
+        self._whole.follow(layer)
         try:
             dims = 3 if self._params["dims"].value == "3d" else 2
             layout = None if layer is None else layer_layout(layer, self._channel_axis.value, dims)
