@@ -178,7 +178,7 @@ class SegmentParams:
     seed: Optional[int] = _f(
         None,
         "Random seed for the network's initial weights; the same seed gives the "
-        "same labels on the CPU. None draws one (it is recorded in the result).",
+        "same labels on the CPU. None draws one below 2**31 (it is recorded in the result).",
     )
 
     def __post_init__(self) -> None:

@@ -45,6 +45,14 @@ def as_python(meta: Mapping[str, Any], image: str = "image") -> str:
             "labels = result.labels\n")
 
 
+def image_argument(name: Any, source_path: Any = None) -> str:
+    """The command's IMAGE: the file the image layer was read from, when napari knows it
+    (with its own extension), else a placeholder naming the layer, to be replaced."""
+    if source_path:
+        return str(source_path)
+    return f'<path to the image file of layer "{name if isinstance(name, str) else "image"}">'
+
+
 def as_command(meta: Mapping[str, Any], image: str = "IMAGE", out: str = "out") -> str:
     """The ``napari-inceptseg segment`` command that gives the same labels."""
     preset, overrides = _settings(meta)

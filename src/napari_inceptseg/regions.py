@@ -195,18 +195,34 @@ def finest_regions(clusters: np.ndarray, response: np.ndarray, image: np.ndarray
     return consecutive_labels(labels)
 
 
+def region_stages(clusters: np.ndarray, response: np.ndarray, image: np.ndarray, *,
+                  merge_threshold: float, level: float, n_clusters: int = 0):
+    """:func:`regions_from_clusters` as a generator that yields the name of each stage
+    (``"regions"``, then ``"hierarchy"``) before it starts, so that a caller can report
+    it and stop there."""
+    yield "regions"
+    base = finest_regions(clusters, response, image, merge_threshold=merge_threshold)
+    yield "hierarchy"
+    hierarchy = build_hierarchy(base, response, image)
+    labels = hierarchy.cut(level)
+    if n_clusters:
+        labels = consecutive_labels(merge_alike(labels, response, n_clusters))
+    return labels, hierarchy
+
+
 def regions_from_clusters(clusters: np.ndarray, response: np.ndarray, image: np.ndarray, *,
                           merge_threshold: float, level: float, n_clusters: int = 0):
     """The default method's post-processing (module docs): the finest regions, their
     :class:`~napari_inceptseg.hierarchy.RegionHierarchy`, and its cut at ``level``
     (step 5), or with ``n_clusters`` that many labels grouped from it (step 6).
     Returns ``(labels numbered 1..K, hierarchy)``."""
-    hierarchy = build_hierarchy(finest_regions(clusters, response, image, merge_threshold=merge_threshold),
-                                response, image)
-    labels = hierarchy.cut(level)
-    if n_clusters:
-        labels = consecutive_labels(merge_alike(labels, response, n_clusters))
-    return labels, hierarchy
+    stages = region_stages(clusters, response, image, merge_threshold=merge_threshold, level=level,
+                           n_clusters=n_clusters)
+    while True:
+        try:
+            next(stages)
+        except StopIteration as done:
+            return done.value
 
 
 def limit_clusters(labels: np.ndarray, features: np.ndarray, n_clusters: int) -> Tuple[np.ndarray, bool]:

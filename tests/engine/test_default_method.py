@@ -141,3 +141,19 @@ def test_n_clusters_with_scribbles_is_refused(small_rgb):
     scr[2, 2] = 1
     with pytest.raises(ValueError, match="n_clusters cannot be combined with scribbles"):
         segment(small_rgb, scribbles=scr, n_clusters=2, device="cpu")
+
+
+def test_the_stages_after_training_are_announced_and_each_can_be_cancelled(synthetic):
+    from napari_inceptseg.engine.loop import segment_iter
+
+    image, _ = synthetic
+    stages = [p.stage for p in segment_iter(image, seed=0, device="cpu") if p.stage != "training"]
+    assert stages == ["full-resolution pass", "regions", "hierarchy"]
+    for stop_at in stages:
+        gen = segment_iter(image, seed=0, device="cpu")
+        for p in gen:
+            if p.stage == stop_at:
+                gen.close()  # what the dock's Cancel does: the run ends there, cleanly
+                break
+        with pytest.raises(StopIteration):
+            next(gen)

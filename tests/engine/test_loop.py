@@ -84,9 +84,13 @@ def test_same_seed_same_labels(small_rgb):
 
 
 def test_unseeded_run_records_its_seed_and_replays(small_rgb):
+    from napari_inceptseg.engine.loop import drawn_seed
+
     a = segment(small_rgb, **_fast(seed=None))
     b = segment(small_rgb, **_fast(seed=a.seed))
     assert np.array_equal(a.labels, b.labels)
+    # every drawn seed fits the dock's seed box (a 32-bit signed integer), so it can be typed back
+    assert 0 <= a.seed < 2**31 and all(0 <= drawn_seed() < 2**31 for _ in range(2000))
 
 
 def test_two_threads_with_their_own_seeds_get_their_own_labels(small_rgb, monkeypatch):

@@ -255,3 +255,40 @@ def test_copy_as_python_gives_the_same_labels_as_the_dock(make_napari_viewer, qt
     args = build_parser().parse_args(shlex.split(line)[1:])
     meta = out.metadata["inceptseg"]["params"]
     assert _params_from_args(args).to_dict() == {**meta, "seed": meta["seed"]}
+
+
+def test_a_drawn_seed_types_back_into_the_box_and_the_command_names_the_real_file(make_napari_viewer, qtbot,
+                                                                                 synthetic, tmp_path):
+    """Every seed a run records fits the seed box; Copy as command names the file the image
+    was read from (its own extension), and running it gives the layer's labels."""
+    import shlex
+
+    import imageio.v3 as iio
+
+    from napari_inceptseg.cli.main import main
+
+    path = tmp_path / "cells photo.jpeg.png"
+    iio.imwrite(path, synthetic[0])
+    viewer = make_napari_viewer()
+    (layer,) = viewer.open(str(path), plugin="napari")
+    widget = _dock(viewer, layer, n_channels=16)
+    widget._seed.value = -1
+    widget._runs.inline = True
+    widget.run()
+    first = viewer.layers[-1]
+    seed = first.metadata["inceptseg"]["params"]["seed"]
+    widget._seed.value = seed
+    assert widget._seed.value == seed  # the box takes it
+    widget.run()
+    np.testing.assert_array_equal(viewer.layers[-1].data, first.data)
+    viewer.layers.selection.active = first
+    words = shlex.split(widget.copy_recipe("command"))
+    assert words[2] == str(path)
+    assert main([*words[1:], "-o", str(tmp_path / "out")]) == 0
+    np.testing.assert_array_equal(iio.imread(tmp_path / "out" / f"{path.stem}_labels.png"), first.data)
+    memory = viewer.add_image(synthetic[0], name="made in memory", rgb=True)
+    widget._image.value = memory
+    widget.run()
+    viewer.layers.selection.active = viewer.layers[-1]
+    placeholder = '<path to the image file of layer "made in memory">'
+    assert shlex.split(widget.copy_recipe("command"))[2] == placeholder

@@ -129,6 +129,8 @@ class RunLifecycle:
             where = f"slice {sp.plane + 1}/{sp.n_planes} · " if sp.n_planes > 1 else ""
             if p.part is not None:
                 self._status(f"{where}final pass · tile {p.part[0]}/{p.part[1]}")
+            elif p.stage != "training":  # the stages after training: the pass, regions, hierarchy
+                self._status(f"{where}{p.stage} (after {p.iteration} iterations)...")
             else:
                 self._status(f"{where}iteration {p.iteration}/{p.max_iter} · loss {p.loss:.3f} · {p.n_labels} clusters")
             if p.labels is not None:

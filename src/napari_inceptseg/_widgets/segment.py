@@ -315,6 +315,14 @@ class SegmentWidget(Container):
 
     # --- reproduce a result -------------------------------------------------------------
 
+    def _image_file(self, meta) -> str:
+        """The file the result's image layer was read from, or a placeholder."""
+        from ..recipe import image_argument
+
+        name = meta.get("image")
+        image = next((lay for lay in self._viewer.layers if lay.name == name and isinstance(lay, Image)), None)
+        return image_argument(name, getattr(getattr(image, "source", None), "path", None))
+
     def copy_recipe(self, kind: str) -> Optional[str]:
         """Copy the Python call (``kind='python'``) or CLI command that rebuilds the
         selected result layer to the clipboard; returns the text."""
@@ -326,7 +334,7 @@ class SegmentWidget(Container):
             show_info("Select a result layer of this dock (a Labels layer it made) first.")
             return None
         try:
-            text = as_python(meta) if kind == "python" else as_command(meta, image=f"{meta.get('image', 'IMAGE')}.tif")
+            text = as_python(meta) if kind == "python" else as_command(meta, image=self._image_file(meta))
         except ValueError as exc:
             show_error(f"Cannot rebuild '{layer.name}': {exc}")
             return None

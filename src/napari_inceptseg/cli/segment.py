@@ -29,6 +29,9 @@ class _Bar:
         if p.part is not None:  # the tile-by-tile final pass
             self._bar.set_postfix_str(f"final pass, tile {p.part[0]}/{p.part[1]}")
             return
+        if p.stage != "training":  # the stages after training
+            self._bar.set_postfix_str(p.stage)
+            return
         self._bar.update(p.iteration - self._bar.n)
         self._bar.set_postfix(clusters=p.n_labels, loss=f"{p.loss:.3f}", refresh=False)
 

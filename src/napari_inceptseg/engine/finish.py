@@ -7,13 +7,14 @@ the saved network reproduces the result (``TrainedModel.apply``).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
 
-from ..regions import ANALYSIS_PIXELS, regions_from_clusters
+from ..regions import ANALYSIS_PIXELS, region_stages
 from .plan import plan_run, training_size
-from .results import Progress, SegmentationError
+from .results import Progress, SegmentationError, relay
 from .runtime import autocast
 from .tiles import calibrate_tiled, predict_tiled, windows
 
@@ -27,12 +28,31 @@ def _upscale_nearest(array: np.ndarray, shape) -> np.ndarray:
     return array[index]
 
 
-def regions_pass(model, x_host, data, params, device, fmt):
-    """The default method's last step: one forward pass over the image (a copy of at
-    most ``ANALYSIS_PIXELS`` per plane for larger ones, and no larger than the free
-    memory allows) that sets BatchNorm's statistics and gives the response, then
-    regions from its clusters (:func:`~napari_inceptseg.regions.regions_from_clusters`).
+#: the default method's stages after training, each announced by a record (and a
+#: point where the run can be cancelled)
+REGION_STAGES = ("full-resolution pass", "regions", "hierarchy")
+
+
+def regions_pass(model, x_host, data, params, device, fmt, stage):
+    """The default method's last steps, a generator that yields ``stage(name)`` before
+    each of :data:`REGION_STAGES`: one forward pass over the image (a copy of at most
+    ``ANALYSIS_PIXELS`` per plane for larger ones, and no larger than the free memory
+    allows) that sets BatchNorm's statistics and gives the response; the finest regions
+    from its clusters; their hierarchy and its cut (:mod:`napari_inceptseg.regions`).
     Returns ``(channel ids, labels, hierarchy)``, all of the image's spatial shape."""
+    yield stage(REGION_STAGES[0])
+    raw, response, image = _analysis_pass(model, x_host, data, params, device, fmt)
+    labels, hierarchy = yield from relay(
+        region_stages(raw, response, image, merge_threshold=params.merge_threshold, level=params.level,
+                      n_clusters=params.n_clusters), wrap=stage)
+    spatial = tuple(x_host.shape[2:])
+    if hierarchy.base.shape != spatial:
+        hierarchy = hierarchy.with_base(_upscale_nearest(hierarchy.base, spatial))
+    return _upscale_nearest(raw, spatial), _upscale_nearest(labels, spatial), hierarchy
+
+
+def _analysis_pass(model, x_host, data, params, device, fmt):
+    """``(clusters, response, image)`` of the analysis copy, BatchNorm's statistics set."""
     import torch
 
     from .networks import calibrating_batchnorm
@@ -52,20 +72,20 @@ def regions_pass(model, x_host, data, params, device, fmt):
         image = torch.nn.functional.interpolate(torch.from_numpy(data)[None], size=shape, mode="area")[0].numpy()
     with torch.no_grad(), autocast(device, params.precision), calibrating_batchnorm(model):
         response = model.fast_forward(x_host.to(device).contiguous(memory_format=fmt)).float()[0]
-    raw = response.argmax(0).to("cpu", torch.int32).numpy()
-    response = response.cpu().numpy()
-    labels, hierarchy = regions_from_clusters(raw, response, image, merge_threshold=params.merge_threshold,
-                                              level=params.level, n_clusters=params.n_clusters)
-    if hierarchy.base.shape != spatial:
-        hierarchy = hierarchy.with_base(_upscale_nearest(hierarchy.base, spatial))
-    return _upscale_nearest(raw, spatial), _upscale_nearest(labels, spatial), hierarchy
+    return response.argmax(0).to("cpu", torch.int32).numpy(), response.cpu().numpy(), image
+
+
+def stage_record(history, total, name: str) -> Progress:
+    """A record announcing a stage after training: the last iteration's numbers, and the stage."""
+    last = (history[k][-1] if history[k] else math.nan for k in ("loss", "loss_sim", "loss_con"))
+    n = history["n_labels"][-1] if history["n_labels"] else 0
+    return Progress(len(history["loss"]), total, *last, n, stage=name)
 
 
 def final_record(history, total, done, of) -> Progress:
     """A record of the tile-by-tile final pass: the last iteration's numbers, and the tiles."""
-    last = (history[k][-1] if history[k] else math.nan for k in ("loss", "loss_sim", "loss_con"))
-    n = history["n_labels"][-1] if history["n_labels"] else 0
-    return Progress(len(history["loss"]), total, *last, n, stage="final pass", part=(done, of))
+    record = stage_record(history, total, "final pass")
+    return Progress(*dataclasses.astuple(record)[:6], stage="final pass", part=(done, of))
 
 
 def final_clusters(model, x_host, full, plan, lean_step, device, fmt, params, tiles):

@@ -179,13 +179,22 @@ def _prepare(image, channel_axis, params, preview_every, sync_every, scribbles, 
         )
     seed = params.seed
     if seed is None:
-        seed = int(np.random.SeedSequence().generate_state(1)[0])
+        seed = drawn_seed()
     if sync_every is None:  # CPU ops are synchronous anyway; a GPU should not wait for the host every step
         sync_every = CUDA_SYNC_EVERY if device.type == "cuda" else 1
     history: Dict[str, List[float]] = {"loss": [], "loss_sim": [], "loss_con": [], "n_labels": []}
     ctx = StageContext(params, spatial, weights, scr_ids, preview_every, sync_every, history)
     return _Inputs(params, data, net_in, ranges, training_size(spatial, params.train_pixels), scr, device,
                    seed, init_state, ctx, _spacing(spacing), time.perf_counter())
+
+
+#: seeds a run draws lie below this (the dock's seed box, a 32-bit signed integer, takes them all)
+DRAWN_SEED_LIMIT = 2**31
+
+
+def drawn_seed() -> int:
+    """A fresh seed from the operating system's entropy, below :data:`DRAWN_SEED_LIMIT`."""
+    return int(np.random.SeedSequence().generate_state(1)[0]) % DRAWN_SEED_LIMIT
 
 
 def _check_count(name: str, value, least: int) -> None:
@@ -289,13 +298,16 @@ def _finish(run: _Inputs, net: _Network, plan):
     ``(channel ids, labels or None, response or None, hierarchy or None)`` at the image's shape."""
     import torch
 
-    from .finish import final_clusters, final_record, regions_pass
+    from .finish import final_clusters, final_record, regions_pass, stage_record
 
     labels = response = hierarchy = None
+    total = sum(n for _, n in net.stages)
     if run.regions:  # the default method: clusters -> regions and their hierarchy
-        raw, labels, hierarchy = regions_pass(net.model, net.x_host, run.data, run.params, run.device, net.fmt)
+        stage = partial(stage_record, run.ctx.history, total)
+        raw, labels, hierarchy = yield from regions_pass(net.model, net.x_host, run.data, run.params, run.device,
+                                                         net.fmt, stage)
     else:
-        tiles = partial(final_record, run.ctx.history, sum(n for _, n in net.stages))
+        tiles = partial(final_record, run.ctx.history, total)
         raw, response = yield from final_clusters(net.model, net.x_host, net.full, plan, net.lean_step,
                                                   run.device, net.fmt, run.params, tiles)
     net.model.to(memory_format=torch.contiguous_format)
