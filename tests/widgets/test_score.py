@@ -32,13 +32,14 @@ def test_picks_layers_and_scores_a_hand_computed_example(scored):
     assert s["accuracy"] == pytest.approx(8 / 12)
     # IoU: class0 8:2/2=1, class1 5: 2/4, class2 7: 4/6, class3 unmatched... (7 is used) -> 0
     assert s["miou"] == pytest.approx((1 + 0.5 + 4 / 6 + 0) / 4)
-    rows = dict(zip(widget._table.row_headers, [r[0] for r in widget._table.data]))
-    assert rows["pixel accuracy"] == pytest.approx(round(8 / 12, 4))
-    assert rows["IoU class 3"] == 0
+    table = widget._table.native  # what the dock shows
+    rows = {table.verticalHeaderItem(r).text(): table.item(r, 0).text() for r in range(table.rowCount())}
+    assert rows["accuracy"] == f"{8 / 12:.3f}"
+    assert rows["IoU class 3"] == "0.000"
     # region scores: best IoU per segment 2/4, 4/6, 1, 2/6 (see test_metrics)
-    assert rows["kim mIoU (best match per segment)"] == pytest.approx(round((0.5 + 4 / 6 + 1 + 2 / 6) / 4, 4))
-    assert rows["segmentation covering"] == pytest.approx(round((2 + 8 / 3 + 2 + 2 / 3) / 12, 4))
-    assert rows["connected regions"] == 4
+    assert rows["kim mIoU"] == f"{(0.5 + 4 / 6 + 1 + 2 / 6) / 4:.3f}"
+    assert rows["covering"] == f"{(2 + 8 / 3 + 2 + 2 / 3) / 12:.3f}"
+    assert rows["regions"] == "4"
     csv = widget.table_csv()
     assert csv.startswith("metric,value\nmIoU,") and "NMI," in csv and "homogeneity," in csv
 
@@ -99,3 +100,23 @@ def test_the_empty_table_has_its_one_column_and_edits_flow_to_csv_and_matched_la
     qtbot.waitUntil(lambda: widget.table_csv() != before, timeout=GUI_DEADLINE_MS)
     matched = widget.add_matched_layer()
     assert matched is not None and matched.data[2, 0] == matched.data[0, 1]  # follows the edit
+
+
+def test_every_score_is_readable_at_the_default_dock_width(make_napari_viewer, qtbot):
+    """On a 1366 x 768 screen, in the dock as napari opens it: every name whole, every
+    value with its three decimals, nothing clipped."""
+    viewer = make_napari_viewer(show=True)
+    viewer.window._qt_window.resize(1366, 768)
+    viewer.add_labels(PRED.copy(), name="clusters")
+    viewer.add_labels(GT.copy(), name="ground truth")
+    _, widget = viewer.window.add_plugin_dock_widget("napari-inceptseg", "Score against ground truth")
+    qtbot.wait(200)
+    table = widget._table.native
+    metrics = table.fontMetrics()
+    assert table.rowCount() >= 11
+    for row in range(table.rowCount()):
+        name, value = table.verticalHeaderItem(row).text(), table.item(row, 0).text()
+        assert metrics.horizontalAdvance(name) <= table.verticalHeader().width(), name
+        assert metrics.horizontalAdvance(value) + 6 <= table.columnWidth(0), (value, table.columnWidth(0))
+        assert table.verticalHeaderItem(row).toolTip()
+    assert table.viewport().width() >= table.columnWidth(0)  # the column is on screen, not scrolled off

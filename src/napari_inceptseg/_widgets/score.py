@@ -20,6 +20,25 @@ _LAYER_EVENTS = ("data", "paint", "labels_update")
 _EMPTY = {"data": [], "index": [], "columns": ["value"]}
 
 
+#: the table's rows: a short name (the dock is narrow) and the score's key
+_ROWS = (("mIoU", "miou"), ("accuracy", "accuracy"), ("NMI", "nmi"), ("homogeneity", "homogeneity"),
+         ("kim mIoU", "kim_miou"), ("covering", "covering"), ("Rand index", "pri"), ("VoI (bits)", "voi"),
+         ("clusters", "n_clusters"), ("regions", "n_regions"), ("classes", "n_classes"))
+#: what each name means (the row's tooltip)
+_MEANING = {
+    "mIoU": "mean IoU over the ground-truth classes, clusters matched to classes",
+    "accuracy": "pixel accuracy after matching clusters to classes",
+    "NMI": "normalised mutual information (arithmetic)",
+    "homogeneity": "how much each cluster holds one class only",
+    "kim mIoU": "Kim et al.'s mIoU: each ground-truth segment's best IoU with a region, averaged",
+    "covering": "segmentation covering: the same best IoUs, weighted by segment area",
+    "Rand index": "Rand index (BSDS formula): pairs of pixels grouped alike in both",
+    "VoI (bits)": "variation of information in bits: lower is better",
+    "clusters": "labels in the prediction", "regions": "connected regions of the prediction",
+    "classes": "labels in the ground truth",
+}
+
+
 def parse_ignore(text: str) -> Optional[int]:
     """'' or 'none' -> None; an integer string -> that integer; else ValueError."""
     text = (text or "").strip().lower()
@@ -112,21 +131,30 @@ class ScoreWidget(Container):
         except ValueError as exc:
             self._show_message(str(exc))
             return None
-        rows = [
-            ("mIoU", s["miou"]), ("pixel accuracy", s["accuracy"]), ("NMI", s["nmi"]),
-            ("homogeneity", s["homogeneity"]), ("kim mIoU (best match per segment)", s["kim_miou"]),
-            ("segmentation covering", s["covering"]), ("Rand index", s["pri"]),
-            ("variation of information (bits)", s["voi"]), ("clusters", s["n_clusters"]),
-            ("connected regions", s["n_regions"]), ("classes", s["n_classes"]),
-        ] + [(f"IoU class {c}", v) for c, v in s["per_class_iou"].items()]
+        rows = [(name, s[key]) for name, key in _ROWS] + [(f"IoU class {c}", v) for c, v in s["per_class_iou"].items()]
         self._table.value = {
-            "data": [[round(v, 4) if isinstance(v, float) else v] for _, v in rows],
+            "data": [[f"{v:.3f}" if isinstance(v, float) else str(v)] for _, v in rows],
             "index": [name for name, _ in rows],
             "columns": ["value"],
         }
+        self._fit_columns()
         self._status.value = f"{s['n_pixels']} pixels scored, {s['matching']} matching"
         self.result = s
         return s
+
+    def _fit_columns(self) -> None:
+        """Names and values readable at any dock width: names as wide as the longest, the
+        values column as wide as its widest value (at least), each name's meaning in its tooltip."""
+        from qtpy.QtWidgets import QHeaderView
+
+        table = self._table.native
+        table.verticalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        table.horizontalHeader().setStretchLastSection(True)
+        table.resizeColumnsToContents()
+        for row in range(table.rowCount()):
+            item = table.verticalHeaderItem(row)
+            if item is not None:
+                item.setToolTip(_MEANING.get(item.text(), "IoU of this ground-truth class with its matched cluster"))
 
     def _show_message(self, text: str) -> None:
         self._table.value = _EMPTY
