@@ -7,6 +7,10 @@ PY := $(VENV)/bin/python
 # itself asks only torch>=2.1. Extra pip arguments may follow, e.g. --index-url ...
 TORCH_SPEC ?= torch==2.13.0
 PYTEST_ARGS ?=
+# napari's recommended Qt6 binding; `make test QT_API=pyqt5` runs the suite under PyQt5
+# once `.venv/bin/pip install -e ".[pyqt5]"` has added it
+QT_API ?= pyqt6
+export QT_API
 
 .PHONY: setup demo test system-deps clean
 
@@ -14,7 +18,7 @@ $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q $(TORCH_SPEC)
-	$(PY) -m pip install -q -e ".[pyqt5,test]"
+	$(PY) -m pip install -q -e ".[pyqt6,test]"
 	touch $@
 
 setup: $(VENV)/.installed

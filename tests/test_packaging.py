@@ -62,3 +62,14 @@ def test_wheel_installs_and_validates_in_fresh_venv(tmp_path):
     proc = run_command([env_dir / "bin" / "npe2", "validate", "napari-inceptseg"], env=env)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "valid" in proc.stdout
+
+
+def test_the_suite_runs_under_the_qt_binding_make_installs():
+    """napari recommends a Qt6 binding: make installs PyQt6 and the suite runs under it
+    (``QT_API=pyqt5`` runs it under PyQt5, kept working through the ``pyqt5`` extra)."""
+    import qtpy
+
+    wanted = os.environ.get("QT_API", "pyqt6").lower()
+    assert qtpy.API_NAME.lower() == wanted
+    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+        assert qtpy.QT6, "CI tests the Qt6 binding that make installs"
