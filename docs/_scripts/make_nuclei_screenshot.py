@@ -37,6 +37,7 @@ def main() -> int:
     result = viewer.layers["nuclei regions"]
     viewer.layers.selection.active = result
     seg._objects_section.set_open(True)
+    seg._objects.inline = True
     objects = seg._objects.split()
     result.visible = False
     s = instance_scores(objects.data, gt.data)

@@ -292,3 +292,40 @@ def test_a_drawn_seed_types_back_into_the_box_and_the_command_names_the_real_fil
     viewer.layers.selection.active = viewer.layers[-1]
     placeholder = '<path to the image file of layer "made in memory">'
     assert shlex.split(widget.copy_recipe("command"))[2] == placeholder
+
+
+def test_cancel_is_on_screen_in_the_dock_and_in_the_activity_dock_at_1366x768(make_napari_viewer, qtbot, synthetic):
+    from qtpy.QtCore import QRect
+    from qtpy.QtWidgets import QPushButton
+
+    viewer = make_napari_viewer(show=True)
+    window = viewer.window._qt_window
+    window.resize(1366, 768)
+    layer = viewer.add_image(synthetic[0], name="syn", rgb=True)
+    widget = _dock(viewer, layer)
+    widget._preset.value = "paper-vanilla"
+    widget._params["max_iter"].value = 100000  # long enough to look at
+    qtbot.wait(100)
+    widget.run()
+    try:
+        qtbot.waitUntil(lambda: widget._run is not None and widget._run.pbar is not None, timeout=GUI_DEADLINE_MS)
+        qtbot.wait(300)
+        screen = QRect(window.mapToGlobal(window.rect().topLeft()), window.size())
+
+        def on_screen(button) -> bool:
+            if not button.isVisible():
+                return False
+            area = QRect(button.mapToGlobal(button.rect().topLeft()), button.size())
+            return screen.contains(area)
+
+        assert on_screen(widget._cancel_btn.native) and widget._cancel_btn.enabled
+        dialog = window._activity_dialog
+        buttons = [b for b in dialog.findChildren(QPushButton) if b.text() == "Cancel"]
+        assert dialog.isVisible() and buttons and on_screen(buttons[-1])
+        buttons[-1].click()  # the activity dock's cancel stops the run
+        _wait(qtbot, widget)
+        assert widget._status.value.startswith("cancelled")
+    finally:
+        if widget._run is not None:
+            widget.cancel()
+            _wait(qtbot, widget)

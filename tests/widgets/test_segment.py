@@ -356,7 +356,7 @@ def test_two_docks_running_at_once_each_end_with_their_own_result(make_napari_vi
                 f"img{i} regions: {result.n_labels} regions after {result.n_iter} iterations")
 
 
-def test_split_into_objects_counts_touching_discs(make_napari_viewer):
+def test_split_into_objects_counts_touching_discs(make_napari_viewer, qtbot):
     viewer = make_napari_viewer()
     yy, xx = np.mgrid[0:60, 0:90]
     clusters = np.ones((60, 90), np.int32)
@@ -365,8 +365,13 @@ def test_split_into_objects_counts_touching_discs(make_napari_viewer):
     seg = viewer.add_labels(clusters, name="nuclei clusters", scale=(0.5, 0.5))
     _, widget = viewer.window.add_plugin_dock_widget("napari-inceptseg", "Unsupervised segmentation")
     viewer.layers.selection.active = seg
-    out = widget._objects.split()
-    assert out.name == "nuclei clusters objects" and out.data.max() == 3
+    statuses = []
+    widget._objects._status = lambda text: statuses.append(text)
+    assert widget._objects.split() is None  # in the background, a line per step
+    qtbot.waitUntil(lambda: viewer.layers[-1].name == "nuclei clusters objects", timeout=GUI_DEADLINE_MS)
+    out = viewer.layers[-1]
+    assert out.data.max() == 3 and any("watershed" in s for s in statuses) and statuses[-1].endswith("3 objects")
+    widget._objects.inline = True
     np.testing.assert_allclose(out.scale, (0.5, 0.5))
     np.testing.assert_array_equal(seg.data, clusters)  # the user's layer is left as it was
     widget._objects.separate.value = False

@@ -10,6 +10,8 @@ from magicgui.widgets import CheckBox, Container, PushButton
 from napari.layers import Labels
 from napari.utils.notifications import show_info
 
+from .progress import RunProgress, reveal_activity
+
 
 class ObjectsPanel(Container):
     """Splits the selected Labels layer (a result of this dock, or any other) into objects."""
@@ -26,9 +28,14 @@ class ObjectsPanel(Container):
         self.margins = (0, 0, 0, 0)
         self.split_btn.changed.connect(self.split)
 
+    #: split in the calling thread (tests, scripts); otherwise in a worker thread with
+    #: a progress line per step and a cancel button in the activity dock
+    inline = False
+
     def split(self, _=None) -> Optional[Labels]:
-        """Add ``'<name> objects'`` for the selected Labels layer; returns it."""
-        from ..labels import split_objects
+        """Split the selected Labels layer into ``'<name> objects'`` (a new layer); with
+        :attr:`inline` the layer is returned, otherwise the split runs in the background."""
+        from ..labels import OBJECT_STEPS, split_objects_iter
 
         layer = self._viewer.layers.selection.active
         if not isinstance(layer, Labels) or layer.multiscale:
@@ -38,7 +45,32 @@ class ObjectsPanel(Container):
         if data.ndim not in (2, 3):
             show_info(f"'{layer.name}' has {data.ndim} axes: objects are split in 2D or 3D labels only.")
             return None
-        objects = split_objects(data, separate_touching=self.separate.value)
+        steps = split_objects_iter(data, separate_touching=self.separate.value)
+        if self.inline:
+            while True:
+                try:
+                    next(steps)
+                except StopIteration as done:
+                    return self._add(layer, done.value)
+        from napari.qt.threading import create_worker
+
+        worker = create_worker(lambda: (yield from steps), _start_thread=False)
+        pbar = RunProgress(total=len(OBJECT_STEPS), desc=f"Objects of {layer.name}", cancel_callback=worker.quit)
+        reveal_activity(self._viewer)
+        worker.yielded.connect(lambda step: self._step(pbar, layer, step))
+        worker.returned.connect(lambda objects: self._add(layer, objects))
+        worker.aborted.connect(lambda: self._status(f"{layer.name}: splitting cancelled, nothing added"))
+        worker.finished.connect(pbar.close)
+        self.split_btn.enabled = False
+        worker.finished.connect(lambda: setattr(self.split_btn, "enabled", True))
+        worker.start()
+        return None
+
+    def _step(self, pbar, layer, step: str) -> None:
+        self._status(f"{layer.name}: objects · {step}...")
+        pbar.update(1)
+
+    def _add(self, layer, objects) -> Labels:
         out = self._viewer.add_labels(objects, name=f"{layer.name} objects", scale=layer.scale,
                                       translate=layer.translate,
                                       metadata={"inceptseg": {"objects_of": layer.name, "n_objects": int(objects.max()),

@@ -6,6 +6,20 @@ from __future__ import annotations
 from napari.utils import cancelable_progress
 
 
+def reveal_activity(viewer) -> None:
+    """Show napari's activity dock, no wider than the canvas and in its bottom right corner,
+    so that the cancel buttons of its progress bars are on screen on a small display
+    (napari hides it by default, and makes it 520 pixels wide whatever the canvas)."""
+    dialog = getattr(getattr(viewer.window, "_qt_window", None), "_activity_dialog", None)
+    if dialog is None or dialog.parent() is None:
+        return
+    room = dialog.parent().width() - 16
+    dialog.resize(max(dialog.minimumWidth(), min(dialog.width(), room)), dialog.height())
+    dialog.move_to_bottom_right()
+    dialog.show()
+    dialog.raise_()
+
+
 class RunProgress(cancelable_progress):
     """A manually updated, cancellable progress bar: ``cancel()`` (the activity dock's
     button) calls ``cancel_callback`` right away."""

@@ -22,7 +22,7 @@ from napari.utils.notifications import show_error, show_info
 from ..engine.results import SegmentationError
 from ..engine.stack import ApplyProgress
 from ..params import SegmentParams
-from .progress import RunProgress
+from .progress import RunProgress, reveal_activity
 from .source import RunSource
 
 log = logging.getLogger(__name__)
@@ -65,6 +65,7 @@ class RunLifecycle:
         """Run ``fn(*args, **kwargs)`` (an engine generator) for ``run``, with a
         cancellable progress bar of ``total`` steps."""
         run.pbar = RunProgress(total=total, desc=desc, cancel_callback=partial(self.cancel, run))
+        reveal_activity(self._viewer)
         self._status(status)
         handlers = {name: partial(getattr(self, f"_on_{name}"), run)
                     for name in ("yielded", "returned", "errored", "aborted", "finished")}
