@@ -133,8 +133,14 @@ def test_global_torch_rng_untouched(small_rgb):
 def test_generator_yields_progress_and_previews(small_rgb):
     gen = segment_iter(small_rgb, preview_every=2, **_fast(max_iter=5, min_labels=1))
     records = []
-    result = run_to_end(gen, records.append)
+    every = []
+    result = run_to_end(gen, every.append)
+    records = [p for p in every if p.stage == "training"]
     assert [p.iteration for p in records] == [1, 2, 3, 4, 5]
+    # then one record per stage after training, each at the last iteration
+    stages = [p.stage for p in every[len(records) :]]
+    assert stages == ["full-resolution pass", "regions", "hierarchy"]
+    assert all(p.iteration == 5 for p in every[len(records) :])
     assert all(p.max_iter == 5 for p in records)
     with_preview = [p.iteration for p in records if p.labels is not None]
     assert with_preview == [2, 4, 5]  # every 2nd and the last
@@ -242,9 +248,11 @@ def test_coarse_to_fine_progress_and_record(small_rgb):
     h, w = small_rgb.shape[:2]
     params = SegmentParams(**_fast(coarse_scale=0.5, coarse_iter=4, refine_iter=2, min_labels=1))
     assert params.total_iter == 6
-    records = []
-    res = run_to_end(segment_iter(small_rgb, params=params, preview_every=1), records.append)
+    every = []
+    res = run_to_end(segment_iter(small_rgb, params=params, preview_every=1), every.append)
+    records = [p for p in every if p.stage == "training"]
     assert [p.iteration for p in records] == [1, 2, 3, 4, 5, 6]
+    assert [p.stage for p in every[len(records) :]] == ["full-resolution pass", "regions", "hierarchy"]
     assert all(p.max_iter == 6 for p in records)
     # previews of the coarse stage are upscaled to the image's size
     assert all(p.labels.shape == (h, w) for p in records)

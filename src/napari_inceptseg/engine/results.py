@@ -53,8 +53,9 @@ class Progress:
     loss_con: float
     n_labels: int
     labels: Optional[np.ndarray] = None
-    #: "training", or "final pass" for the tile-by-tile pass after training (whose
-    #: records repeat the last iteration's numbers and count tiles in ``part``)
+    #: "training", or a stage after training ("final pass" tile by tile, counting tiles
+    #: in ``part``; "full-resolution pass", "regions", "hierarchy"), whose records
+    #: repeat the last iteration's numbers
     stage: str = "training"
     part: Optional[Tuple[int, int]] = None  # (tiles done, tiles in all) in the final pass
 
