@@ -111,7 +111,7 @@ class SegmentParams:
         minimum=0.0,
     )
     level: float = _f(
-        0.525,
+        0.450,
         "With regions: where the region hierarchy is cut, from 0 (the finest regions) to 1 "
         "(one region); higher gives fewer, larger regions. The result keeps the whole "
         "hierarchy (result.hierarchy), so any other level is one cut away. The default was "

@@ -1,11 +1,13 @@
 """From the network's clusters to regions, the default method's post-processing
 (numpy, scipy and scikit-image; no torch; docs/method.md, "The default method"):
 
-1. every superpixel (SLIC, about :data:`SUPERPIXEL_PIXELS` pixels each) takes the
-   cluster most of its pixels have, so borders follow the image's edges;
+1. every superpixel (Felzenszwalb-Huttenlocher, :data:`SUPERPIXEL_SCALE`, plane by
+   plane in a volume) takes the cluster most of its pixels have, so borders follow
+   the image's edges;
 2. each connected piece of a cluster becomes a region, and regions smaller than
    :data:`MIN_REGION_FRACTION` of the image (and than :data:`MIN_REGION_PIXELS`)
-   take the id of the nearest larger region;
+   take the id of the nearest larger region; rims narrower than
+   :data:`MIN_REGION_WIDTH` join the neighbour they share the most border with;
 3. adjacent regions are merged, weakest border first, while the network's response
    changes little across their border (:data:`EDGE_THRESHOLD`);
 4. adjacent regions are merged, most alike first, while their mean responses differ
@@ -26,6 +28,7 @@ Everything works on 2D images and 3D volumes alike.
 from __future__ import annotations
 
 import heapq
+import warnings
 from typing import Dict, Optional, Tuple
 
 import numpy as np
@@ -34,17 +37,23 @@ from .hierarchy import build_hierarchy, channel_edges
 from .labels import connected_regions, consecutive_labels, region_adjacency, region_sums
 
 
-#: pixels per superpixel in step 1 (about 3,900 superpixels on a 481 x 321 image)
-SUPERPIXEL_PIXELS = 40
-#: Gaussian smoothing (pixels) before SLIC, so that noise does not fray superpixel borders
+#: step 1: Felzenszwalb's scale (larger: larger superpixels; about 550 on a 481 x 321
+#: photo) and smallest superpixel (pixels)
+SUPERPIXEL_SCALE = 100
+SUPERPIXEL_MIN_SIZE = 25
+#: Gaussian smoothing (pixels) before the superpixels, so that noise does not fray them
 SUPERPIXEL_SIGMA = 0.5
-#: small images get at least this many superpixels (or one per 4 pixels), so that
-#: their superpixels stay small next to the objects in them
+#: small planes get a smallest superpixel of at most 1/MIN_SUPERPIXELS of their pixels,
+#: so that superpixels stay small next to the objects in them
 MIN_SUPERPIXELS = 250
 #: regions smaller than this fraction of the image, or than MIN_REGION_PIXELS,
 #: join a neighbour (step 2)
 MIN_REGION_FRACTION = 0.0002
 MIN_REGION_PIXELS = 9
+#: step 2: regions narrower than this (pixels: twice their size over their border with
+#: other regions) are rims along an edge, not objects; they join the neighbour they
+#: share the most border with
+MIN_REGION_WIDTH = 2.0
 #: larger images are analysed on a copy of at most this many pixels per plane,
 #: whose regions are then scaled up to the image (nearest neighbour)
 ANALYSIS_PIXELS = 4_000_000
@@ -53,18 +62,32 @@ ANALYSIS_PIXELS = 4_000_000
 EDGE_THRESHOLD = 0.22
 
 
-def superpixel_vote(clusters: np.ndarray, image: np.ndarray) -> np.ndarray:
-    """``clusters`` with every SLIC superpixel of ``image`` (``(C, *spatial)``, values
-    about 0..1) set to the cluster most of its pixels have."""
-    from skimage.segmentation import slic
+def superpixels(image: np.ndarray) -> np.ndarray:
+    """Felzenszwalb-Huttenlocher superpixels of ``image`` (``(C, *spatial)``, values
+    about 0..1), plane by plane for a volume, with ids unique over the whole array.
 
-    n_segments = max(1, clusters.size // SUPERPIXEL_PIXELS, min(MIN_SUPERPIXELS, clusters.size // 4))
-    if image.shape[0] == 3 and clusters.ndim == 2:  # RGB: SLIC's own CIELAB distance
-        sp = slic(np.moveaxis(image, 0, -1).clip(0, 1), n_segments=n_segments, compactness=10,
-                  sigma=SUPERPIXEL_SIGMA, start_label=0, channel_axis=-1, convert2lab=True)
-    else:  # intensities scaled to CIELAB's lightness range, so the same compactness fits
-        sp = slic(np.moveaxis(image, 0, -1) * 100.0, n_segments=n_segments, compactness=10,
-                  sigma=SUPERPIXEL_SIGMA, start_label=0, channel_axis=-1, convert2lab=False)
+    Their borders follow the image's edges at any size (SLIC's near-regular grid showed
+    through on flat backgrounds: docs/method.md, "The default method")."""
+    from skimage.segmentation import felzenszwalb
+
+    channels = np.moveaxis(image, 0, -1).clip(0, 1)
+    planes = channels.reshape(-1, *channels.shape[-3:])
+    min_size = min(SUPERPIXEL_MIN_SIZE, max(1, planes[0, ..., 0].size // MIN_SUPERPIXELS))
+    out = np.empty(planes.shape[:-1], np.int64)
+    offset = 0
+    for k, plane in enumerate(planes):
+        with warnings.catch_warnings():  # any number of channels is meant (not only RGB)
+            warnings.simplefilter("ignore", UserWarning)
+            out[k] = felzenszwalb(plane, scale=SUPERPIXEL_SCALE, sigma=SUPERPIXEL_SIGMA,
+                                  min_size=min_size, channel_axis=-1) + offset
+        offset = int(out[k].max()) + 1
+    return out.reshape(channels.shape[:-1])
+
+
+def superpixel_vote(clusters: np.ndarray, image: np.ndarray) -> np.ndarray:
+    """``clusters`` with every superpixel of ``image`` (:func:`superpixels`) set to the
+    cluster most of its pixels have."""
+    sp = superpixels(image)
     keys, ids = np.unique(clusters, return_inverse=True)
     n_ids = keys.size
     votes = np.bincount(sp.ravel() * n_ids + ids.ravel(), minlength=(int(sp.max()) + 1) * n_ids)
@@ -83,6 +106,31 @@ def absorb_small(regions: np.ndarray, min_size: int) -> np.ndarray:
         return regions
     nearest = ndi.distance_transform_edt(small, return_distances=False, return_indices=True)
     return regions[tuple(nearest)]
+
+
+def absorb_thin(regions: np.ndarray) -> np.ndarray:
+    """``regions`` with every region narrower than :data:`MIN_REGION_WIDTH` joined to
+    the neighbour it shares the most border with."""
+    a, b, length, _ = region_adjacency(regions)
+    return thin_roots(np.bincount(regions.ravel()), a, b, length)[regions]
+
+
+def thin_roots(size: np.ndarray, a, b, length) -> np.ndarray:
+    """For a region graph (``size`` per id; borders ``a``-``b`` of ``length`` pixel
+    pairs), the id each region ends in when every region narrower than
+    :data:`MIN_REGION_WIDTH` joins, narrowest first, the neighbour it shares the most
+    border with."""
+    size = np.asarray(size, dtype=np.float64)
+    border = np.bincount(a, length, minlength=size.size) + np.bincount(b, length, minlength=size.size)
+    width = 2 * size / np.maximum(border, 1)
+    graph = _RegionGraph("border", size, a, b, length, length)
+    for r in np.argsort(width, kind="stable"):
+        if width[r] >= MIN_REGION_WIDTH:
+            break
+        if graph.parent[r] == r and graph.nbrs.get(r):
+            best = max(graph.nbrs[r], key=lambda k: graph.nbrs[r][k][0])
+            graph._merge(best, int(r))
+    return graph.roots()
 
 
 class _RegionGraph:
@@ -127,7 +175,8 @@ class _RegionGraph:
         self.size[keep] += self.size[gone]
         if self.sums is not None:
             self.sums[keep] += self.sums[gone]
-        for k, (ln, ct) in self.nbrs.pop(gone).items():
+        moved = self.nbrs.pop(gone)
+        for k, (ln, ct) in moved.items():
             del self.nbrs[k][gone]
             if k == keep:
                 continue
@@ -135,14 +184,28 @@ class _RegionGraph:
             both[0] += ln
             both[1] += ct
             self.nbrs[k][keep] = both
-        for k in self.nbrs[keep]:
+        # a mean weight changes on every border of keep; a border weight only where
+        # gone's borders joined keep's (the others' heap entries stay valid)
+        changed = self.nbrs[keep] if self.mode == "mean" else [k for k in moved if k != keep]
+        for k in changed:
             heapq.heappush(self.heap, (self._weight(keep, k), min(keep, k), max(keep, k)))
         self.alive -= 1
+
+    def _compact(self) -> None:
+        """The heap rebuilt from the live borders (one entry each, at its current
+        weight), so that stale entries do not pile up around a region with thousands
+        of neighbours; the merge order is unchanged."""
+        self.heap = [(self._weight(i, j), i, j) for i, js in self.nbrs.items() for j in js if i < j]
+        heapq.heapify(self.heap)
+        self._heap_limit = 2 * len(self.heap) + 4096
 
     def merge(self, threshold: float, n_keep: int = 0) -> None:
         """Merge adjacent pairs, lowest weight first, while the weight is below
         ``threshold`` -- or, with ``n_keep > 0``, until ``n_keep`` regions remain."""
+        self._heap_limit = 2 * len(self.heap) + 4096
         while self.heap and (self.alive > n_keep if n_keep else True):
+            if len(self.heap) > self._heap_limit:
+                self._compact()
             w, i, j = heapq.heappop(self.heap)
             if not n_keep and w >= threshold:
                 break
@@ -189,6 +252,7 @@ def finest_regions(clusters: np.ndarray, response: np.ndarray, image: np.ndarray
     labels = superpixel_vote(clusters, image)
     labels = connected_regions(labels, connectivity=1)  # face-connected pieces
     labels = absorb_small(labels, max(MIN_REGION_PIXELS, int(MIN_REGION_FRACTION * labels.size)))
+    labels = absorb_thin(labels)
     labels = merge_weak_borders(labels, channel_edges(response), EDGE_THRESHOLD)
     if merge_threshold > 0:
         labels = merge_adjacent(labels, response, merge_threshold)
