@@ -19,8 +19,9 @@ import contextlib
 import itertools
 import math
 import numbers
+import queue
 import threading
-from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 from ..params import SegmentParams
@@ -89,35 +90,51 @@ def map_side_by_side(fn: Callable[[Any], Any], items: Iterable[Any], batch: int,
             except Exception as exc:  # noqa: BLE001 - handed to the caller with its index
                 yield k, None, exc
         return
-    stop = threading.Event()
+    stop, finished = threading.Event(), queue.SimpleQueue()
 
-    def call(item):
-        with stop_when(stop), own_stream(device):
-            return fn(item)
-
-    with ThreadPoolExecutor(max_workers=batch, thread_name_prefix="inceptseg-batch") as pool:
-        queue = iter(enumerate(items))
-        pending = {pool.submit(call, item): k for k, item in itertools.islice(queue, batch)}
+    def call(k, item):  # every outcome goes to ``finished``, errors included
         try:
-            while pending:
-                done, _ = wait(pending, return_when=FIRST_COMPLETED)
-                for fut in done:
-                    yield _answer(pending.pop(fut), fut)
-                    nxt = next(queue, None)
-                    if nxt is not None:
-                        pending[pool.submit(call, nxt[1])] = nxt[0]
+            with stop_when(stop), own_stream(device):
+                finished.put((k, fn(item), None))
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller with its index
+            finished.put((k, None, exc))
+
+    # The main thread waits on ``finished`` alone: SimpleQueue.get can be interrupted
+    # anywhere without leaving a lock held (concurrent.futures.wait cannot: Ctrl+C
+    # inside it could leave a future's lock taken, and the runs could never report).
+    with ThreadPoolExecutor(max_workers=batch, thread_name_prefix="inceptseg-batch") as pool:
+        order = iter(enumerate(items))
+        running = 0
+        for k, item in itertools.islice(order, batch):
+            pool.submit(call, k, item)
+            running += 1
+        try:
+            while running:
+                answer = finished.get()
+                running -= 1
+                yield answer
+                nxt = next(order, None)
+                if nxt is not None:
+                    pool.submit(call, *nxt)
+                    running += 1
         except KeyboardInterrupt:
             stop.set()
-            wait(pending)  # each stops within one iteration
-            yield from (_answer(k, fut) for fut, k in pending.items() if fut.exception() is None)
+            pool.shutdown(wait=True, cancel_futures=True)  # each stops within one iteration
+            yield from _finished_before(finished)
             raise
         finally:
             stop.set()
 
 
-def _answer(k: int, fut) -> Tuple[int, Any, Optional[BaseException]]:
-    exc = fut.exception()
-    return k, (None if exc else fut.result()), exc
+def _finished_before(finished) -> Iterator[Tuple[int, Any, None]]:
+    """The runs that had finished well when the batch was interrupted."""
+    while True:
+        try:
+            k, result, exc = finished.get_nowait()
+        except queue.Empty:
+            return
+        if exc is None:
+            yield k, result, None
 
 
 class BatchError(SegmentationError):
