@@ -309,14 +309,16 @@ def test_cancel_is_on_screen_in_the_dock_and_in_the_activity_dock_at_1366x768(ma
     widget.run()
     try:
         qtbot.waitUntil(lambda: widget._run is not None and widget._run.pbar is not None, timeout=GUI_DEADLINE_MS)
+        # a few iterations in, the bar shows its rate and time left: its widest text
+        qtbot.waitUntil(lambda: widget._run.pbar.n >= 3, timeout=GUI_DEADLINE_MS)
         qtbot.wait(300)
         screen = QRect(window.mapToGlobal(window.rect().topLeft()), window.size())
 
-        def on_screen(button) -> bool:
+        def on_screen(button) -> bool:  # whole, inside the window, and not clipped by a parent
             if not button.isVisible():
                 return False
             area = QRect(button.mapToGlobal(button.rect().topLeft()), button.size())
-            return screen.contains(area)
+            return screen.contains(area) and button.visibleRegion().boundingRect().size() == button.size()
 
         assert on_screen(widget._cancel_btn.native) and widget._cancel_btn.enabled
         dialog = window._activity_dialog

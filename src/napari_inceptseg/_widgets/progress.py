@@ -7,14 +7,15 @@ from napari.utils import cancelable_progress
 
 
 def reveal_activity(viewer) -> None:
-    """Show napari's activity dock, no wider than the canvas and in its bottom right corner,
-    so that the cancel buttons of its progress bars are on screen on a small display
-    (napari hides it by default, and makes it 520 pixels wide whatever the canvas)."""
+    """Show napari's activity dock as wide as the canvas, in its bottom right corner, so
+    that the cancel buttons of its progress bars are on screen on a small display
+    (napari hides it by default, and makes it 520 pixels wide whatever the canvas, so
+    that a bar whose text has grown scrolls its cancel button out of view)."""
     dialog = getattr(getattr(viewer.window, "_qt_window", None), "_activity_dialog", None)
     if dialog is None or dialog.parent() is None:
         return
-    room = dialog.parent().width() - 16
-    dialog.resize(max(dialog.minimumWidth(), min(dialog.width(), room)), dialog.height())
+    room = dialog.parent().width() - 16  # as wide as the canvas: a bar's text grows as it runs
+    dialog.resize(max(dialog.minimumWidth(), room), dialog.height())
     dialog.move_to_bottom_right()
     dialog.show()
     dialog.raise_()
