@@ -163,3 +163,29 @@ def test_a_rerun_after_a_kill_skips_what_is_done(tmp_path, spawn):
     labels = np.asarray(zarr.open_array(str(out / "0"))[:])
     assert one_label_per_disk(labels, truth)
     assert json.loads((out / ".inceptseg" / "run.json").read_text())["complete"] is True
+
+
+def test_a_worker_killed_mid_run_is_replaced_and_the_run_completes(tmp_path):
+    """Dask's nanny restarts a killed worker and its blocks run again: the labels are
+    whole, as if nothing had happened."""
+    import os
+
+    from distributed import Client, LocalCluster
+
+    from napari_inceptseg.distributed import segment_zarr_iter
+
+    image, truth = disks(1024, 128)
+    src = write_ome_zarr(tmp_path / "in.ome.zarr", np.moveaxis(image, -1, 0), "cyx", (3, 128, 128))
+    out = tmp_path / "out.ome.zarr"
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as lc:
+        with Client(lc) as client:
+            killed = False
+            for record in segment_zarr_iter(str(src), str(out), scheduler=lc.scheduler_address, block=128, seed=0):
+                if record.stage == "blocks" and record.done == 4 and not killed:
+                    pids = client.run(os.getpid)  # {worker address: its process id}
+                    os.kill(next(iter(pids.values())), signal.SIGKILL)
+                    killed = True
+    assert killed
+    labels = np.asarray(zarr.open_array(str(out / "0"))[:])
+    assert one_label_per_disk(labels, truth)
+    assert json.loads((out / ".inceptseg" / "run.json").read_text())["complete"] is True

@@ -16,8 +16,9 @@ from typing import Dict, Tuple
 
 import numpy as np
 
-#: pixels of context a block reads beyond each face: the network's receptive radius
-#: and the superpixels' reach, so that the kept centre does not see the block's edge
+#: pixels of context a block reads beyond each face: more than the network's receptive
+#: radius, so that the kept centre's response does not see the block's edge (and the
+#: superpixels near a face see past it)
 HALO = 16
 #: the training copy has at most this many pixels (the default method trains on 40,000;
 #: the rest sets BatchNorm's statistics on a copy that a 2 GB worker holds)
