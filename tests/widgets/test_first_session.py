@@ -327,6 +327,7 @@ def test_cancel_is_on_screen_in_the_dock_and_in_the_activity_dock_at_1366x768(ma
         buttons[-1].click()  # the activity dock's cancel stops the run
         _wait(qtbot, widget)
         assert widget._status.value.startswith("cancelled")
+        assert not dialog.isVisible()  # opened for the run, closed after it: the image is in view
     finally:
         if widget._run is not None:
             widget.cancel()

@@ -17,8 +17,19 @@ def reveal_activity(viewer) -> None:
     room = dialog.parent().width() - 16  # as wide as the canvas: a bar's text grows as it runs
     dialog.resize(max(dialog.minimumWidth(), room), dialog.height())
     dialog.move_to_bottom_right()
+    if not dialog.isVisible():  # opened for this run: closed again after it (conceal_activity)
+        dialog.setProperty("inceptseg_opened", True)
     dialog.show()
     dialog.raise_()
+
+
+def conceal_activity(viewer) -> None:
+    """Hide the activity dock again after a run if :func:`reveal_activity` opened it, so
+    that it does not cover the image (left open when the user had opened it)."""
+    dialog = getattr(getattr(viewer.window, "_qt_window", None), "_activity_dialog", None)
+    if dialog is not None and dialog.property("inceptseg_opened"):
+        dialog.setProperty("inceptseg_opened", False)
+        dialog.hide()
 
 
 class RunProgress(cancelable_progress):

@@ -22,7 +22,7 @@ from napari.utils.notifications import show_error, show_info
 from ..engine.results import SegmentationError
 from ..engine.stack import ApplyProgress
 from ..params import SegmentParams
-from .progress import RunProgress, reveal_activity
+from .progress import RunProgress, conceal_activity, reveal_activity
 from .source import RunSource
 
 log = logging.getLogger(__name__)
@@ -186,5 +186,6 @@ class RunLifecycle:
     def _on_finished(self, run: Run) -> None:
         if run.pbar is not None:
             run.pbar.close()
+            conceal_activity(self._viewer)
         self._ended(run)
 
