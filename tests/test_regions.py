@@ -168,3 +168,15 @@ def test_rims_along_an_edge_join_a_neighbour_and_narrow_objects_stay():
     out = R.absorb_thin(labels)
     assert set(np.unique(out)) == {1, 2, 4}
     assert (out[labels == 4] == 4).all() and (out[labels == 2] == 2).all()
+
+
+def test_a_rim_straddling_an_edge_goes_to_both_sides_pixel_by_pixel():
+    """The cluster path's blocks: each pixel of a rim joins the wider region next to it
+    whose mean colour is closest to its own, so the edge stays where the image has it."""
+    yy, xx = np.mgrid[:60, :60]
+    disc = np.hypot(yy - 30, xx - 30) < 15
+    image = np.stack([np.where(disc, 0.9, 0.1)] * 3).astype(np.float32)
+    rim = disc ^ ndi.binary_erosion(disc) | ~disc & ndi.binary_dilation(disc)  # a pixel each side
+    labels = np.where(rim, 3, np.where(disc, 2, 1))
+    out = R.absorb_thin_pixels(labels, image)
+    np.testing.assert_array_equal(out, np.where(disc, 2, 1))

@@ -122,7 +122,7 @@ def _regions_of(image, network: str, block: Block, params: dict):
     from ..engine.saved import load_model, respond
     from ..hierarchy import channel_edges
     from ..labels import connected_regions, consecutive_labels, region_adjacency, region_sums
-    from ..regions import superpixel_vote
+    from ..regions import absorb_thin_pixels, superpixel_vote
 
     h, w = (image.shape[image.axes.index(a)] for a in "yx")
     y0, y1 = max(0, block.y[0] - HALO), min(h, block.y[1] + HALO)
@@ -135,7 +135,10 @@ def _regions_of(image, network: str, block: Block, params: dict):
     inner = (slice(block.y[0] - y0, block.y[1] - y0), slice(block.x[0] - x0, block.x[1] - x0))
     clusters = clusters[inner]
     response, data = response[(slice(None), *inner)], data[(slice(None), *inner)]
-    labels = consecutive_labels(connected_regions(clusters, connectivity=1))
+    pieces = connected_regions(clusters, connectivity=1)
+    kept = absorb_thin_pixels(pieces, data)
+    labels = consecutive_labels(kept)
+    clusters = _region_clusters(labels, clusters, kept == pieces)[labels]  # rim pixels: their new region's
     n = int(labels.max())
     resp_edges, img_edges = channel_edges(response), channel_edges(data)
     a, b, length, resp_contrast = region_adjacency(labels, resp_edges)
@@ -149,6 +152,14 @@ def _regions_of(image, network: str, block: Block, params: dict):
         stats[f"{face}_resp"] = resp_edges[index]
         stats[f"{face}_img"] = img_edges[index]
     return stats, labels
+
+
+def _region_clusters(labels: np.ndarray, clusters: np.ndarray, own: np.ndarray) -> np.ndarray:
+    """Each region's cluster (read from the pixels that kept their own region, ``own``),
+    so that regions meet across a block face by their clusters, rim pixels included."""
+    out = np.zeros(int(labels.max()) + 1, dtype=clusters.dtype)
+    out[labels[own]] = clusters[own]
+    return out
 
 
 def _write_scratch(scratch: str, block: Block, labels: np.ndarray) -> None:

@@ -121,13 +121,12 @@ def plane_labels(graph: Graph, params: dict, plane_pixels: int) -> np.ndarray:
     """The default method's merges and cut on one plane's region graph: a label 1..K per region."""
     from ..hierarchy import RegionHierarchy, hierarchy_tree
     from ..params import SegmentParams
-    from ..regions import EDGE_THRESHOLD, MIN_REGION_FRACTION, MIN_REGION_PIXELS, sized_ward, thin_roots
+    from ..regions import EDGE_THRESHOLD, MIN_REGION_FRACTION, MIN_REGION_PIXELS, sized_ward
 
     p = SegmentParams(**{k: v for k, v in params.items() if k in SegmentParams.__dataclass_fields__})
     ids = np.arange(len(graph.size))
     small = max(MIN_REGION_PIXELS, int(MIN_REGION_FRACTION * plane_pixels))
     steps = [lambda g: _absorbed(g, small),
-             lambda g: thin_roots(g.size, g.a, g.b, g.length),
              lambda g: _merged(g, "border", EDGE_THRESHOLD, g.resp),
              lambda g: _merged(g, "mean", p.merge_threshold, g.resp) if p.merge_threshold > 0 else np.arange(len(g.size))]
     for step in steps:
