@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/time_to_result.py [--preset default] [--limit 100] [--device cpu]
     xvfb-run -a .venv/bin/python benchmarks/time_to_result.py --widget   # the napari dock
+    .venv/bin/python benchmarks/time_to_result.py --stages --limit 20   # where the time goes
 
 Without ``--widget``: every BSDS500 val image (481 x 321 RGB, read beforehand) goes
 through ``segment(image, preset=..., seed=0)`` in this process, after one warm-up
@@ -54,7 +55,36 @@ def engine(preset: str, limit: int, device: str) -> None:
           f"slowest {t.max():.2f} s; {np.mean(regions):.0f} labels per image on average")
 
 
+def stages(preset: str, limit: int, device: str) -> None:
+    """Median seconds of each stage: training (up to the first stage record), then each
+    stage after training up to the next record (the last up to the result)."""
+    from napari_inceptseg.engine.loop import segment_iter
+
+    imgs = images(limit)
+    spans: dict = {}
+    for img in [imgs[0], *imgs]:  # the first run again, warm: imports paid
+        gen, marks, t0 = segment_iter(img, preset=preset, seed=0, device=device), [], time.perf_counter()
+        try:
+            while True:
+                record = next(gen)
+                if record.stage != "training":
+                    marks.append((record.stage, time.perf_counter()))
+        except StopIteration:
+            pass
+        ends = [t for _, t in marks[1:]] + [time.perf_counter()]
+        spans.setdefault("training", []).append(marks[0][1] - t0)
+        for (name, start), end in zip(marks, ends):
+            spans.setdefault(name, []).append(end - start)
+    for name, values in spans.items():
+        print(f"{name}: median {np.median(values[1:]):.3f} s over {len(values) - 1} images")
+
+
 def widget(repeats: int) -> None:
+    import os
+    import tempfile
+
+    # the dock's defaults, whatever this machine's user saved
+    os.environ["NAPARI_INCEPTSEG_CONFIG_DIR"] = tempfile.mkdtemp(prefix="inceptseg-bench-")
     import napari
     from qtpy.QtWidgets import QApplication
 
@@ -86,9 +116,12 @@ def main() -> None:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--widget", action="store_true", help="time the napari dock on the astronaut sample")
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--stages", action="store_true", help="the median time of each stage instead")
     args = ap.parse_args()
     if args.widget:
         widget(args.repeats)
+    elif args.stages:
+        stages(args.preset, args.limit, args.device)
     else:
         engine(args.preset, args.limit, args.device)
 

@@ -9,14 +9,13 @@ from __future__ import annotations
 import os
 import sys
 import tempfile
-import warnings
 from pathlib import Path
 
 OUT = Path(__file__).resolve().parents[1] / "images"
 
 
 def main() -> int:
-    warnings.filterwarnings("ignore", message=".*PyQt5 backend is deprecated.*")
+    os.environ.setdefault("QT_API", "pyqt6")  # the binding make installs
     os.environ["NAPARI_INCEPTSEG_CONFIG_DIR"] = tempfile.mkdtemp(prefix="inceptseg-docs-")
     import napari
     from qtpy.QtWidgets import QApplication

@@ -5,8 +5,8 @@
 
 from __future__ import annotations
 
+import os
 import sys
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +21,7 @@ def _shot(viewer, name):
 
 
 def main() -> int:
-    warnings.filterwarnings("ignore", message=".*PyQt5 backend is deprecated.*")
+    os.environ.setdefault("QT_API", "pyqt6")  # the binding make installs
     import napari
     from sample_images import moving_shapes, one_stroke_per_region, three_close_regions
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 import os
 import sys
 import tempfile
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +16,7 @@ OUT = Path(__file__).resolve().parents[1] / "images"
 
 
 def main() -> int:
-    warnings.filterwarnings("ignore", message=".*PyQt5 backend is deprecated.*")
+    os.environ.setdefault("QT_API", "pyqt6")  # the binding make installs
     # the dock's defaults, whatever this machine's user saved
     os.environ["NAPARI_INCEPTSEG_CONFIG_DIR"] = tempfile.mkdtemp(prefix="inceptseg-docs-")
     import imageio.v3 as iio
@@ -50,6 +49,7 @@ def main() -> int:
     viewer.close()
 
     widget_screenshots()
+    first_session_screenshots()
     print(f"wrote pictures to {OUT}")
     return 0
 
@@ -100,6 +100,38 @@ def widget_screenshots() -> None:
     _wait(app, lambda: False, timeout=0.3)
     viewer.screenshot(str(OUT / "score-widget.png"), canvas_only=False, flash=False)
     print("score:", {k: round(v, 3) for k, v in sc.result.items() if k in ("miou", "accuracy", "nmi", "homogeneity")})
+    viewer.close()
+
+
+def first_session_screenshots() -> None:
+    """docs/first-session.md at a laptop's 1366 x 768: the astronaut's regions, the
+    Detail slider moved to fewer regions, and a long run with its cancel buttons."""
+    import napari
+    from qtpy.QtWidgets import QApplication
+
+    viewer = napari.Viewer(show=True)
+    app = QApplication.instance()
+    viewer.window.resize(1366, 768)
+    viewer.open_sample("napari-inceptseg", "astronaut")
+    _, seg = viewer.window.add_plugin_dock_widget("napari-inceptseg", "Unsupervised segmentation")
+    seg._seed.value = 0
+    seg._device.value = "cpu"
+    _wait(app, lambda: False, timeout=0.5)
+    viewer.reset_view()
+    seg.run()
+    _wait(app, lambda: not seg.running)
+    viewer.screenshot(str(OUT / "first-session-regions.png"), canvas_only=False, flash=False)
+    seg._detail.slider.value = 0.35  # fewer, larger regions
+    _wait(app, lambda: False, timeout=0.5)
+    viewer.screenshot(str(OUT / "first-session-detail.png"), canvas_only=False, flash=False)
+    print("detail:", seg._detail.count.value)
+    seg._preset.value = "paper-vanilla"  # minutes on a CPU: time to show cancel
+    seg.run()
+    _wait(app, lambda: "iteration 3/" in seg._status.value)
+    _wait(app, lambda: False, timeout=0.5)
+    viewer.screenshot(str(OUT / "first-session-cancel.png"), canvas_only=False, flash=False)
+    seg.cancel()
+    _wait(app, lambda: not seg.running)
     viewer.close()
 
 
