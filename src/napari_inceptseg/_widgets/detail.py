@@ -23,6 +23,9 @@ class DetailPanel(Container):
                                            "region hierarchy cut again, no retraining. An edited result is kept: the "
                                            "new cut goes to a new layer."))
         self.count = Label(value="")
+        # a line of text however long the status above it wraps on a small screen
+        metrics = self.count.native.fontMetrics()
+        self.count.native.setMinimumSize(metrics.horizontalAdvance("00000 regions") + 8, metrics.height() + 4)
         super().__init__(widgets=[self.slider, self.count], labels=True)
         self.margins = (0, 0, 0, 0)
         self.slider.changed.connect(self.set_detail)

@@ -99,9 +99,10 @@ def map_side_by_side(fn: Callable[[Any], Any], items: Iterable[Any], batch: int,
         except BaseException as exc:  # noqa: BLE001 - handed to the caller with its index
             finished.put((k, None, exc))
 
-    # The main thread waits on ``finished`` alone: SimpleQueue.get can be interrupted
-    # anywhere without leaving a lock held (concurrent.futures.wait cannot: Ctrl+C
-    # inside it could leave a future's lock taken, and the runs could never report).
+    # The main thread waits on ``finished`` alone, 0.1 s at a time: Ctrl+C is handled
+    # between bytecodes of the main thread, and a signal that the kernel delivered to
+    # a worker thread would not wake a wait without a timeout (nor would
+    # concurrent.futures.wait, which can also be left holding a future's lock).
     with ThreadPoolExecutor(max_workers=batch, thread_name_prefix="inceptseg-batch") as pool:
         order = iter(enumerate(items))
         running = 0
@@ -110,7 +111,10 @@ def map_side_by_side(fn: Callable[[Any], Any], items: Iterable[Any], batch: int,
             running += 1
         try:
             while running:
-                answer = finished.get()
+                try:  # a short wait: a signal caught on another thread reaches us between waits
+                    answer = finished.get(timeout=0.1)
+                except queue.Empty:
+                    continue
                 running -= 1
                 yield answer
                 nxt = next(order, None)
