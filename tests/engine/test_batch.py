@@ -112,11 +112,17 @@ def test_an_interrupted_batch_stops_its_runs_at_their_next_step_and_keeps_what_f
         os.kill(os.getpid(), signal.SIGINT)
 
     got = []
-    threading.Thread(target=interrupt_once_both_run, daemon=True).start()
-    t0 = time.monotonic()
-    with pytest.raises(KeyboardInterrupt):
-        for k, res, exc in map_side_by_side(fn, range(4), batch=2, device="cpu"):
-            got.append((k, res, exc))
+    # Ctrl+C as a terminal delivers it (a library imported by another test module may
+    # have installed a SIGINT handler of its own)
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        threading.Thread(target=interrupt_once_both_run, daemon=True).start()
+        t0 = time.monotonic()
+        with pytest.raises(KeyboardInterrupt):
+            for k, res, exc in map_side_by_side(fn, range(4), batch=2, device="cpu"):
+                got.append((k, res, exc))
+    finally:
+        signal.signal(signal.SIGINT, before)
     assert time.monotonic() - t0 < 30  # (the runs would never end by themselves)
     assert got == [(0, 0, None)] and sorted(stopped) == [1, 2]
     assert not [t for t in threading.enumerate() if t.name.startswith("inceptseg-batch")]
