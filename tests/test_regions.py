@@ -6,6 +6,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from napari_inceptseg import regions as R
+from napari_inceptseg.region_graph import RegionGraph
 
 
 def _strip(*values, width=4):
@@ -150,7 +151,7 @@ def test_merging_into_a_region_with_thousands_of_neighbours_keeps_the_heap_small
     size = np.r_[10_000.0, np.full(n, 20.0)]
     features = np.r_[[np.zeros(4)], rng.normal(0, 0.05, (n, 4))]  # every leaf alike the hub
     leaves = np.arange(1, n + 1)
-    rg = R._RegionGraph("mean", size, np.zeros(n, int), leaves, np.ones(n), np.ones(n),
+    rg = RegionGraph("mean", size, np.zeros(n, int), leaves, np.ones(n), np.ones(n),
                         sums=features * size[:, None])
     rg.merge(0.65)
     assert rg.alive == 1 and (rg.roots() == rg.roots()[0]).all()

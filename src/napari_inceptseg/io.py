@@ -104,13 +104,19 @@ def check_writable(path, *, overwrite: bool = False, what: str = "output file") 
         raise ValueError(f"the {what} {path} is a folder: name a file")
     if path.exists() and not overwrite:
         raise FileExistsError(f"the {what} {path} exists; pass overwrite=True to replace it")
+    check_folder_takes_files(path, what)
+    return path
+
+
+def check_folder_takes_files(path: Path, what: str) -> None:
+    """``path``'s folder exists or can be made, and a file can be created in it; a
+    ValueError that says what to do otherwise."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryFile(dir=path.parent):
             pass
     except OSError as exc:
         raise ValueError(f"cannot write the {what} {path} ({exc.strerror or exc}): choose another place") from None
-    return path
 
 
 def write_labels(path, labels: np.ndarray, *, overwrite: bool = False) -> Path:

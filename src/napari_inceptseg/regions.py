@@ -22,19 +22,20 @@ Responses are in units of their own standard deviation (the networks end in
 BatchNorm), so both thresholds mean the same on every image. The merging is written
 here rather than with ``skimage.graph`` because its RAG is built pixel by pixel in
 Python callbacks (seconds per megapixel); here adjacency comes from array shifts.
-Everything works on 2D images and 3D volumes alike.
+Everything works on 2D images and 3D volumes alike; the greedy merges use
+:class:`~napari_inceptseg.region_graph.RegionGraph`.
 """
 
 from __future__ import annotations
 
-import heapq
 import warnings
-from typing import Dict, Optional, Tuple
+from typing import Tuple
 
 import numpy as np
 
 from .hierarchy import build_hierarchy, channel_edges
 from .labels import connected_regions, consecutive_labels, region_adjacency, region_sums
+from .region_graph import RegionGraph
 
 
 #: step 1: Felzenszwalb's scale (larger: larger superpixels; about 550 on a 481 x 321
@@ -168,115 +169,19 @@ def thin_roots(size: np.ndarray, a, b, length) -> np.ndarray:
     size = np.asarray(size, dtype=np.float64)
     border = np.bincount(a, length, minlength=size.size) + np.bincount(b, length, minlength=size.size)
     width = 2 * size / np.maximum(border, 1)
-    graph = _RegionGraph("border", size, a, b, length, length)
+    graph = RegionGraph("border", size, a, b, length, length)
     for r in np.argsort(width, kind="stable"):
         if width[r] >= MIN_REGION_WIDTH:
             break
-        if graph.parent[r] == r and graph.nbrs.get(r):
-            best = max(graph.nbrs[r], key=lambda k: graph.nbrs[r][k][0])
-            graph._merge(best, int(r))
+        graph.join_longest_border(int(r))
     return graph.roots()
-
-
-class _RegionGraph:
-    """Adjacent regions, merged greedily (lowest weight first) with a heap.
-
-    ``mode='border'``: weight = mean edge strength along the shared border;
-    ``mode='mean'``: weight = root mean square difference of the regions' mean features.
-    """
-
-    def __init__(self, mode: str, size: np.ndarray, a, b, length, contrast, sums: Optional[np.ndarray] = None):
-        self.mode = mode
-        self.parent = np.arange(size.size)
-        self.size = np.asarray(size, dtype=np.float64).copy()
-        self.alive = int((self.size > 0).sum())
-        self.sums = None if sums is None else np.asarray(sums, dtype=np.float64).copy()
-        self.nbrs: Dict[int, Dict[int, list]] = {}
-        for i, j, ln, ct in zip(np.asarray(a).tolist(), np.asarray(b).tolist(), np.asarray(length).tolist(),
-                                np.asarray(contrast).tolist()):
-            self.nbrs.setdefault(i, {})[j] = [ln, ct]
-            self.nbrs.setdefault(j, {})[i] = [ln, ct]
-        self.heap = [(self._weight(i, j), i, j) for i, js in self.nbrs.items() for j in js if i < j]
-        heapq.heapify(self.heap)
-
-    @classmethod
-    def of(cls, labels: np.ndarray, mode: str, features: Optional[np.ndarray] = None,
-           edges: Optional[np.ndarray] = None) -> "_RegionGraph":
-        """The graph of a label image (sizes, adjacency and, with ``features``, sums)."""
-        n = int(labels.max()) + 1
-        size = np.bincount(labels.ravel(), minlength=n)
-        sums = None if features is None else region_sums(labels, features, n)
-        return cls(mode, size, *region_adjacency(labels, edges), sums=sums)
-
-    def _weight(self, i: int, j: int) -> float:
-        if self.mode == "border":
-            length, contrast = self.nbrs[i][j]
-            return contrast / length
-        d = self.sums[i] / self.size[i] - self.sums[j] / self.size[j]
-        return float(np.sqrt(np.mean(d * d)))
-
-    def _merge(self, keep: int, gone: int) -> None:
-        self.parent[gone] = keep
-        self.size[keep] += self.size[gone]
-        if self.sums is not None:
-            self.sums[keep] += self.sums[gone]
-        moved = self.nbrs.pop(gone)
-        for k, (ln, ct) in moved.items():
-            del self.nbrs[k][gone]
-            if k == keep:
-                continue
-            both = self.nbrs[keep].setdefault(k, [0.0, 0.0])
-            both[0] += ln
-            both[1] += ct
-            self.nbrs[k][keep] = both
-        # a mean weight changes on every border of keep; a border weight only where
-        # gone's borders joined keep's (the others' heap entries stay valid)
-        changed = self.nbrs[keep] if self.mode == "mean" else [k for k in moved if k != keep]
-        for k in changed:
-            heapq.heappush(self.heap, (self._weight(keep, k), min(keep, k), max(keep, k)))
-        self.alive -= 1
-
-    def _compact(self) -> None:
-        """The heap rebuilt from the live borders (one entry each, at its current
-        weight), so that stale entries do not pile up around a region with thousands
-        of neighbours; the merge order is unchanged."""
-        self.heap = [(self._weight(i, j), i, j) for i, js in self.nbrs.items() for j in js if i < j]
-        heapq.heapify(self.heap)
-        self._heap_limit = 2 * len(self.heap) + 4096
-
-    def merge(self, threshold: float, n_keep: int = 0) -> None:
-        """Merge adjacent pairs, lowest weight first, while the weight is below
-        ``threshold`` -- or, with ``n_keep > 0``, until ``n_keep`` regions remain."""
-        self._heap_limit = 2 * len(self.heap) + 4096
-        while self.heap and (self.alive > n_keep if n_keep else True):
-            if len(self.heap) > self._heap_limit:
-                self._compact()
-            w, i, j = heapq.heappop(self.heap)
-            if not n_keep and w >= threshold:
-                break
-            if i not in self.nbrs or j not in self.nbrs[i] or w != self._weight(i, j):
-                continue  # a stale entry: a region it names has merged since
-            self._merge(i, j) if self.size[i] >= self.size[j] else self._merge(j, i)
-
-    def roots(self) -> np.ndarray:
-        """The id every id has merged into."""
-        root = self.parent.copy()
-        while True:  # path compression until every id points at its root
-            nxt = root[root]
-            if np.array_equal(nxt, root):
-                break
-            root = nxt
-        return root
-
-    def relabel(self, labels: np.ndarray) -> np.ndarray:
-        return self.roots()[labels]
 
 
 def merge_adjacent(labels: np.ndarray, response: np.ndarray, threshold: float, n_keep: int = 0) -> np.ndarray:
     """Merge adjacent regions whose mean ``response`` vectors differ by less than
     ``threshold`` (root mean square over channels), most alike first; with
     ``n_keep > 0`` merge until ``n_keep`` remain instead (or no two regions touch)."""
-    graph = _RegionGraph.of(labels, "mean", features=response)
+    graph = RegionGraph.of(labels, "mean", features=response)
     graph.merge(threshold, n_keep)
     return graph.relabel(labels)
 
@@ -284,7 +189,7 @@ def merge_adjacent(labels: np.ndarray, response: np.ndarray, threshold: float, n
 def merge_weak_borders(labels: np.ndarray, edges: np.ndarray, threshold: float) -> np.ndarray:
     """Merge adjacent regions, weakest border first, while the mean of ``edges``
     along their border is below ``threshold``."""
-    graph = _RegionGraph.of(labels, "border", edges=edges)
+    graph = RegionGraph.of(labels, "border", edges=edges)
     graph.merge(threshold)
     return graph.relabel(labels)
 

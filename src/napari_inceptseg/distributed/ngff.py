@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import List, Optional, Tuple
 
-import numpy as np
 
 #: the axis types of NGFF and the names this reader understands for them
 AXIS_TYPES = {"time": "t", "channel": "c", "space": "zyx"}
@@ -109,19 +108,14 @@ def _multiscale(path: Path, group, meta: dict) -> ZarrImage:
 
 def check_output(path, overwrite: bool) -> Path:
     """Before any work: the output can be made (an existing one only with ``overwrite``)."""
-    import tempfile
+    from ..io import check_folder_takes_files
 
     path = Path(path)
     if path.exists() and not overwrite:
         raise ValueError(f"{path} exists: choose another output, or pass overwrite=True to replace it")
     if path.exists() and not path.is_dir():
         raise ValueError(f"{path} is a file, not an OME-Zarr folder: choose another output")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=path.parent):
-            pass
-    except OSError as exc:
-        raise ValueError(f"cannot write {path} ({exc.strerror or exc}): choose another output") from None
+    check_folder_takes_files(path, "output")
     return path
 
 

@@ -144,9 +144,9 @@ def plane_labels(graph: Graph, params: dict, plane_pixels: int) -> np.ndarray:
 
 
 def _merged(graph: Graph, mode: str, threshold: float, contrast) -> np.ndarray:
-    from ..regions import _RegionGraph
+    from ..region_graph import RegionGraph
 
-    rg = _RegionGraph(mode, graph.size, graph.a, graph.b, graph.length, contrast,
+    rg = RegionGraph(mode, graph.size, graph.a, graph.b, graph.length, contrast,
                       sums=graph.sums if mode == "mean" else None)
     rg.merge(threshold)
     return rg.roots()
@@ -155,16 +155,12 @@ def _merged(graph: Graph, mode: str, threshold: float, contrast) -> np.ndarray:
 def _absorbed(graph: Graph, min_size: int) -> np.ndarray:
     """Regions smaller than ``min_size`` join the neighbour they share most border with
     (the smallest first), as the in-memory path gives their pixels to the nearest larger region."""
-    from ..regions import _RegionGraph
+    from ..region_graph import RegionGraph
 
-    rg = _RegionGraph("border", graph.size, graph.a, graph.b, graph.length, graph.length)
+    rg = RegionGraph("border", graph.size, graph.a, graph.b, graph.length, graph.length)
     for r in np.argsort(graph.size, kind="stable"):
-        if rg.size[r] >= min_size or r not in rg.nbrs or not rg.nbrs[r]:
-            continue
-        if rg.parent[r] != r:
-            continue
-        best = max(rg.nbrs[r], key=lambda k: rg.nbrs[r][k][0])
-        rg._merge(best, int(r))
+        if rg.size[r] < min_size:
+            rg.join_longest_border(int(r))
     return rg.roots()
 
 
