@@ -12,13 +12,13 @@ PYTEST_ARGS ?=
 QT_API ?= pyqt6
 export QT_API
 
-.PHONY: setup demo test system-deps clean
+.PHONY: setup demo test lint docs system-deps clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q $(TORCH_SPEC)
-	$(PY) -m pip install -q -e ".[pyqt6,test]"
+	$(PY) -m pip install -q -e ".[pyqt6,test,docs]"
 	touch $@
 
 setup: $(VENV)/.installed
@@ -29,7 +29,16 @@ system-deps:
 demo: setup
 	$(PY) -m napari_inceptseg demo
 
-test: setup system-deps
+# ruff's lint rules and formatting (pyproject.toml), as the pre-commit hook applies them
+lint: setup
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+
+# the documentation site, API reference included; any warning fails the build
+docs: setup
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict --site-dir build/site
+
+test: setup system-deps lint docs
 	xvfb-run -a -s "-screen 0 1280x1024x24" $(PY) -m pytest $(PYTEST_ARGS)
 
 clean:

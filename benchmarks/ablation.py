@@ -30,9 +30,14 @@ STEPS = [
     ("+ foreach momentum SGD", {"loss": 1, "forward": 1, "sgd": 1}),
     ("+ channels-last", {"loss": 1, "forward": 1, "sgd": 1, "cl": 1}),
     ("+ transparent huge pages", {"loss": 1, "forward": 1, "sgd": 1, "cl": 1, "thp": 1}),
-    ("+ heap allocator (= the engine)", {"loss": 1, "forward": 1, "sgd": 1, "cl": 1, "thp": 1, "heap": 1}),
-    ("the engine in a worker thread, as in napari (no heap allocator there)",
-     {"loss": 1, "forward": 1, "sgd": 1, "cl": 1, "thp": 1, "heap": 1, "thread": 1}),
+    (
+        "+ heap allocator (= the engine)",
+        {"loss": 1, "forward": 1, "sgd": 1, "cl": 1, "thp": 1, "heap": 1},
+    ),
+    (
+        "the engine in a worker thread, as in napari (no heap allocator there)",
+        {"loss": 1, "forward": 1, "sgd": 1, "cl": 1, "thp": 1, "heap": 1, "thread": 1},
+    ),
 ]
 
 
@@ -46,6 +51,7 @@ def _child(arch: str, h: int, w: int, iters: int, flags: dict) -> dict:
     import napari_inceptseg.engine.runtime as runtime
 
     if not flags.get("loss"):
+
         def reference_loss(response, w_sim, w_con):
             target = response.argmax(1)
             l_sim = loss.similarity_loss(response, target)
@@ -57,6 +63,7 @@ def _child(arch: str, h: int, w: int, iters: int, flags: dict) -> dict:
         for cls in models.NETWORKS.values():
             cls.fast_forward = cls.forward
     if not flags.get("sgd"):
+
         class TorchSGD(torch.optim.SGD):
             def __init__(self, params, lr, momentum):
                 super().__init__(params, lr=lr, momentum=momentum)
@@ -75,7 +82,9 @@ def _child(arch: str, h: int, w: int, iters: int, flags: dict) -> dict:
     stamps = []
 
     def run():
-        for _ in engine.segment_iter(image, arch=arch, max_iter=iters + 1, min_labels=1, seed=0, device="cpu"):
+        for _ in engine.segment_iter(
+            image, arch=arch, max_iter=iters + 1, min_labels=1, seed=0, device="cpu"
+        ):
             stamps.append(time.perf_counter())
 
     if flags.get("thread"):
@@ -86,12 +95,14 @@ def _child(arch: str, h: int, w: int, iters: int, flags: dict) -> dict:
         t.join()
     else:
         run()
-    times = [b - a for a, b in zip(stamps, stamps[1:])]
+    times = [b - a for a, b in zip(stamps, stamps[1:], strict=False)]
     return {"mean": statistics.mean(times), "min": min(times), "max": max(times)}
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--size", default="321x481")
     ap.add_argument("--iters", type=int, default=4)
     ap.add_argument("--arch", nargs="+", default=["vanilla", "inception"])
@@ -103,14 +114,29 @@ def main(argv=None) -> int:
         print(json.dumps(_child(arch, h, w, int(iters), json.loads(flags))))
         return 0
 
-    print(f"| step ({args.size.replace('x', ' x ')}, CPU) | " + " | ".join(f"{a} s/iter" for a in args.arch) + " |")
+    print(
+        f"| step ({args.size.replace('x', ' x ')}, CPU) | "
+        + " | ".join(f"{a} s/iter" for a in args.arch)
+        + " |"
+    )
     print("|---|" + "---|" * len(args.arch), flush=True)
     for label, flags in STEPS:
         cells = []
         for arch in args.arch:
-            env = dict(os.environ, THP_MEM_ALLOC_ENABLE=str(flags.get("thp", 0)),
-                       NAPARI_INCEPTSEG_HEAP=str(flags.get("heap", 0)))
-            cmd = [sys.executable, __file__, "--child", arch, args.size, str(args.iters), json.dumps(flags)]
+            env = dict(
+                os.environ,
+                THP_MEM_ALLOC_ENABLE=str(flags.get("thp", 0)),
+                NAPARI_INCEPTSEG_HEAP=str(flags.get("heap", 0)),
+            )
+            cmd = [
+                sys.executable,
+                __file__,
+                "--child",
+                arch,
+                args.size,
+                str(args.iters),
+                json.dumps(flags),
+            ]
             proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
             if proc.returncode:
                 cells.append("failed: " + (proc.stderr.strip().splitlines() or ["?"])[-1][:80])

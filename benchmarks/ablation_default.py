@@ -1,7 +1,8 @@
 """What each part of the default method gives: one variant per run, scored like `evaluate`.
 
     .venv/bin/python benchmarks/ablation_default.py ROW --dataset bsds500 -o bench/ablation
-    .venv/bin/python benchmarks/compare_runs.py bench/ablation/bsds500-default bench/ablation/bsds500-*
+    .venv/bin/python benchmarks/compare_runs.py bench/ablation/bsds500-default \
+        bench/ablation/bsds500-*
 
 Each ROW is the default method with one thing changed (see ROWS below); the output
 folder ``OUT/DATASET-ROW`` is an ordinary `evaluate` results folder (method "default",
@@ -77,15 +78,23 @@ ROWS = {
     "dynamic-continuity": ({}, lambda: _dynamic_continuity(15.0)),
     "100-channels": ({"n_channels": 100}, None),
     "raw-clusters": ({"regions": False}, None),
-    "no-superpixel-vote": ({}, lambda: _constant("superpixel_vote", lambda clusters, image: clusters)),
-    "no-small-absorb": ({}, lambda: (_constant("MIN_REGION_FRACTION", 0.0), _constant("MIN_REGION_PIXELS", 1))),
+    "no-superpixel-vote": (
+        {},
+        lambda: _constant("superpixel_vote", lambda clusters, image: clusters),
+    ),
+    "no-small-absorb": (
+        {},
+        lambda: (_constant("MIN_REGION_FRACTION", 0.0), _constant("MIN_REGION_PIXELS", 1)),
+    ),
     "no-border-merge": ({}, lambda: _constant("EDGE_THRESHOLD", 0.0)),
     "no-mean-merge": ({"merge_threshold": 0.0}, None),
 }
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("row", choices=tuple(ROWS))
     ap.add_argument("--dataset", choices=("bsds500", "camvid"), required=True)
     ap.add_argument("-o", "--out", type=Path, required=True)
@@ -104,8 +113,15 @@ def main() -> None:
     items = list_items(args.dataset, DATA / args.dataset, "val")
     params = {"device": "cpu", "seed": 0, **overrides}
     config = {"dataset": args.dataset, "ablation": args.row, "scale": 1.0, "params": params}
-    run_evaluation(items, ["default"], params, args.out / f"{args.dataset}-{args.row}", config=config,
-                   progress=False, log=lambda *a: None)
+    run_evaluation(
+        items,
+        ["default"],
+        params,
+        args.out / f"{args.dataset}-{args.row}",
+        config=config,
+        progress=False,
+        log=lambda *a: None,
+    )
 
 
 if __name__ == "__main__":

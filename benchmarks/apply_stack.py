@@ -1,6 +1,6 @@
 """Time of applying a trained network to a 100-frame 256 x 256 RGB stack (no training).
 
-    .venv/bin/python benchmarks/apply_stack.py
+.venv/bin/python benchmarks/apply_stack.py
 """
 
 from __future__ import annotations
@@ -11,9 +11,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from sample_images import moving_shapes  # noqa: E402
-
 from napari_inceptseg import apply_stack, segment  # noqa: E402
+from sample_images import moving_shapes  # noqa: E402
 
 
 def main() -> None:
@@ -23,7 +22,10 @@ def main() -> None:
         t = time.perf_counter()
         labels = apply_stack(model, frames, rgb=True, device="cpu")
         dt = time.perf_counter() - t
-        print(f"{arch}: {labels.shape[0]} frames of 256 x 256 in {dt:.1f} s ({dt / labels.shape[0]:.3f} s/frame)")
+        print(
+            f"{arch}: {labels.shape[0]} frames of 256 x 256 in {dt:.1f} s "
+            f"({dt / labels.shape[0]:.3f} s/frame)"
+        )
 
 
 if __name__ == "__main__":

@@ -10,9 +10,9 @@ Two uses:
     .venv/bin/python benchmarks/compare_runs.py REF_DIR OTHER_DIR [OTHER_DIR ...]
 
 Differences are (method - other) per image, with a 95% paired bootstrap interval over
-images (10,000 resamples, seeded; ``napari_inceptseg.bench.stats``). The pooled kim mIoU (every ground-truth segment of
-every image and annotator together, as Kim et al. report it) is a ratio of sums; its
-interval resamples images and recomputes both pools.
+images (10,000 resamples, seeded; ``napari_inceptseg.bench.stats``). The pooled kim
+mIoU (every ground-truth segment of every image and annotator together, as Kim et al.
+report it) is a ratio of sums; its interval resamples images and recomputes both pools.
 """
 
 from __future__ import annotations
@@ -21,15 +21,19 @@ import argparse
 import csv
 import json
 from pathlib import Path
-from typing import Dict, List, Tuple
 
 import numpy as np
 
 from napari_inceptseg.bench.stats import paired_difference, pooled_difference
 
 #: the metrics of the method comparison: (column, label); "kim_pooled" is computed
-AGAINST = (("standard_miou", "mIoU (Hungarian)"), ("kim_miou", "kim mIoU (per image)"),
-           ("kim_pooled", "kim mIoU (pooled)"), ("standard_nmi", "NMI"), ("f1", "object F1 at IoU 0.5"))
+AGAINST = (
+    ("standard_miou", "mIoU (Hungarian)"),
+    ("kim_miou", "kim mIoU (per image)"),
+    ("kim_pooled", "kim mIoU (pooled)"),
+    ("standard_nmi", "NMI"),
+    ("f1", "object F1 at IoU 0.5"),
+)
 
 
 def _rows(run: Path):
@@ -43,27 +47,39 @@ def _label(run: Path) -> str:
         return config["ablation"]
     p = config["params"]
     if p.get("coarse_scale", 1.0) < 1.0:
-        return f"coarse {p['coarse_scale']} x {min(p['coarse_iter'], p['max_iter'])} + {p['refine_iter']} full"
+        return (
+            f"coarse {p['coarse_scale']} x {min(p['coarse_iter'], p['max_iter'])} + "
+            f"{p['refine_iter']} full"
+        )
     return f"full resolution, max_iter {p.get('max_iter', 'preset')}"
 
 
-def paired(a: Dict[str, Dict[str, str]], b: Dict[str, Dict[str, str]], column: str, n_boot: int):
+def paired(a: dict[str, dict[str, str]], b: dict[str, dict[str, str]], column: str, n_boot: int):
     """``(mean a, mean b, difference, (lo, hi))`` over the images both have
     (``napari_inceptseg.bench.stats``; images where either value is undefined are left out)."""
     images = sorted(set(a) & set(b))
     if column == "kim_pooled":
-        d = pooled_difference(*[[float(rows[i][c]) for i in images] for rows in (a, b)
-                                for c in ("kim_sum", "kim_segments")], n_boot=n_boot)
+        d = pooled_difference(
+            *[
+                [float(rows[i][c]) for i in images]
+                for rows in (a, b)
+                for c in ("kim_sum", "kim_segments")
+            ],
+            n_boot=n_boot,
+        )
     else:
-        d = paired_difference([float(a[i][column]) for i in images], [float(b[i][column]) for i in images],
-                              n_boot=n_boot)
+        d = paired_difference(
+            [float(a[i][column]) for i in images],
+            [float(b[i][column]) for i in images],
+            n_boot=n_boot,
+        )
     return d.ours, d.theirs, d.diff, (d.lo, d.hi)
 
 
-def _by_method(runs: List[Path]) -> Dict[str, Dict[str, Dict[str, str]]]:
+def _by_method(runs: list[Path]) -> dict[str, dict[str, dict[str, str]]]:
     """method name -> image -> row; methods of the second and later runs are named
     ``name@scale`` (their config's --scale)."""
-    out: Dict[str, Dict[str, Dict[str, str]]] = {}
+    out: dict[str, dict[str, dict[str, str]]] = {}
     for k, run in enumerate(runs):
         scale = json.loads((run / "config.json").read_text()).get("scale", 1.0)
         for (image, method), row in _rows(run).items():
@@ -78,11 +94,13 @@ def _present(metrics, rows) -> list:
     return [(c, label) for c, label in metrics if c == "kim_pooled" or c in first]
 
 
-def against(method: str, runs: List[Path], n_boot: int) -> int:
+def against(method: str, runs: list[Path], n_boot: int) -> int:
     """One method against every other method of ``runs``: a markdown table."""
     table = _by_method(runs)
     if method not in table:
-        raise SystemExit(f"no method {method!r} in {', '.join(map(str, runs))} (have {', '.join(table)})")
+        raise SystemExit(
+            f"no method {method!r} in {', '.join(map(str, runs))} (have {', '.join(table)})"
+        )
     print(f"| {method} vs | metric | {method} | other | difference (95% CI) | images |")
     print("|---|---|---|---|---|---|")
     worst = []
@@ -92,21 +110,29 @@ def against(method: str, runs: List[Path], n_boot: int) -> int:
         for column, label in _present(AGAINST, table[method]):
             ours, theirs, diff, (lo, hi) = paired(table[method], table[other], column, n_boot)
             n = len(set(table[method]) & set(table[other]))
-            print(f"| {other} | {label} | {ours:.3f} | {theirs:.3f} | {diff:+.3f} ({lo:+.3f} .. {hi:+.3f}) | {n} |")
+            print(
+                f"| {other} | {label} | {ours:.3f} | {theirs:.3f} | {diff:+.3f} ({lo:+.3f} "
+                f".. {hi:+.3f}) | {n} |"
+            )
             worst.append((lo, other, label))
     lo, other, label = min(worst)
-    print(f"\nLowest lower bound: {lo:+.3f} ({label} against {other}); "
-          f"{'every interval lies above 0' if lo > 0 else 'NOT every interval lies above 0'}.")
+    print(
+        f"\nLowest lower bound: {lo:+.3f} ({label} against {other}); "
+        f"{'every interval lies above 0' if lo > 0 else 'NOT every interval lies above 0'}."
+    )
     return 0
 
 
-def between_runs(ref: Path, others: List[Path], n_boot: int) -> int:
+def between_runs(ref: Path, others: list[Path], n_boot: int) -> int:
     """The same methods in several runs, each against the first run: seconds per image,
     then each metric of the comparison with its difference from the reference."""
     ref_rows = _rows(ref)
     metrics = _present(AGAINST, ref_rows)
-    print("| method | run | images | s / image | labels / image | "
-          + " | ".join(f"{label} (difference, 95% CI)" for _, label in metrics) + " |")
+    print(
+        "| method | run | images | s / image | labels / image | "
+        + " | ".join(f"{label} (difference, 95% CI)" for _, label in metrics)
+        + " |"
+    )
     print("|---|---|---|---|---|" + "---|" * len(metrics))
     for method in sorted({m for _, m in ref_rows}):
         mine = {i: r for (i, m), r in ref_rows.items() if m == method}
@@ -119,13 +145,23 @@ def between_runs(ref: Path, others: List[Path], n_boot: int) -> int:
             cells = []
             for column, _ in metrics:
                 value, _, d, (lo, hi) = paired(rows, mine, column, n_boot)
-                cells.append(f"{value:.3f}" if run == ref else f"{value:.3f} ({d:+.3f}, {lo:+.3f} .. {hi:+.3f})")
-            print(f"| {method} | {_label(run)} | {len(rows)} | {sec:.2f} | {n_labels:.0f} | " + " | ".join(cells) + " |")
+                cells.append(
+                    f"{value:.3f}"
+                    if run == ref
+                    else f"{value:.3f} ({d:+.3f}, {lo:+.3f} .. {hi:+.3f})"
+                )
+            print(
+                f"| {method} | {_label(run)} | {len(rows)} | {sec:.2f} | {n_labels:.0f} | "
+                + " | ".join(cells)
+                + " |"
+            )
     return 0
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("runs", type=Path, nargs="+", help="evaluate output folders")
     ap.add_argument("--method", help="compare this method with every other method of the runs")
     ap.add_argument("--boot", type=int, default=10000, help="bootstrap resamples")

@@ -1,8 +1,11 @@
 """A whole-image run on a real Dask cluster on this machine, with its time and memory peaks.
 
-    .venv/bin/python benchmarks/distributed.py --size 6144 --workers 2 --memory-limit 2GB --work /tmp/dist
-    .venv/bin/python benchmarks/distributed.py --size 16384 --workers 2 --memory-limit 2GB --work /tmp/dist
-    .venv/bin/python benchmarks/distributed.py --size 6144 --workers 1 ... --tiled   # and the one-machine path
+    .venv/bin/python benchmarks/distributed.py --size 6144 --workers 2 \
+        --memory-limit 2GB --work /tmp/dist
+    .venv/bin/python benchmarks/distributed.py --size 16384 --workers 2 \
+        --memory-limit 2GB --work /tmp/dist
+    # and the one-machine path
+    .venv/bin/python benchmarks/distributed.py --size 6144 --workers 1 ... --tiled
 
 It writes an RGB OME-Zarr (``cyx``, 1024-pixel chunks) of coloured disks on every chunk
 corner (each disk crosses block faces) on a noisy background, starts ``dask scheduler``
@@ -45,15 +48,25 @@ def build(path: Path, size: int, seed: int = 0) -> Path:
     colours = rng.integers(120, 255, (size // CHUNK + 1, size // CHUNK + 1, 3))
     r = CHUNK // 4
     for y0 in range(0, size, CHUNK):
-        yy, xx = np.mgrid[y0:min(size, y0 + CHUNK), 0:size]
+        yy, xx = np.mgrid[y0 : min(size, y0 + CHUNK), 0:size]
         rows = np.full((yy.shape[0], size, 3), 60.0)
         cy, cx = np.round(yy / CHUNK) * CHUNK, np.round(xx / CHUNK) * CHUNK
-        disc = ((yy - cy) ** 2 + (xx - cx) ** 2 <= r * r) & (cy > 0) & (cx > 0) & (cy < size) & (cx < size)
+        disc = (
+            ((yy - cy) ** 2 + (xx - cx) ** 2 <= r * r)
+            & (cy > 0)
+            & (cx > 0)
+            & (cy < size)
+            & (cx < size)
+        )
         rows[disc] = colours[(cy[disc] // CHUNK).astype(int), (cx[disc] // CHUNK).astype(int)]
         rows += rng.normal(0, 6, rows.shape)
-        arr[:, y0:y0 + yy.shape[0]] = np.moveaxis(np.clip(rows, 0, 255).astype(np.uint8), -1, 0)
-    write_multiscales_metadata(group, [{"path": "0", "coordinateTransformations": [
-        {"type": "scale", "scale": [1.0, 1.0, 1.0]}]}], fmt=FormatV04(), axes="cyx")
+        arr[:, y0 : y0 + yy.shape[0]] = np.moveaxis(np.clip(rows, 0, 255).astype(np.uint8), -1, 0)
+    write_multiscales_metadata(
+        group,
+        [{"path": "0", "coordinateTransformations": [{"type": "scale", "scale": [1.0, 1.0, 1.0]}]}],
+        fmt=FormatV04(),
+        axes="cyx",
+    )
     return path
 
 
@@ -66,11 +79,18 @@ def check(out: Path, size: int) -> dict:
     centres = [(y, x) for y in range(CHUNK, size, CHUNK) for x in range(CHUNK, size, CHUNK)]
     ids, whole = [], 0
     for cy, cx in centres:
-        inside = [int(labels[cy + dy, cx + dx]) for dy, dx in ((0, 0), (-r // 2, 0), (r // 2, 0), (0, -r // 2), (0, r // 2))]
+        inside = [
+            int(labels[cy + dy, cx + dx])
+            for dy, dx in ((0, 0), (-r // 2, 0), (r // 2, 0), (0, -r // 2), (0, r // 2))
+        ]
         whole += len(set(inside)) == 1
         ids.append(inside[0])
-    return {"disks": len(centres), "one_label_each": whole, "distinct": len(set(ids)), "n_labels": int(labels[...].max())
-            if size <= 8192 else None}
+    return {
+        "disks": len(centres),
+        "one_label_each": whole,
+        "distinct": len(set(ids)),
+        "n_labels": int(labels[...].max()) if size <= 8192 else None,
+    }
 
 
 class Sampler:
@@ -84,7 +104,9 @@ class Sampler:
     def sample(self, roots) -> None:
         for name, pid in roots.items():
             try:
-                procs = [self.psutil.Process(pid)] + self.psutil.Process(pid).children(recursive=True)
+                procs = [self.psutil.Process(pid)] + self.psutil.Process(pid).children(
+                    recursive=True
+                )
             except self.psutil.NoSuchProcess:
                 continue
             for p in procs:
@@ -98,20 +120,65 @@ class Sampler:
 def run_cluster(src: Path, out: Path, workers: int, memory: str, block: int, work: Path) -> dict:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     bin_dir = Path(sys.executable).parent
-    log = open(work / "scheduler.log", "w")
-    sched = subprocess.Popen([str(bin_dir / "dask"), "scheduler", "--host", "127.0.0.1", "--port", "8799",
-                              "--no-dashboard"], stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
-    wlog = open(work / "workers.log", "w")
-    work_procs = subprocess.Popen([str(bin_dir / "dask"), "worker", "tcp://127.0.0.1:8799", "--nworkers",
-                                   str(workers), "--nthreads", "1", "--memory-limit", memory, "--no-dashboard"],
-                                  stdout=wlog, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    log = open(work / "scheduler.log", "w")  # noqa: SIM115 (open while the scheduler runs)
+    sched = subprocess.Popen(
+        [
+            str(bin_dir / "dask"),
+            "scheduler",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "8799",
+            "--no-dashboard",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=env,
+        start_new_session=True,
+    )
+    wlog = open(work / "workers.log", "w")  # noqa: SIM115 (open while the workers run)
+    work_procs = subprocess.Popen(
+        [
+            str(bin_dir / "dask"),
+            "worker",
+            "tcp://127.0.0.1:8799",
+            "--nworkers",
+            str(workers),
+            "--nthreads",
+            "1",
+            "--memory-limit",
+            memory,
+            "--no-dashboard",
+        ],
+        stdout=wlog,
+        stderr=subprocess.STDOUT,
+        env=env,
+        start_new_session=True,
+    )
     sampler = Sampler()
     try:
         time.sleep(5)
         t0 = time.perf_counter()
-        client = subprocess.Popen([sys.executable, "-m", "napari_inceptseg", "segment", str(src), "-o", str(out),
-                                   "--scheduler", "tcp://127.0.0.1:8799", "--block", str(block), "--seed", "0",
-                                   "-q", "--overwrite"], env=env)
+        client = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "napari_inceptseg",
+                "segment",
+                str(src),
+                "-o",
+                str(out),
+                "--scheduler",
+                "tcp://127.0.0.1:8799",
+                "--block",
+                str(block),
+                "--seed",
+                "0",
+                "-q",
+                "--overwrite",
+            ],
+            env=env,
+        )
         while client.poll() is None:
             sampler.sample({"client": client.pid, "workers": work_procs.pid})
             time.sleep(0.2)
@@ -120,12 +187,18 @@ def run_cluster(src: Path, out: Path, workers: int, memory: str, block: int, wor
         for p in (work_procs, sched):
             os.killpg(p.pid, signal.SIGTERM)
             p.wait(timeout=60)
-    killed = sum(line.count("Worker exceeded") + line.count("restarting") + line.count("KilledWorker")
-                 for line in open(work / "workers.log"))
+    killed = sum(
+        line.count("Worker exceeded") + line.count("restarting") + line.count("KilledWorker")
+        for line in (work / "workers.log").read_text().splitlines()
+    )
     worker_peaks = [v for k, v in sampler.peak.items() if k.startswith("workers:")]
-    return {"returncode": client.returncode, "seconds": round(seconds, 1),
-            "client_peak_gb": round(sampler.peak.get("client", 0) / 1e9, 2),
-            "worker_peaks_gb": sorted(round(v / 1e9, 2) for v in worker_peaks), "workers_killed": killed}
+    return {
+        "returncode": client.returncode,
+        "seconds": round(seconds, 1),
+        "client_peak_gb": round(sampler.peak.get("client", 0) / 1e9, 2),
+        "worker_peaks_gb": sorted(round(v / 1e9, 2) for v in worker_peaks),
+        "workers_killed": killed,
+    }
 
 
 def run_tiled(src: Path, size: int) -> dict:
@@ -140,17 +213,25 @@ def run_tiled(src: Path, size: int) -> dict:
     t0 = time.perf_counter()
     res = segment(image, seed=0, device="cpu")
     seconds = time.perf_counter() - t0
-    return {"seconds": round(seconds, 1), "plan": res.plan, "n_labels": res.n_labels,
-            "peak_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6, 2)}
+    return {
+        "seconds": round(seconds, 1),
+        "plan": res.plan,
+        "n_labels": res.n_labels,
+        "peak_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6, 2),
+    }
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--size", type=int, default=6144)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--memory-limit", default="2GB")
     ap.add_argument("--block", type=int, default=1024)
-    ap.add_argument("--work", type=Path, required=True, help="a folder for the image and the output")
+    ap.add_argument(
+        "--work", type=Path, required=True, help="a folder for the image and the output"
+    )
     ap.add_argument("--tiled", action="store_true", help="the one-machine path instead")
     args = ap.parse_args(argv)
     args.work.mkdir(parents=True, exist_ok=True)
@@ -162,8 +243,11 @@ def main(argv=None) -> int:
         out = args.work / f"labels-{args.size}.ome.zarr"
         report = run_cluster(src, out, args.workers, args.memory_limit, args.block, args.work)
         report.update(check(out, args.size))
-    report.update(size=args.size, workers=None if args.tiled else args.workers,
-                  mpx_per_s=round(mpx / report["seconds"], 3))
+    report.update(
+        size=args.size,
+        workers=None if args.tiled else args.workers,
+        mpx_per_s=round(mpx / report["seconds"], 3),
+    )
     print(json.dumps(report))
     return 0
 

@@ -1,7 +1,8 @@
 """GPU numbers for docs/benchmarks.md ("GPU"): per-iteration time, time to result,
 batched evaluation throughput and peak GPU memory.
 
-    python benchmarks/gpu.py --out gpu-results            # on a CUDA machine (about 5 minutes on an H100/H200)
+    # on a CUDA machine (about 5 minutes on an H100/H200)
+    python benchmarks/gpu.py --out gpu-results
     python benchmarks/gpu.py --device cpu --quick         # the same script, tiny, to check it runs
 
 Images: the astronaut photo (scikit-image) at 481 x 321 for the per-image rows; for
@@ -74,8 +75,16 @@ def per_iteration(device: str, shape, iters: int) -> list:
             _timed(device, max_iter=5, **kw)  # warm-up (cuDNN's choices, the allocator)
             short, _, _ = _timed(device, max_iter=10, **kw)
             full, res, peak = _timed(device, max_iter=iters, **kw)
-            rows.append({"arch": arch, "precision": precision, "iters": res.n_iter, "seconds": round(full, 3),
-                         "s_per_iter": round((full - short) / (iters - 10), 5), "peak_gb": round(peak, 2)})
+            rows.append(
+                {
+                    "arch": arch,
+                    "precision": precision,
+                    "iters": res.n_iter,
+                    "seconds": round(full, 3),
+                    "s_per_iter": round((full - short) / (iters - 10), 5),
+                    "peak_gb": round(peak, 2),
+                }
+            )
             print(rows[-1], flush=True)
     return rows
 
@@ -86,9 +95,19 @@ def time_to_result(device: str, shape, cap=None) -> list:
     rows = []
     for preset in ("default", "paper-vanilla", "paper-inception"):
         _timed(device, image=image, preset=preset, max_iter=3)
-        secs, res, peak = _timed(device, image=image, preset=preset, **({"max_iter": cap} if cap else {}))
-        rows.append({"preset": preset, "seconds": round(secs, 3), "n_iter": res.n_iter, "n_labels": res.n_labels,
-                     "stop": res.stop_reason, "peak_gb": round(peak, 2)})
+        secs, res, peak = _timed(
+            device, image=image, preset=preset, **({"max_iter": cap} if cap else {})
+        )
+        rows.append(
+            {
+                "preset": preset,
+                "seconds": round(secs, 3),
+                "n_iter": res.n_iter,
+                "n_labels": res.n_labels,
+                "stop": res.stop_reason,
+                "peak_gb": round(peak, 2),
+            }
+        )
         print(rows[-1], flush=True)
     return rows
 
@@ -122,13 +141,30 @@ def throughput(device: str, n: int, shape, iters: int, batches) -> list:
                 out = Path(tmp) / f"{method}-{batch}"
                 _peak_reset(device)
                 t0 = time.perf_counter()
-                report = run_evaluation(items, [method], params, out, config={"b": batch}, batch=b, progress=False,
-                                        log=lambda *a: None)
+                report = run_evaluation(
+                    items,
+                    [method],
+                    params,
+                    out,
+                    config={"b": batch},
+                    batch=b,
+                    progress=False,
+                    log=lambda *a: None,
+                )
                 secs = time.perf_counter() - t0
                 s = report.summary["methods"][method]
-                rows.append({"method": method, "batch": b, "auto": batch == 0, "images": report.n_new,
-                             "seconds": round(secs, 2), "images_per_s": round(report.n_new / secs, 2),
-                             "miou": round(s["standard_miou"]["mean"], 4), "peak_gb": round(_peak_gb(device), 2)})
+                rows.append(
+                    {
+                        "method": method,
+                        "batch": b,
+                        "auto": batch == 0,
+                        "images": report.n_new,
+                        "seconds": round(secs, 2),
+                        "images_per_s": round(report.n_new / secs, 2),
+                        "miou": round(s["standard_miou"]["mean"], 4),
+                        "peak_gb": round(_peak_gb(device), 2),
+                    }
+                )
                 print(rows[-1], flush=True)
     return rows
 
@@ -143,12 +179,21 @@ def identity(device: str, shape, iters: int) -> list:
     for preset in ("default", "paper-vanilla", "paper-inception"):
         kw = dict(preset=preset, device=device, max_iter=iters)
         seeds = [3, 1, 4, 1]
-        one = [segment(im, seed=sd, **kw).labels for im, sd in zip(images, seeds)]
-        again = [segment(im, seed=sd, **kw).labels for im, sd in zip(images, seeds)]
+        one = [segment(im, seed=sd, **kw).labels for im, sd in zip(images, seeds, strict=False)]
+        again = [segment(im, seed=sd, **kw).labels for im, sd in zip(images, seeds, strict=False)]
         side = [r.labels for r in segment_batch(images, batch=4, seeds=seeds, **kw)]
-        rows.append({"preset": preset, "iters": iters,
-                     "one_by_one_repeatable": all(np.array_equal(a, b) for a, b in zip(one, again)),
-                     "side_by_side_identical": all(np.array_equal(a, b) for a, b in zip(one, side))})
+        rows.append(
+            {
+                "preset": preset,
+                "iters": iters,
+                "one_by_one_repeatable": all(
+                    np.array_equal(a, b) for a, b in zip(one, again, strict=False)
+                ),
+                "side_by_side_identical": all(
+                    np.array_equal(a, b) for a, b in zip(one, side, strict=False)
+                ),
+            }
+        )
         print(rows[-1], flush=True)
     return rows
 
@@ -159,29 +204,63 @@ def _machine(device: str) -> dict:
     info = {"python": platform.python_version(), "torch": torch.__version__, "device": device}
     if device.startswith("cuda"):
         p = torch.cuda.get_device_properties(0)
-        info.update(gpu=p.name, memory_gb=round(p.total_memory / 1e9, 1), capability=f"{p.major}.{p.minor}",
-                    cuda=torch.version.cuda, cudnn=torch.backends.cudnn.version(),
-                    tf32_conv=torch.backends.cudnn.allow_tf32)
+        info.update(
+            gpu=p.name,
+            memory_gb=round(p.total_memory / 1e9, 1),
+            capability=f"{p.major}.{p.minor}",
+            cuda=torch.version.cuda,
+            cudnn=torch.backends.cudnn.version(),
+            tf32_conv=torch.backends.cudnn.allow_tf32,
+        )
     return info
 
 
 def _markdown(res: dict) -> str:
     m = res["machine"]
-    lines = [f"Machine: {m.get('gpu', m['device'])}, torch {m['torch']}, CUDA {m.get('cuda')}, "
-             f"cuDNN {m.get('cudnn')} (TF32 convolutions: {m.get('tf32_conv')})", "",
-             "| network | precision | iterations | seconds | s / iteration | peak GPU GB |", "|---|---|---|---|---|---|"]
-    lines += [f"| {r['arch']} | {r['precision']} | {r['iters']} | {r['seconds']} | {r['s_per_iter']} | {r['peak_gb']} |"
-              for r in res["per_iteration"]]
-    lines += ["", "| preset | seconds | iterations | labels | stop | peak GPU GB |", "|---|---|---|---|---|---|"]
-    lines += [f"| {r['preset']} | {r['seconds']} | {r['n_iter']} | {r['n_labels']} | {r['stop']} | {r['peak_gb']} |"
-              for r in res["time_to_result"]]
-    lines += ["", "| method | batch | images | seconds | images / s | mIoU | peak GPU GB |", "|---|---|---|---|---|---|---|"]
-    lines += [f"| {r['method']} | {r['batch']}{' (auto)' if r['auto'] else ''} | {r['images']} | {r['seconds']} | "
-              f"{r['images_per_s']} | {r['miou']} | {r['peak_gb']} |" for r in res["throughput"]]
-    lines += ["", "| preset | iterations | one by one, repeated: identical | side by side vs one by one: identical |",
-              "|---|---|---|---|"]
-    lines += [f"| {r['preset']} | {r['iters']} | {r['one_by_one_repeatable']} | {r['side_by_side_identical']} |"
-              for r in res["identity"]]
+    lines = [
+        f"Machine: {m.get('gpu', m['device'])}, torch {m['torch']}, CUDA {m.get('cuda')}, "
+        f"cuDNN {m.get('cudnn')} (TF32 convolutions: {m.get('tf32_conv')})",
+        "",
+        "| network | precision | iterations | seconds | s / iteration | peak GPU GB |",
+        "|---|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {r['arch']} | {r['precision']} | {r['iters']} | {r['seconds']} | "
+        f"{r['s_per_iter']} | {r['peak_gb']} |"
+        for r in res["per_iteration"]
+    ]
+    lines += [
+        "",
+        "| preset | seconds | iterations | labels | stop | peak GPU GB |",
+        "|---|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {r['preset']} | {r['seconds']} | {r['n_iter']} | {r['n_labels']} | {r['stop']} | "
+        f"{r['peak_gb']} |"
+        for r in res["time_to_result"]
+    ]
+    lines += [
+        "",
+        "| method | batch | images | seconds | images / s | mIoU | peak GPU GB |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {r['method']} | {r['batch']}{' (auto)' if r['auto'] else ''} | {r['images']} | "
+        f"{r['seconds']} | "
+        f"{r['images_per_s']} | {r['miou']} | {r['peak_gb']} |"
+        for r in res["throughput"]
+    ]
+    lines += [
+        "",
+        "| preset | iterations | one by one, repeated: identical | side by side vs one by "
+        "one: identical |",
+        "|---|---|---|---|",
+    ]
+    lines += [
+        f"| {r['preset']} | {r['iters']} | {r['one_by_one_repeatable']} | "
+        f"{r['side_by_side_identical']} |"
+        for r in res["identity"]
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -189,23 +268,43 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--out", type=Path, default=Path("gpu-results"))
-    parser.add_argument("--quick", action="store_true", help="tiny sizes: check that the script runs")
-    parser.add_argument("--images", type=int, default=24, help="images per throughput row (default: %(default)s)")
+    parser.add_argument(
+        "--quick", action="store_true", help="tiny sizes: check that the script runs"
+    )
+    parser.add_argument(
+        "--images", type=int, default=24, help="images per throughput row (default: %(default)s)"
+    )
     args = parser.parse_args(argv)
     quick = args.quick
     shape = (64, 96) if quick else (321, 481)
-    res = {"machine": _machine(args.device), "per_iteration": [], "time_to_result": [], "throughput": [],
-           "identity": []}
+    res = {
+        "machine": _machine(args.device),
+        "per_iteration": [],
+        "time_to_result": [],
+        "throughput": [],
+        "identity": [],
+    }
     print(res["machine"], flush=True)
     args.out.mkdir(parents=True, exist_ok=True)
     sections = [
         ("identity", lambda: identity(args.device, shape, 5 if quick else 40)),
         ("per_iteration", lambda: per_iteration(args.device, shape, 14 if quick else 150)),
         ("time_to_result", lambda: time_to_result(args.device, shape, 5 if quick else None)),
-        ("throughput", lambda: throughput(args.device, 4 if quick else args.images, (48, 64) if quick else (375, 500),
-                                          3 if quick else 150, (1, 2) if quick else (1, 8, 0))),
+        (
+            "throughput",
+            lambda: throughput(
+                args.device,
+                4 if quick else args.images,
+                (48, 64) if quick else (375, 500),
+                3 if quick else 150,
+                (1, 2) if quick else (1, 8, 0),
+            ),
+        ),
     ]
-    for key, run in sections:  # written after each section, so a run cut short keeps what it measured
+    for (
+        key,
+        run,
+    ) in sections:  # written after each section, so a run cut short keeps what it measured
         res[key] = run()
         (args.out / "gpu.json").write_text(json.dumps(res, indent=1))
         (args.out / "gpu.md").write_text(_markdown(res))

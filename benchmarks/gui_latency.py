@@ -33,7 +33,9 @@ def main() -> None:
     viewer = napari.Viewer(show=True)
     image, _ = synthetic_regions()
     layer = viewer.add_image(image, name="synthetic", rgb=True)
-    _, widget = viewer.window.add_plugin_dock_widget("napari-inceptseg", "Unsupervised segmentation")
+    _, widget = viewer.window.add_plugin_dock_widget(
+        "napari-inceptseg", "Unsupervised segmentation"
+    )
     widget._image.value = layer
     widget._params["arch"].value = args.arch
     widget._params["max_iter"].value = args.iters
@@ -65,10 +67,13 @@ def main() -> None:
     wall = time.perf_counter() - t0
     timer.stop()
     lat = (np.array(gaps) - 0.010) * 1000
-    print(f"{args.arch}, {args.iters} iterations, preview every {args.preview_every}: run {wall:.1f} s; "
-          f"timer lateness median {np.median(lat):.1f} ms, 95th pct {np.percentile(lat, 95):.1f} ms, "
-          f"max {lat.max():.1f} ms over {len(lat)} ticks")
-    for g, t in zip(gaps, stamps):
+    print(
+        f"{args.arch}, {args.iters} iterations, preview every {args.preview_every}: run "
+        f"{wall:.1f} s; "
+        f"timer lateness median {np.median(lat):.1f} ms, 95th pct {np.percentile(lat, 95):.1f} ms, "
+        f"max {lat.max():.1f} ms over {len(lat)} ticks"
+    )
+    for g, t in zip(gaps, stamps, strict=False):
         if g > 0.1:
             print(f"  stall of {1000 * g:.0f} ms at t = {t - t0:.2f} s")
     viewer.close()

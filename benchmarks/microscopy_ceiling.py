@@ -49,9 +49,13 @@ def rows_for(item, seed: int):
 
     image, gts = item.load()
     labels = segment(image, seed=image_seed(seed, item.name), device="cpu").labels
-    preds = {"default": labels, "perfect merge": perfect_merge(labels, gts[0]),
-             "perfect two groups": perfect_two_groups(labels, gts[0]),
-             "otsu": run_baseline("otsu", image), "li": run_baseline("li", image)}
+    preds = {
+        "default": labels,
+        "perfect merge": perfect_merge(labels, gts[0]),
+        "perfect two groups": perfect_two_groups(labels, gts[0]),
+        "otsu": run_baseline("otsu", image),
+        "li": run_baseline("li", image),
+    }
     return {name: score_row(pred, gts, None, instances=True) for name, pred in preds.items()}
 
 
@@ -70,8 +74,15 @@ def main(argv=None) -> int:
     items = items[: args.limit] if args.limit else items
     per = [rows_for(item, args.seed) for item in items]
     rng = np.random.default_rng(0)
-    print(f"{len(per)} images; differences against Otsu and Li: mean [95% paired bootstrap interval]\n")
-    print("| grouping of the default's regions | " + " | ".join(COLUMNS) + " | kim - otsu | F1 - otsu | kim - li | F1 - li |")
+    print(
+        f"{len(per)} images; differences against Otsu and Li: mean [95% paired bootstrap "
+        "interval]\n"
+    )
+    print(
+        "| grouping of the default's regions | "
+        + " | ".join(COLUMNS)
+        + " | kim - otsu | F1 - otsu | kim - li | F1 - li |"
+    )
     print("|---|" + "---|" * (len(COLUMNS) + 4))
     for name in ("default", "perfect merge", "perfect two groups", "otsu", "li"):
         cells = [f"{np.mean([p[name][c] for p in per]):.3f}" for c in COLUMNS]

@@ -19,8 +19,15 @@ from pathlib import Path
 
 import numpy as np
 
-COLUMNS = (("standard_miou", "mIoU"), ("standard_nmi", "NMI"), ("kim_miou", "kim"), ("f1", "F1 @ 0.5"),
-           ("matched_iou", "matched IoU"), ("n_clusters", "clusters"), ("seconds", "s / image"))
+COLUMNS = (
+    ("standard_miou", "mIoU"),
+    ("standard_nmi", "NMI"),
+    ("kim_miou", "kim"),
+    ("f1", "F1 @ 0.5"),
+    ("matched_iou", "matched IoU"),
+    ("n_clusters", "clusters"),
+    ("seconds", "s / image"),
+)
 
 
 def imaging_type(path: Path) -> str:
@@ -30,14 +37,24 @@ def imaging_type(path: Path) -> str:
     if image.ndim == 3 and np.abs(image - image.mean(-1, keepdims=True)).mean() > 2.0:
         return "stained"
     grey = image.mean(-1) if image.ndim == 3 else image
-    return "fluorescence" if np.median(grey) < grey.mean() + 1 and np.median(grey) < 100 else "brightfield"
+    return (
+        "fluorescence"
+        if np.median(grey) < grey.mean() + 1 and np.median(grey) < 100
+        else "brightfield"
+    )
 
 
 def main(argv) -> int:
     runs = [Path(a) for a in argv]
     root = Path(json.loads((runs[0] / "config.json").read_text())["root"])
-    rows = [dict(r, run=run.name) for run in runs for r in csv.DictReader(open(run / "results.csv"))]
-    types = {name: imaging_type(root / "images" / f"{name}.png") for name in {r["image"] for r in rows}}
+    rows = [
+        dict(r, run=run.name)
+        for run in runs
+        for r in csv.DictReader((run / "results.csv").read_text().splitlines())
+    ]
+    types = {
+        name: imaging_type(root / "images" / f"{name}.png") for name in {r["image"] for r in rows}
+    }
     groups = defaultdict(list)
     for r in rows:
         groups[(types[r["image"]], r["run"], r["method"])].append(r)
@@ -50,7 +67,9 @@ def main(argv) -> int:
             if k != kind:
                 continue
             cells = [f"{np.mean([float(r[c]) for r in rs]):.3f}" for c, _ in COLUMNS]
-            pooled = sum(float(r["kim_sum"]) for r in rs) / sum(float(r["kim_segments"]) for r in rs)
+            pooled = sum(float(r["kim_sum"]) for r in rs) / sum(
+                float(r["kim_segments"]) for r in rs
+            )
             print(f"| {run} | {method} | " + " | ".join(cells) + f" | {pooled:.3f} |")
     return 0
 

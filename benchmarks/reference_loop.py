@@ -15,7 +15,7 @@ the engine's ``fast_forward``. Nothing here is used by the package.
 from __future__ import annotations
 
 import time
-from typing import Callable, Optional
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -35,7 +35,7 @@ def reference_run(
     min_labels: int = 3,
     device: str = "cpu",
     seed: int = 0,
-    on_iteration: Optional[Callable[[int, float, int], None]] = None,
+    on_iteration: Callable[[int, float, int], None] | None = None,
 ) -> np.ndarray:
     """Run the reference loop; returns the labels (argmax of the last response)."""
     data = prepare_image(image)
@@ -76,5 +76,5 @@ if __name__ == "__main__":  # pragma: no cover - a quick manual check
     rng = np.random.default_rng(0)
     img = rng.integers(0, 256, (64, 96, 3), dtype=np.uint8)
     t = time.perf_counter()
-    reference_run(img, "vanilla", 5, on_iteration=lambda i, l, n: print(i, round(l, 4), n))
+    reference_run(img, "vanilla", 5, on_iteration=lambda i, loss, n: print(i, round(loss, 4), n))
     print(f"{time.perf_counter() - t:.2f} s")

@@ -1,6 +1,7 @@
 """Speed and memory of the optimisation loop, beside the eager reference loop.
 
-    .venv/bin/python benchmarks/speed.py                      # both networks, 3 sizes, CPU (+ CUDA if present)
+    # both networks, 3 sizes, CPU (+ CUDA if present)
+    .venv/bin/python benchmarks/speed.py
     .venv/bin/python benchmarks/speed.py --sizes 321x481 --iters 5 --arch vanilla
     .venv/bin/python benchmarks/speed.py --json out.json
 
@@ -8,8 +9,9 @@ Every configuration runs in a fresh process, so its peak memory is its own:
 peak RSS on the CPU (the whole process, PyTorch's libraries included), peak
 allocated memory on CUDA. Seconds per iteration are the median over ``--iters``
 iterations after one warm-up iteration of the paper preset (``paper-vanilla`` or
-``paper-inception``: the reference's settings, full resolution), with the stop rule off ("lean step": the
-engine chose its memory-lean ``vanilla`` step, see ``_memory.use_lean``). Configurations
+``paper-inception``: the reference's settings, full resolution), with the stop rule off
+("lean step": the engine chose its memory-lean ``vanilla`` step, see
+``engine.plan.use_lean``). Configurations
 that the engine's memory check says do not fit are reported as such, not run.
 The image is the astronaut photo (scikit-image) resized to each size.
 """
@@ -50,20 +52,27 @@ def _child(impl: str, arch: str, h: int, w: int, iters: int, device: str) -> dic
         sys.path.insert(0, str(HERE))
         from reference_loop import reference_run
 
-        reference_run(image, arch, iters + 1, min_labels=1, device=device,
-                      on_iteration=lambda *a: stamps.append(time.perf_counter()))
+        reference_run(
+            image,
+            arch,
+            iters + 1,
+            min_labels=1,
+            device=device,
+            on_iteration=lambda *a: stamps.append(time.perf_counter()),
+        )
     else:
         from napari_inceptseg import segment_iter
         from napari_inceptseg.engine.plan import use_lean
-        from napari_inceptseg.params import preset_params
+        from napari_inceptseg.presets import preset_params
 
         lean = use_lean(h, w, 3, preset_params(f"paper-{arch}"), device)
-        for _ in segment_iter(image, preset=f"paper-{arch}", max_iter=iters + 1, min_labels=1, seed=0,
-                              device=device):
+        for _ in segment_iter(
+            image, preset=f"paper-{arch}", max_iter=iters + 1, min_labels=1, seed=0, device=device
+        ):
             if device.startswith("cuda"):
                 torch.cuda.synchronize()
             stamps.append(time.perf_counter())
-    times = [b - a for a, b in zip(stamps, stamps[1:])]
+    times = [b - a for a, b in zip(stamps, stamps[1:], strict=False)]
     out = {"s_per_iter": statistics.median(times), "iters": len(times)}
     if impl != "reference":
         out["lean"] = lean
@@ -75,7 +84,16 @@ def _child(impl: str, arch: str, h: int, w: int, iters: int, device: str) -> dic
 
 
 def _run_child(impl, arch, h, w, iters, device, timeout) -> dict:
-    cmd = [sys.executable, __file__, "--child", impl.split("+")[0], arch, f"{h}x{w}", str(iters), device]
+    cmd = [
+        sys.executable,
+        __file__,
+        "--child",
+        impl.split("+")[0],
+        arch,
+        f"{h}x{w}",
+        str(iters),
+        device,
+    ]
     env = dict(os.environ)
     # the engine turns on PyTorch's transparent-huge-page allocation when it is
     # imported; the published loop runs without it, unless asked ("reference+thp")
@@ -85,7 +103,9 @@ def _run_child(impl, arch, h, w, iters, device, timeout) -> dict:
     except subprocess.TimeoutExpired:
         return {"error": f"over {timeout} s"}
     if proc.returncode != 0:
-        lines = (proc.stderr or proc.stdout).strip().splitlines() or [f"exit code {proc.returncode}"]
+        lines = (proc.stderr or proc.stdout).strip().splitlines() or [
+            f"exit code {proc.returncode}"
+        ]
         return {"error": lines[-1][:200]}
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
@@ -94,7 +114,7 @@ def _fits(arch: str, h: int, w: int, device: str, factor: float = 1.0):
     """(fits, needed GB, available GB) from the engine's own memory model."""
     from napari_inceptseg.engine.plan import MARGIN, estimate_bytes, use_lean
     from napari_inceptseg.engine.runtime import available_bytes
-    from napari_inceptseg.params import preset_params
+    from napari_inceptseg.presets import preset_params
 
     params = preset_params(f"paper-{arch}")
     lean = factor == 1.0 and use_lean(h, w, 3, params, device)
@@ -114,18 +134,28 @@ def machine() -> str:
                 break
     except OSError:
         pass
-    return f"{cpu}, {os.cpu_count()} cores, {torch.get_num_threads()} threads, PyTorch {torch.__version__}"
+    return (
+        f"{cpu}, {os.cpu_count()} cores, {torch.get_num_threads()} threads, PyTorch "
+        f"{torch.__version__}"
+    )
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--sizes", nargs="+", default=["321x481", "1024x1024", "2048x2048"])
     ap.add_argument("--arch", nargs="+", default=["vanilla", "inception"])
     ap.add_argument("--iters", type=int, default=3, help="timed iterations per configuration")
-    ap.add_argument("--devices", nargs="+", default=None, help="default: cpu, and cuda when present")
+    ap.add_argument(
+        "--devices", nargs="+", default=None, help="default: cpu, and cuda when present"
+    )
     ap.add_argument("--no-reference", action="store_true", help="time only the engine")
-    ap.add_argument("--reference-thp", action="store_true",
-                    help="also time the reference loop with transparent huge pages on")
+    ap.add_argument(
+        "--reference-thp",
+        action="store_true",
+        help="also time the reference loop with transparent huge pages on",
+    )
     ap.add_argument("--timeout", type=float, default=1800, help="seconds per configuration")
     ap.add_argument("--json", type=Path, help="also write the results here")
     ap.add_argument("--child", nargs=5, help=argparse.SUPPRESS)
@@ -144,8 +174,10 @@ def main(argv=None) -> int:
     if "cuda" in devices:
         device_names["cuda"] = torch.cuda.get_device_name(0)
     thp = " | reference + THP s/iter" if args.reference_thp else ""
-    print("| device | network | size | engine s/iter | engine peak GB | reference s/iter | "
-          f"reference peak GB | speed-up{thp} |")
+    print(
+        "| device | network | size | engine s/iter | engine peak GB | reference s/iter | "
+        f"reference peak GB | speed-up{thp} |"
+    )
     print("|---|---|---|---|---|---|---|---|" + ("---|" if thp else ""), flush=True)
     rows = []
     for device in devices:
@@ -182,11 +214,17 @@ def _format(row: dict) -> str:
     ratio = "-"
     if eng and ref and "error" not in eng and "error" not in ref:
         ratio = f"{ref['s_per_iter'] / eng['s_per_iter']:.1f}x"
-    return (f"| {row['device']} | {row['arch']} | {row['size'].replace('x', ' x ')} | "
-            f"{cell(eng, 's_per_iter', '{:.3f}')}{' (lean step)' if eng and eng.get('lean') else ''} | "
-            f"{cell(eng, 'peak_gb', '{:.2f}')} | "
-            f"{cell(ref, 's_per_iter', '{:.3f}')} | {cell(ref, 'peak_gb', '{:.2f}')} | {ratio} |"
-            + (f" {cell(row['reference+thp'], 's_per_iter', '{:.3f}')} |" if "reference+thp" in row else ""))
+    return (
+        f"| {row['device']} | {row['arch']} | {row['size'].replace('x', ' x ')} | "
+        f"{cell(eng, 's_per_iter', '{:.3f}')}{' (lean step)' if eng and eng.get('lean') else ''} | "
+        f"{cell(eng, 'peak_gb', '{:.2f}')} | "
+        f"{cell(ref, 's_per_iter', '{:.3f}')} | {cell(ref, 'peak_gb', '{:.2f}')} | {ratio} |"
+        + (
+            f" {cell(row['reference+thp'], 's_per_iter', '{:.3f}')} |"
+            if "reference+thp" in row
+            else ""
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -48,11 +48,15 @@ def engine(preset: str, limit: int, device: str) -> None:
         times.append(time.perf_counter() - t0)
         regions.append(res.n_labels)
     t = np.array(times)
-    print(f"preset {preset}, {len(t)} BSDS500 val images ({imgs[0].shape[1]} x {imgs[0].shape[0]} or "
-          f"transposed), device {res.device}")
+    print(
+        f"preset {preset}, {len(t)} BSDS500 val images ({imgs[0].shape[1]} x {imgs[0].shape[0]} or "
+        f"transposed), device {res.device}"
+    )
     print(f"first run in this process (imports torch): {cold:.2f} s")
-    print(f"median {np.median(t):.2f} s, 90th percentile {np.percentile(t, 90):.2f} s, "
-          f"slowest {t.max():.2f} s; {np.mean(regions):.0f} labels per image on average")
+    print(
+        f"median {np.median(t):.2f} s, 90th percentile {np.percentile(t, 90):.2f} s, "
+        f"slowest {t.max():.2f} s; {np.mean(regions):.0f} labels per image on average"
+    )
 
 
 def stages(preset: str, limit: int, device: str) -> None:
@@ -63,7 +67,11 @@ def stages(preset: str, limit: int, device: str) -> None:
     imgs = images(limit)
     spans: dict = {}
     for img in [imgs[0], *imgs]:  # the first run again, warm: imports paid
-        gen, marks, t0 = segment_iter(img, preset=preset, seed=0, device=device), [], time.perf_counter()
+        gen, marks, t0 = (
+            segment_iter(img, preset=preset, seed=0, device=device),
+            [],
+            time.perf_counter(),
+        )
         try:
             while True:
                 record = next(gen)
@@ -73,7 +81,7 @@ def stages(preset: str, limit: int, device: str) -> None:
             pass
         ends = [t for _, t in marks[1:]] + [time.perf_counter()]
         spans.setdefault("training", []).append(marks[0][1] - t0)
-        for (name, start), end in zip(marks, ends):
+        for (name, start), end in zip(marks, ends, strict=False):
             spans.setdefault(name, []).append(end - start)
     for name, values in spans.items():
         print(f"{name}: median {np.median(values[1:]):.3f} s over {len(values) - 1} images")
@@ -104,17 +112,24 @@ def widget(repeats: int) -> None:
         took = time.perf_counter() - t0
         out = viewer.layers[-1]
         assert len(viewer.layers) == n_before + 1
-        print(f"widget run {k + 1}: {took:.2f} s from Run to '{out.name}' "
-              f"({out.metadata['inceptseg']['n_labels']} labels, preset {out.metadata['inceptseg']['preset']})")
+        print(
+            f"widget run {k + 1}: {took:.2f} s from Run to '{out.name}' "
+            f"({out.metadata['inceptseg']['n_labels']} labels, preset "
+            f"{out.metadata['inceptseg']['preset']})"
+        )
     viewer.close()
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--preset", default="default")
     ap.add_argument("--limit", type=int, default=100)
     ap.add_argument("--device", default="cpu")
-    ap.add_argument("--widget", action="store_true", help="time the napari dock on the astronaut sample")
+    ap.add_argument(
+        "--widget", action="store_true", help="time the napari dock on the astronaut sample"
+    )
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--stages", action="store_true", help="the median time of each stage instead")
     args = ap.parse_args()

@@ -10,10 +10,9 @@ import subprocess
 import numpy as np
 import pytest
 
+from helpers import PROCESS_DEADLINE, need_shared_data
 from napari_inceptseg import segment
 from napari_inceptseg.sample_data import synthetic_regions
-
-from helpers import PROCESS_DEADLINE, need_shared_data
 
 #: Quality runs: the issue's protocol (about 128 x 160, sigma 12, 100 iterations).
 QUALITY_ITERS = 100
@@ -33,8 +32,10 @@ def quality_runs(synthetic):
     """100-iteration runs of each paper preset on the synthetic sample, one per seed."""
     image, _ = synthetic
     return {
-        arch: [segment(image, preset=f"paper-{arch}", max_iter=QUALITY_ITERS, seed=s, device="cpu")
-               for s in QUALITY_SEEDS]
+        arch: [
+            segment(image, preset=f"paper-{arch}", max_iter=QUALITY_ITERS, seed=s, device="cpu")
+            for s in QUALITY_SEEDS
+        ]
         for arch in ("vanilla", "inception")
     }
 

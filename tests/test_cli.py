@@ -10,12 +10,23 @@ import imageio.v3 as iio
 import numpy as np
 import pytest
 
+from helpers import PROCESS_DEADLINE, run_command
 from napari_inceptseg.cli.main import build_parser, main
 from napari_inceptseg.params import SegmentParams
 
-from helpers import PROCESS_DEADLINE, run_command
-
-FAST = ["--arch", "vanilla", "--n-channels", "16", "--max-iter", "4", "--seed", "0", "--device", "cpu", "-q"]
+FAST = [
+    "--arch",
+    "vanilla",
+    "--n-channels",
+    "16",
+    "--max-iter",
+    "4",
+    "--seed",
+    "0",
+    "--device",
+    "cpu",
+    "-q",
+]
 
 
 @pytest.fixture
@@ -41,7 +52,9 @@ def test_writes_labels_overlay_and_run_record(tmp_path, inputs, small_rgb):
     overlay = iio.imread(out / "a_overlay.png")
     assert overlay.shape == (*small_rgb.shape[:2], 3)
     run = json.loads((out / "a_run.json").read_text())
-    assert run["params"]["arch"] == "vanilla" and run["n_iter"] >= 1 and run["image"].endswith("a.png")
+    assert (
+        run["params"]["arch"] == "vanilla" and run["n_iter"] >= 1 and run["image"].endswith("a.png")
+    )
     assert (out / "b_labels.png").exists()
 
 
@@ -98,13 +111,24 @@ def test_help_documents_every_option_with_default():
 
 def test_options_override_the_preset_and_nothing_else():
     from napari_inceptseg.cli.parser import params_from_args as _params_from_args
-    from napari_inceptseg.params import preset_params
+    from napari_inceptseg.presets import preset_params
 
     parser = build_parser()
     args = parser.parse_args(["segment", "x.png", "-o", "o"])
     assert _params_from_args(args) == SegmentParams()
-    args = parser.parse_args(["segment", "x.png", "-o", "o", "--preset", "paper-inception", "--max-iter", "7",
-                              "--no-regions"])
+    args = parser.parse_args(
+        [
+            "segment",
+            "x.png",
+            "-o",
+            "o",
+            "--preset",
+            "paper-inception",
+            "--max-iter",
+            "7",
+            "--no-regions",
+        ]
+    )
     assert _params_from_args(args) == preset_params("paper-inception", max_iter=7)
     args = parser.parse_args(["segment", "x.png", "-o", "o", "--n-clusters", "4"])
     assert _params_from_args(args) == SegmentParams(n_clusters=4)
@@ -112,7 +136,19 @@ def test_options_override_the_preset_and_nothing_else():
 
 def test_bad_option_is_one_line_error(tmp_path, inputs):
     a, _, _ = inputs
-    proc = run_command([sys.executable, "-m", "napari_inceptseg", "segment", str(a), "-o", str(tmp_path), "--lr", "-1"])
+    proc = run_command(
+        [
+            sys.executable,
+            "-m",
+            "napari_inceptseg",
+            "segment",
+            str(a),
+            "-o",
+            str(tmp_path),
+            "--lr",
+            "-1",
+        ]
+    )
     assert proc.returncode == 2
     assert proc.stderr.strip() == "napari-inceptseg: error: lr must be > 0, got -1.0"
     assert "Traceback" not in proc.stderr
@@ -129,12 +165,17 @@ def test_absent_device_fails_before_any_image(tmp_path, inputs):
 
 
 def test_demo_headless(tmp_path, capsys):
-    assert main(["demo", "--headless", "--max-iter", "3", "-o", str(tmp_path), "--device", "cpu"]) == 0
+    assert (
+        main(["demo", "--headless", "--max-iter", "3", "-o", str(tmp_path), "--device", "cpu"]) == 0
+    )
     out = capsys.readouterr().out
     assert "pixel accuracy, one-to-one" in out and "Outputs written to" in out
     (run_dir,) = tmp_path.iterdir()
     assert {p.name for p in run_dir.iterdir()} == {
-        "synthetic_labels.png", "synthetic_overlay.png", "astronaut_labels.png", "astronaut_overlay.png"
+        "synthetic_labels.png",
+        "synthetic_overlay.png",
+        "astronaut_labels.png",
+        "astronaut_overlay.png",
     }
 
 
@@ -142,14 +183,44 @@ def test_save_model_then_apply_it_without_training(tmp_path, inputs, small_rgb):
     a, _, _ = inputs
     net = tmp_path / "net.safetensors"
     # clusters: a saved network reproduces the clusters (regions are made per run)
-    assert main(["segment", str(a), "-o", str(tmp_path / "o1"), "--save-model", str(net), "--no-regions", *FAST]) == 0
+    assert (
+        main(
+            [
+                "segment",
+                str(a),
+                "-o",
+                str(tmp_path / "o1"),
+                "--save-model",
+                str(net),
+                "--no-regions",
+                *FAST,
+            ]
+        )
+        == 0
+    )
     assert net.is_file()
     trained = iio.imread(tmp_path / "o1" / "a_labels.png")
     stack = tmp_path / "in" / "stack.tif"
     import tifffile
 
     tifffile.imwrite(stack, np.stack([small_rgb, small_rgb[:, ::-1]]))  # (T, Y, X, RGB)
-    assert main(["segment", str(a), str(stack), "-o", str(tmp_path / "o2"), "--model", str(net), "--device", "cpu", "-q"]) == 0
+    assert (
+        main(
+            [
+                "segment",
+                str(a),
+                str(stack),
+                "-o",
+                str(tmp_path / "o2"),
+                "--model",
+                str(net),
+                "--device",
+                "cpu",
+                "-q",
+            ]
+        )
+        == 0
+    )
     run = json.loads((tmp_path / "o2" / "a_run.json").read_text())
     assert run["applied"] and run["n_iter"] == 0
     applied = iio.imread(tmp_path / "o2" / "a_labels.png")
@@ -164,8 +235,19 @@ def test_bad_model_file_is_one_line_error(tmp_path, inputs, content):
     a, _, _ = inputs
     bad = tmp_path / "bad.safetensors"
     bad.write_bytes(content)
-    proc = run_command([sys.executable, "-m", "napari_inceptseg", "segment", str(a), "-o", str(tmp_path / "o"),
-                        "--model", str(bad)])
+    proc = run_command(
+        [
+            sys.executable,
+            "-m",
+            "napari_inceptseg",
+            "segment",
+            str(a),
+            "-o",
+            str(tmp_path / "o"),
+            "--model",
+            str(bad),
+        ]
+    )
     assert proc.returncode != 0
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "bad.safetensors" in lines[0] and "Traceback" not in proc.stderr
@@ -178,8 +260,24 @@ def test_scribbles_option(tmp_path, inputs, small_rgb):
     scr[2:22, 3:6] = 3
     scr[2:22, 22:26] = 9
     iio.imwrite(tmp_path / "scr.png", scr)
-    assert main(["segment", str(a), "-o", str(tmp_path / "o"), "--scribbles", str(tmp_path / "scr.png"), *FAST, "--w-scr", "2",
-                 "--max-iter", "30"]) == 0
+    assert (
+        main(
+            [
+                "segment",
+                str(a),
+                "-o",
+                str(tmp_path / "o"),
+                "--scribbles",
+                str(tmp_path / "scr.png"),
+                *FAST,
+                "--w-scr",
+                "2",
+                "--max-iter",
+                "30",
+            ]
+        )
+        == 0
+    )
     labels = iio.imread(tmp_path / "o" / "a_labels.png")
     assert labels[11, 4] == 3 and labels[11, 24] == 9
     run = json.loads((tmp_path / "o" / "a_run.json").read_text())
@@ -193,13 +291,39 @@ def test_volume_with_spacing_and_tiles(tmp_path):
     vol = rng.normal(0, 0.1, (6, 40, 40)).astype(np.float32)
     vol[:, :, 20:] += 1
     tifffile.imwrite(tmp_path / "vol.tif", vol)
-    code = main(["segment", str(tmp_path / "vol.tif"), "-o", str(tmp_path / "o"), "--dims", "3d", "--spacing", "3", "1", "1",
-                 "--tile-size", "24", "--arch", "vanilla", "--n-channels", "8", "--max-iter", "20", "--seed", "0",
-                 "--device", "cpu", "-q"])
+    code = main(
+        [
+            "segment",
+            str(tmp_path / "vol.tif"),
+            "-o",
+            str(tmp_path / "o"),
+            "--dims",
+            "3d",
+            "--spacing",
+            "3",
+            "1",
+            "1",
+            "--tile-size",
+            "24",
+            "--arch",
+            "vanilla",
+            "--n-channels",
+            "8",
+            "--max-iter",
+            "20",
+            "--seed",
+            "0",
+            "--device",
+            "cpu",
+            "-q",
+        ]
+    )
     assert code == 0
     labels = tifffile.imread(tmp_path / "o" / "vol_labels.tif")  # volumes are written as TIFF
     assert labels.shape == vol.shape
-    assert (labels[:, :, :18] != labels[:, :, 22:].max()).all() or (labels[:, :, :18] != labels[:, :, 22:]).mean() > 0.9
+    assert (labels[:, :, :18] != labels[:, :, 22:].max()).all() or (
+        labels[:, :, :18] != labels[:, :, 22:]
+    ).mean() > 0.9
     run = json.loads((tmp_path / "o" / "vol_run.json").read_text())
     assert run["plan"].startswith("tiles of 6 x 24 x 24") and run["spacing"] == [3.0, 1.0, 1.0]
     assert (tmp_path / "o" / "vol_overlay.png").is_file()
@@ -223,7 +347,9 @@ def test_output_problems_are_found_before_any_training(tmp_path, inputs, monkeyp
     assert not trained
 
 
-def test_ctrl_c_keeps_finished_images_and_the_interrupted_ones_clusters(tmp_path, inputs, monkeypatch, capsys):
+def test_ctrl_c_keeps_finished_images_and_the_interrupted_ones_clusters(
+    tmp_path, inputs, monkeypatch, capsys
+):
     from napari_inceptseg.cli import segment as _cli
 
     a, b, _ = inputs
@@ -262,15 +388,43 @@ def test_sigint_in_a_real_run_keeps_what_is_finished(tmp_path, inputs, spawn):
     b = tmp_path / "in" / "big.png"  # 320 x 320: its 300 iterations take far longer
     iio.imwrite(b, np.random.default_rng(0).integers(0, 255, (320, 320, 3), dtype=np.uint8))
     out = tmp_path / "out"
-    slow = ["--preset", "paper-vanilla", "--n-channels", "16", "--max-iter", "300", "--min-labels", "1",
-            "--seed", "0", "--device", "cpu"]
+    slow = [
+        "--preset",
+        "paper-vanilla",
+        "--n-channels",
+        "16",
+        "--max-iter",
+        "300",
+        "--min-labels",
+        "1",
+        "--seed",
+        "0",
+        "--device",
+        "cpu",
+    ]
     # a job started in the background by a non-interactive shell (make, CI) ignores SIGINT,
     # and so would its children: give the command the default, as in a terminal
-    proc = spawn([sys.executable, "-m", "napari_inceptseg", "segment", str(a), str(b), "-o", str(out), *slow],
-                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                 preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    proc = spawn(
+        [
+            sys.executable,
+            "-m",
+            "napari_inceptseg",
+            "segment",
+            str(a),
+            str(b),
+            "-o",
+            str(out),
+            *slow,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     err = []
-    reader = threading.Thread(target=lambda: err.extend(iter(lambda: proc.stderr.read(1), "")), daemon=True)
+    reader = threading.Thread(
+        target=lambda: err.extend(iter(lambda: proc.stderr.read(1), "")), daemon=True
+    )
     reader.start()
 
     def big_has_trained() -> bool:  # its progress bar shows a few iterations done
@@ -310,8 +464,21 @@ def test_output_files_get_the_users_umask_mode(tmp_path, inputs):
     a, _, _ = inputs
     old = os.umask(0o027)
     try:
-        assert main(["segment", str(a), "-o", str(tmp_path / "o"), "--save-model",
-                     str(tmp_path / "o" / "net.safetensors"), "--no-regions", *FAST]) == 0
+        assert (
+            main(
+                [
+                    "segment",
+                    str(a),
+                    "-o",
+                    str(tmp_path / "o"),
+                    "--save-model",
+                    str(tmp_path / "o" / "net.safetensors"),
+                    "--no-regions",
+                    *FAST,
+                ]
+            )
+            == 0
+        )
     finally:
         os.umask(old)
     written = sorted(f.name for f in (tmp_path / "o").iterdir())
@@ -325,17 +492,24 @@ def test_output_files_get_the_users_umask_mode(tmp_path, inputs):
 
 
 @pytest.mark.parametrize("where", ["under_a_file", "a_folder", "read_only"])
-def test_save_model_to_a_place_that_cannot_be_written_fails_before_training(tmp_path, inputs, capsys,
-                                                                            monkeypatch, where):
+def test_save_model_to_a_place_that_cannot_be_written_fails_before_training(
+    tmp_path, inputs, capsys, monkeypatch, where
+):
     from napari_inceptseg.engine import loop
 
     a, _, _ = inputs
     (tmp_path / "afile").write_text("mine")
     (tmp_path / "afolder").mkdir()
-    target = {"under_a_file": tmp_path / "afile" / "net.safetensors", "a_folder": tmp_path / "afolder",
-              "read_only": "/proc/inceptseg-test/net.safetensors"}[where]
+    target = {
+        "under_a_file": tmp_path / "afile" / "net.safetensors",
+        "a_folder": tmp_path / "afolder",
+        "read_only": "/proc/inceptseg-test/net.safetensors",
+    }[where]
     monkeypatch.setattr(loop, "segment_iter", lambda *a, **k: pytest.fail("training started"))
-    assert main(["segment", str(a), "-o", str(tmp_path / "out"), "--save-model", str(target), *FAST]) == 2
+    assert (
+        main(["segment", str(a), "-o", str(tmp_path / "out"), "--save-model", str(target), *FAST])
+        == 2
+    )
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--save-model file" in err[0] and "Traceback" not in err[0]
     assert not list((tmp_path / "out").glob("*"))

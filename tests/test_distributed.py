@@ -11,9 +11,8 @@ import time
 import numpy as np
 import pytest
 
-from napari_inceptseg import score, segment
-
 from helpers import PROCESS_DEADLINE
+from napari_inceptseg import score, segment
 
 zarr = pytest.importorskip("zarr")
 pytest.importorskip("distributed")
@@ -28,7 +27,9 @@ def disks(size: int, chunk: int, seed: int = 0):
     image = np.full((size, size, 3), 60.0)
     truth = np.zeros((size, size), np.int32)
     yy, xx = np.mgrid[0:size, 0:size]
-    for k, (cy, cx) in enumerate(((y, x) for y in range(chunk, size, chunk) for x in range(chunk, size, chunk)), 1):
+    for k, (cy, cx) in enumerate(
+        ((y, x) for y in range(chunk, size, chunk) for x in range(chunk, size, chunk)), 1
+    ):
         disc = (yy - cy) ** 2 + (xx - cx) ** 2 <= (chunk // 4) ** 2
         image[disc] = rng.integers(120, 255, 3)
         truth[disc] = k
@@ -59,9 +60,13 @@ def one_label_per_disk(labels, truth) -> bool:
 def cluster():
     from distributed import Client, LocalCluster
 
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as lc:
-        with Client(lc):
-            yield lc.scheduler_address
+    with (
+        LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+        ) as lc,
+        Client(lc),
+    ):
+        yield lc.scheduler_address
 
 
 def test_an_ome_zarr_becomes_an_ome_zarr_label_image_without_seams(tmp_path, cluster):
@@ -76,13 +81,17 @@ def test_an_ome_zarr_becomes_an_ome_zarr_label_image_without_seams(tmp_path, clu
     labels = np.asarray(zarr.open_array(str(out / "0"))[:])
     assert labels.shape == truth.shape and labels.min() >= 1
     assert one_label_per_disk(labels, truth) and score(labels, truth)["covering"] > 0.95
-    nodes = list(Reader(parse_url(str(out)))())  # ome-zarr-py reads it: a label pyramid of the image
+    # ome-zarr-py reads it: a label pyramid of the image
+    nodes = list(Reader(parse_url(str(out)))())
     (node,) = [n for n in nodes if any(type(spec).__name__ == "Label" for spec in n.specs)]
     pyramid = node.data
     assert len(pyramid) >= 2 and pyramid[1].shape == (256, 256)
     assert (np.asarray(pyramid[1]) == labels[::2, ::2]).all()
     meta = json.loads((out / ".zattrs").read_text())
-    assert "image-label" in meta and [a["name"] for a in meta["multiscales"][0]["axes"]] == ["y", "x"]
+    assert "image-label" in meta and [a["name"] for a in meta["multiscales"][0]["axes"]] == [
+        "y",
+        "x",
+    ]
 
 
 def test_the_distributed_labels_agree_with_the_in_memory_labels(tmp_path, cluster):
@@ -120,16 +129,22 @@ def test_bad_inputs_and_outputs_are_refused_before_any_work(tmp_path):
     (tmp_path / "plain.txt").write_text("not zarr")
     group = zarr.open_group(str(tmp_path / "group.zarr"), mode="w", zarr_format=2)
     group.attrs["something"] = 1
-    weird = write_ome_zarr(tmp_path / "weird.ome.zarr", np.zeros((2, 32, 32), np.uint8), "cyx", (2, 32, 32))
+    weird = write_ome_zarr(
+        tmp_path / "weird.ome.zarr", np.zeros((2, 32, 32), np.uint8), "cyx", (2, 32, 32)
+    )
     meta = json.loads((weird / ".zattrs").read_text())
     meta["multiscales"][0]["axes"][0] = {"name": "q", "type": "other"}
     (weird / ".zattrs").write_text(json.dumps(meta))
-    good = write_ome_zarr(tmp_path / "good.ome.zarr", np.zeros((3, 32, 32), np.uint8), "cyx", (3, 32, 32))
+    good = write_ome_zarr(
+        tmp_path / "good.ome.zarr", np.zeros((3, 32, 32), np.uint8), "cyx", (3, 32, 32)
+    )
     (tmp_path / "taken.ome.zarr").mkdir()
-    for src, out, match in ((tmp_path / "plain.txt", "o1", "not a zarr store"),
-                            (tmp_path / "group.zarr", "o2", "without OME-Zarr 'multiscales'"),
-                            (weird, "o3", "unknown axis"),
-                            (good, "taken.ome.zarr", "exists: choose another output")):
+    for src, out, match in (
+        (tmp_path / "plain.txt", "o1", "not a zarr store"),
+        (tmp_path / "group.zarr", "o2", "without OME-Zarr 'multiscales'"),
+        (weird, "o3", "unknown axis"),
+        (good, "taken.ome.zarr", "exists: choose another output"),
+    ):
         with pytest.raises(ValueError, match=match):
             segment_zarr(src, tmp_path / out)
     t0 = time.monotonic()
@@ -142,8 +157,22 @@ def test_a_rerun_after_a_kill_skips_what_is_done(tmp_path, spawn):
     image, truth = disks(1024, 128)
     src = write_ome_zarr(tmp_path / "in.ome.zarr", np.moveaxis(image, -1, 0), "cyx", (3, 128, 128))
     out = tmp_path / "out.ome.zarr"
-    cmd = [sys.executable, "-m", "napari_inceptseg", "segment", str(src), "-o", str(out), "--workers", "2",
-           "--block", "128", "--seed", "0", "-q"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "napari_inceptseg",
+        "segment",
+        str(src),
+        "-o",
+        str(out),
+        "--workers",
+        "2",
+        "--block",
+        "128",
+        "--seed",
+        "0",
+        "-q",
+    ]
     proc = spawn(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     blocks = out / ".inceptseg" / "blocks"
     deadline = time.monotonic() + PROCESS_DEADLINE
@@ -171,20 +200,25 @@ def test_a_worker_killed_mid_run_is_replaced_and_the_run_completes(tmp_path):
     import os
 
     from distributed import Client, LocalCluster
-
     from napari_inceptseg.distributed import segment_zarr_iter
 
     image, truth = disks(1024, 128)
     src = write_ome_zarr(tmp_path / "in.ome.zarr", np.moveaxis(image, -1, 0), "cyx", (3, 128, 128))
     out = tmp_path / "out.ome.zarr"
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as lc:
-        with Client(lc) as client:
-            killed = False
-            for record in segment_zarr_iter(str(src), str(out), scheduler=lc.scheduler_address, block=128, seed=0):
-                if record.stage == "blocks" and record.done == 4 and not killed:
-                    pids = client.run(os.getpid)  # {worker address: its process id}
-                    os.kill(next(iter(pids.values())), signal.SIGKILL)
-                    killed = True
+    with (
+        LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+        ) as lc,
+        Client(lc) as client,
+    ):
+        killed = False
+        for record in segment_zarr_iter(
+            str(src), str(out), scheduler=lc.scheduler_address, block=128, seed=0
+        ):
+            if record.stage == "blocks" and record.done == 4 and not killed:
+                pids = client.run(os.getpid)  # {worker address: its process id}
+                os.kill(next(iter(pids.values())), signal.SIGKILL)
+                killed = True
     assert killed
     labels = np.asarray(zarr.open_array(str(out / "0"))[:])
     assert one_label_per_disk(labels, truth)

@@ -32,7 +32,11 @@ def test_cuts_go_from_the_finest_regions_to_one_and_follow_the_costs():
     # the cheapest merge is 1+2: 0.1^2 x (10 x 8 / 2 / 320)^0.5 = 0.005
     assert levels[0] == pytest.approx(cost_to_level(0.1**2 * (40 / 320) ** 0.5))
     two = h.cut(levels[1])
-    assert len(np.unique(two)) == 2 and len(np.unique(two[:, :20])) == 1 and len(np.unique(two[:, 20:])) == 1
+    assert (
+        len(np.unique(two)) == 2
+        and len(np.unique(two[:, :20])) == 1
+        and len(np.unique(two[:, 20:])) == 1
+    )
 
 
 def test_a_strong_edge_along_a_border_delays_its_merge():
@@ -51,9 +55,10 @@ def test_every_cut_is_a_union_of_the_regions_of_any_lower_cut():
     cuts = [h.cut(v) for v in LEVELS]
     counts = [h.n_regions(v) for v in LEVELS]
     assert counts == [len(np.unique(c)) for c in cuts] and counts == sorted(counts, reverse=True)
-    for fine, coarse in zip(cuts, cuts[1:]):
+    for fine, coarse in zip(cuts, cuts[1:], strict=False):
         pairs = np.unique(np.stack([fine.ravel(), coarse.ravel()]), axis=1)
-        assert len(np.unique(pairs[0])) == pairs.shape[1]  # each fine region lies in one coarse region
+        # each fine region lies in one coarse region
+        assert len(np.unique(pairs[0])) == pairs.shape[1]
     np.testing.assert_array_equal(res.labels, h.cut(res.level))
 
 
@@ -95,11 +100,18 @@ def test_stacks_and_volumes_have_hierarchies():
     planes = np.stack([synthetic_regions((40, 48), n_regions=3, seed=k)[0] for k in range(3)])
     stack = segment_stack(planes, rgb=True, seed=0, device="cpu")
     np.testing.assert_array_equal(stack.hierarchy.cut(stack.level), stack.labels)
-    assert stack.hierarchy.n_regions(stack.level) == stack.labels.max() <= stack.hierarchy.n_regions(0.0)
+    assert (
+        stack.hierarchy.n_regions(stack.level)
+        == stack.labels.max()
+        <= stack.hierarchy.n_regions(0.0)
+    )
     one_each = stack.hierarchy.cut(1.0)
     assert [len(np.unique(p)) for p in one_each] == [1, 1, 1] and len(np.unique(one_each)) == 3
     volume = segment(planes, dims="3d", seed=0, device="cpu")
-    assert volume.hierarchy.base.shape == planes.shape[:3] and volume.hierarchy.ucm().shape == planes.shape[:3]
+    assert (
+        volume.hierarchy.base.shape == planes.shape[:3]
+        and volume.hierarchy.ucm().shape == planes.shape[:3]
+    )
     np.testing.assert_array_equal(volume.hierarchy.cut(volume.level), volume.labels)
 
 

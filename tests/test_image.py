@@ -5,8 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from napari_inceptseg import prepare_image, score, segment
-from napari_inceptseg import SegmentParams
+from napari_inceptseg import SegmentParams, prepare_image, score, segment
 from napari_inceptseg.image import normalize_channels, prepare
 
 FAST = dict(arch="vanilla", n_channels=16, max_iter=3, min_labels=1, seed=0, device="cpu")
@@ -22,7 +21,8 @@ def _two_regions(shape=(20, 24)):
 
 
 @pytest.mark.parametrize(
-    "dtype", [np.uint8, np.uint16, np.int8, np.int16, np.int32, np.int64, np.float32, np.float64, bool]
+    "dtype",
+    [np.uint8, np.uint16, np.int8, np.int16, np.int32, np.int64, np.float32, np.float64, bool],
 )
 def test_grayscale_dtypes(dtype):
     gt = _two_regions()
@@ -40,7 +40,9 @@ def test_uint8_scaled_by_255_like_the_reference():
 
 def test_other_dtypes_are_normalised_per_channel_by_percentiles():
     rng = np.random.default_rng(0)
-    img = np.stack([rng.normal(1000, 50, (32, 32)), rng.normal(-3, 0.01, (32, 32))]).astype(np.float64)
+    img = np.stack([rng.normal(1000, 50, (32, 32)), rng.normal(-3, 0.01, (32, 32))]).astype(
+        np.float64
+    )
     data = prepare_image(img, channel_axis=0)
     for c in range(2):
         lo, hi = np.percentile(data[c], [1, 99.8])
@@ -86,13 +88,21 @@ def test_16bit_microscopy_segments_as_well_as_8bit():
     assert score(res.labels, gt, matching="majority")["accuracy"] >= 0.95
     # the default method: the same scene in 8 bits (full range) and in dim 16 bits score alike
     img8 = (np.stack([ch0, ch1]).clip(0) / 500 * 255).clip(0, 255).astype(np.uint8)
-    acc = {bits: score(segment(img, channel_axis=0, seed=0, device="cpu").labels, gt, matching="majority")["accuracy"]
-           for bits, img in (("8", img8), ("16", img16))}
+    acc = {
+        bits: score(
+            segment(img, channel_axis=0, seed=0, device="cpu").labels, gt, matching="majority"
+        )["accuracy"]
+        for bits, img in (("8", img8), ("16", img16))
+    }
     assert acc["16"] >= 0.93 and abs(acc["16"] - acc["8"]) <= 0.02, acc
 
 
 def test_constant_image_gives_one_label():
-    for img in (np.full((16, 16), 7, np.uint16), np.zeros((10, 12, 3), np.uint8), np.full((9, 9), 0.5)):
+    for img in (
+        np.full((16, 16), 7, np.uint16),
+        np.zeros((10, 12, 3), np.uint8),
+        np.full((9, 9), 0.5),
+    ):
         res = segment(img, **FAST)
         assert res.labels.shape == img.shape[:2]
         assert np.all(res.labels == 1) and res.n_iter == 0
@@ -181,12 +191,14 @@ def test_integral_numbers_of_any_type_are_taken_and_others_named():
     assert (p.max_iter, p.n_channels, p.seed) == (15, 16, 7)
     assert all(type(v) is int for v in (p.max_iter, p.n_channels, p.seed)) and type(p.lr) is float
     assert segment(np.zeros((16, 16), np.uint8), **{**FAST, "max_iter": 2.0}).n_iter <= 2
-    for bad, match in (({"max_iter": 2.5}, "max_iter must be a whole number"),
-                       ({"n_channels": "16"}, "n_channels must be a whole number"),
-                       ({"n_channels": True}, "n_channels must be a whole number"),
-                       ({"lr": "0.1"}, "lr must be a number"),
-                       ({"device": "--overwrite"}, "unknown device"),
-                       ({"device": "cuda:x"}, "unknown device")):
+    for bad, match in (
+        ({"max_iter": 2.5}, "max_iter must be a whole number"),
+        ({"n_channels": "16"}, "n_channels must be a whole number"),
+        ({"n_channels": True}, "n_channels must be a whole number"),
+        ({"lr": "0.1"}, "lr must be a number"),
+        ({"device": "--overwrite"}, "unknown device"),
+        ({"device": "cuda:x"}, "unknown device"),
+    ):
         with pytest.raises(ValueError, match=match):
             SegmentParams(**bad)
 
@@ -195,5 +207,7 @@ def test_a_network_too_large_for_the_memory_is_refused_before_anything_is_alloca
     from napari_inceptseg import SegmentationError
 
     image = np.random.default_rng(0).integers(0, 255, (32, 32, 3), dtype=np.uint8)
-    with pytest.raises(SegmentationError, match=r"n_channels=200000 .* million weights.*use fewer channels"):
+    with pytest.raises(
+        SegmentationError, match=r"n_channels=200000 .* million weights.*use fewer channels"
+    ):
         segment(image, n_channels=200000, seed=0, device="cpu")

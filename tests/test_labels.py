@@ -11,7 +11,7 @@ def test_split_objects_separates_touching_discs():
     yy, xx = np.mgrid[0:60, 0:90]
     labels = np.ones((60, 90), np.int32)  # background: the largest cluster
     for cy, cx in ((30, 22), (30, 40), (30, 70)):  # two discs that touch, one apart
-        labels[(yy - cy) ** 2 + (xx - cx) ** 2 <= 10 ** 2] = 2
+        labels[(yy - cy) ** 2 + (xx - cx) ** 2 <= 10**2] = 2
     labels[0:4, 0:4] = 3  # a small piece of a third cluster
     joined = L.split_objects(labels, clusters=[2], separate_touching=False)
     assert joined.max() == 2  # the touching pair is one piece
@@ -63,7 +63,9 @@ def test_split_objects_ignores_ragged_borders():
         if k % 2:
             shape = (abs(yy - 100) < a) & (abs(xx - 150) < b)
         bites = ndi.gaussian_filter(rng.normal(size=shape.shape), 1.5) > 0.1
-        ragged = ndi.binary_fill_holes(shape & ~(bites & (shape ^ ndi.binary_erosion(shape, iterations=2))))
+        ragged = ndi.binary_fill_holes(
+            shape & ~(bites & (shape ^ ndi.binary_erosion(shape, iterations=2)))
+        )
         objects = L.split_objects(ragged.astype(np.int32), clusters=[1])
         sizes = np.bincount(objects.ravel())[1:]
         assert (sizes >= 20).sum() == 1, (k, sorted(sizes)[-3:])  # (specks bitten off stay specks)

@@ -4,9 +4,9 @@ benchmark code import no GUI, and no module or function outgrows its page."""
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
-
-import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "napari_inceptseg"
 GUI = ("napari", "qtpy", "PyQt5", "PySide2", "PySide6", "magicgui", "vispy")
@@ -72,21 +72,52 @@ def test_no_import_cycle():
             visit(m, [m])
 
 
-@pytest.mark.parametrize("part", ["engine", "bench", "cli", "params", "image", "labels", "regions", "metrics", "io"])
-def test_no_gui_outside_the_widgets(part):
-    paths = sorted((PACKAGE / part).rglob("*.py")) if (PACKAGE / part).is_dir() else [PACKAGE / f"{part}.py"]
-    allowed = {"cli": {"demo.py"}}.get(part, set())  # the demo opens napari when there is a display
-    for path in paths:
-        if path.name in allowed:
+def test_no_gui_outside_the_widgets():
+    """The engine, the dock's model, the CLI and the benchmark code import no GUI (the
+    demo opens napari when there is a display)."""
+    for name, path in _modules().items():
+        if name.startswith("napari_inceptseg._widgets") or name == "napari_inceptseg.cli.demo":
             continue
-        assert not _third_party(path) & set(GUI), f"{path.relative_to(PACKAGE)} imports a GUI package"
+        assert not _third_party(path) & set(GUI), f"{name} imports a GUI package"
+
+
+def _formatted(path: Path) -> str:
+    """The module as ``ruff format`` (the project's settings) writes it: sizes are
+    measured on formatted code, so packing lines cannot meet them."""
+    done = subprocess.run(
+        [sys.executable, "-m", "ruff", "format", "--stdin-filename", str(path), "-"],
+        input=path.read_text(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=PACKAGE.parents[1],
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def _code_lines(node: ast.AST) -> int:
+    """A function's lines from ``def`` to its end, less its docstring (numpydoc
+    docstrings of the public API run long; the code a reader holds in mind does not)."""
+    length = node.end_lineno - node.lineno + 1
+    first = node.body[0]
+    value = getattr(first, "value", None)
+    if (
+        isinstance(first, ast.Expr)
+        and isinstance(value, ast.Constant)
+        and isinstance(value.value, str)
+    ):
+        length -= first.end_lineno - first.lineno + 1
+    return length
 
 
 def test_no_module_or_function_outgrows_its_page():
     for name, path in _modules().items():
-        text = path.read_text()
+        text = _formatted(path)
         assert len(text.splitlines()) <= 400, f"{name} has {len(text.splitlines())} lines"
         for node in ast.walk(ast.parse(text)):
-            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name not in LONG_ALLOWED:
-                length = node.end_lineno - node.lineno + 1
-                assert length <= 60, f"{name}.{node.name} has {length} lines"
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                if node.name in LONG_ALLOWED:
+                    continue
+                length = _code_lines(node)
+                assert length <= 60, f"{name}.{node.name} has {length} lines of code"

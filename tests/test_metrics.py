@@ -88,11 +88,17 @@ def test_nmi_and_homogeneity_match_scikit_learn(seed):
     gt = rng.integers(0, rng.integers(2, 8), (40, 50))
     pred = np.where(rng.random(gt.shape) < 0.6, gt * 3 + 1, rng.integers(0, 12, gt.shape))
     s = score(pred, gt)
-    assert s["nmi"] == pytest.approx(metrics.normalized_mutual_info_score(gt.ravel(), pred.ravel()), abs=1e-9)
-    assert s["homogeneity"] == pytest.approx(metrics.homogeneity_score(gt.ravel(), pred.ravel()), abs=1e-9)
+    assert s["nmi"] == pytest.approx(
+        metrics.normalized_mutual_info_score(gt.ravel(), pred.ravel()), abs=1e-9
+    )
+    assert s["homogeneity"] == pytest.approx(
+        metrics.homogeneity_score(gt.ravel(), pred.ravel()), abs=1e-9
+    )
     # accuracy after many-to-one matching = purity, from sklearn's contingency matrix
     cm = metrics.cluster.contingency_matrix(gt.ravel(), pred.ravel())
-    assert score(pred, gt, matching="majority")["accuracy"] == pytest.approx(cm.max(0).sum() / gt.size)
+    assert score(pred, gt, matching="majority")["accuracy"] == pytest.approx(
+        cm.max(0).sum() / gt.size
+    )
 
 
 # --- the two protocols -------------------------------------------------------------------
@@ -111,14 +117,14 @@ def _published_paper_scores(pred, gt):
             inter, union = len(np.intersect1d(gi, pj)), len(np.union1d(gi, pj))
             cost[i, j] = 1 - (inter / union if union > 0 else 0)
     r, c = linear_sum_assignment(cost)
-    miou = np.mean([1 - cost[i, j] for i, j in zip(r, c)])
+    miou = np.mean([1 - cost[i, j] for i, j in zip(r, c, strict=False)])
     cost = np.zeros((len(ug), len(up)))
     for i, a in enumerate(ug):
         for j, b in enumerate(up):
             cost[i, j] = -len(np.intersect1d(np.where(g1 == a)[0], np.where(p1 == b)[0]))
     r, c = linear_sum_assignment(cost)
     remap = np.zeros_like(p1)
-    for i, j in zip(r, c):
+    for i, j in zip(r, c, strict=False):
         remap[p1 == up[j]] = ug[i]
     return miou, np.mean(remap == g1)
 
@@ -140,9 +146,12 @@ def test_protocols_on_void():
     gt = np.array([1, 1, 2, 2, 255, 255])
     pred = np.array([1, 1, 2, 2, 3, 3])
     std = score(pred, gt, ignore_index=255)
-    assert std["accuracy"] == 1 and std["miou"] == 1 and std["n_classes"] == 2 and std["n_pixels"] == 4
+    assert (
+        std["accuracy"] == 1 and std["miou"] == 1 and std["n_classes"] == 2 and std["n_pixels"] == 4
+    )
     paper = score(pred, gt, ignore_index=255, protocol="paper")
-    assert paper["n_classes"] == 3 and paper["accuracy"] == 1 and paper["miou"] == 1  # void is a class
+    # void is a class
+    assert paper["n_classes"] == 3 and paper["accuracy"] == 1 and paper["miou"] == 1
 
 
 def test_protocols_with_more_clusters_than_classes():
@@ -238,7 +247,8 @@ def test_rand_index_and_voi_by_hand():
     assert r["voi"] == pytest.approx(1.0)
     # pairs that disagree: (128² + 2 x 64²) / 2 twice, less 4 x 64², out of 256 x 255 / 2
     assert r["pri"] == pytest.approx(1 - (12288 + 12288 - 16384) / 32640)
-    assert r["pri"] == pytest.approx(rand_score(gt.ravel(), pred.ravel()))  # an independent implementation
+    # an independent implementation
+    assert r["pri"] == pytest.approx(rand_score(gt.ravel(), pred.ravel()))
     # swapping the two is the same distance
     assert region_scores(gt, pred)["voi"] == pytest.approx(1.0)
 
@@ -251,7 +261,7 @@ def test_region_scores_leave_out_ignored_pixels():
 
 
 def test_instance_scores_by_hand():
-    from napari_inceptseg.metrics import instance_scores
+    from napari_inceptseg.object_metrics import instance_scores
 
     gt = np.zeros((4, 6), int)
     gt[0:2, 0:2] = 1  # nucleus 1, 4 px
@@ -279,7 +289,7 @@ def test_instance_scores_by_hand():
 
 
 def test_instance_scores_are_undefined_without_any_object():
-    from napari_inceptseg.metrics import instance_scores
+    from napari_inceptseg.object_metrics import instance_scores
 
     pred = np.zeros((6, 6), int)
     pred[1:3, 1:3] = 1

@@ -51,7 +51,9 @@ def test_wheel_installs_and_validates_in_fresh_venv(tmp_path):
     """Build the wheel with `python -m build` and validate the manifest with npe2
     in a new virtual environment that has only the wheel and npe2."""
     dist = tmp_path / "dist"
-    run_command([sys.executable, "-m", "build", "--wheel", "--outdir", str(dist), str(ROOT)], check=True)
+    run_command(
+        [sys.executable, "-m", "build", "--wheel", "--outdir", str(dist), str(ROOT)], check=True
+    )
     (wheel,) = dist.glob("napari_inceptseg-*.whl")
     env_dir = tmp_path / "venv"
     venv.create(env_dir, with_pip=True)

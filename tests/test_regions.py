@@ -98,10 +98,14 @@ def test_regions_from_clusters_gives_connected_ids_one_to_r():
     response[0, clusters == 0] += 2
     response[1, clusters == 1] += 2
     image = np.stack([clusters.astype(np.float32)] * 3)
-    out, hierarchy = R.regions_from_clusters(clusters, response, image, merge_threshold=0.65, level=0.0)
+    out, hierarchy = R.regions_from_clusters(
+        clusters, response, image, merge_threshold=0.65, level=0.0
+    )
     assert sorted(np.unique(out)) == [1, 2, 3]  # the island is its own region
     assert hierarchy.n_base == 3 and (hierarchy.cut(1.0) == 1).all()
-    limited, _ = R.regions_from_clusters(clusters, response, image, merge_threshold=0.65, level=0.0, n_clusters=2)
+    limited, _ = R.regions_from_clusters(
+        clusters, response, image, merge_threshold=0.65, level=0.0, n_clusters=2
+    )
     assert len(np.unique(limited)) == 2
 
 
@@ -123,7 +127,7 @@ def test_grouping_weighs_labels_by_their_pixels():
     feats = np.zeros((1, 100, 100))
     centres = [(15 + 23 * (i % 4), 25 + 50 * (i // 4)) for i in range(8)]
     for i, (cy, cx) in enumerate(centres):
-        disc = (yy - cy) ** 2 + (xx - cx) ** 2 <= 5 ** 2
+        disc = (yy - cy) ** 2 + (xx - cx) ** 2 <= 5**2
         labels[disc] = i + 2
         feats[0][disc] = 1.0 if i < 4 else 2.0
     grouped = R.merge_alike(labels, feats, 2)
@@ -151,8 +155,15 @@ def test_merging_into_a_region_with_thousands_of_neighbours_keeps_the_heap_small
     size = np.r_[10_000.0, np.full(n, 20.0)]
     features = np.r_[[np.zeros(4)], rng.normal(0, 0.05, (n, 4))]  # every leaf alike the hub
     leaves = np.arange(1, n + 1)
-    rg = RegionGraph("mean", size, np.zeros(n, int), leaves, np.ones(n), np.ones(n),
-                        sums=features * size[:, None])
+    rg = RegionGraph(
+        "mean",
+        size,
+        np.zeros(n, int),
+        leaves,
+        np.ones(n),
+        np.ones(n),
+        sums=features * size[:, None],
+    )
     rg.merge(0.65)
     assert rg.alive == 1 and (rg.roots() == rg.roots()[0]).all()
     assert len(rg.heap) <= 2 * n + 4096

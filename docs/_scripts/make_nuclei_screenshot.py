@@ -40,7 +40,9 @@ def main() -> int:
     objects = seg._objects.split()
     result.visible = False
     s = instance_scores(objects.data, gt.data)
-    print(f"{int(objects.data.max())} objects, {s['n_objects']} nuclei; F1 at IoU 0.5 {s['f1']:.3f}")
+    print(
+        f"{int(objects.data.max())} objects, {s['n_objects']} nuclei; F1 at IoU 0.5 {s['f1']:.3f}"
+    )
     for _ in range(20):
         QApplication.processEvents()
     viewer.reset_view()

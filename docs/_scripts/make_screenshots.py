@@ -1,6 +1,6 @@
 """Regenerate the pictures in docs/images from real runs and a real napari window.
 
-    xvfb-run -a -s "-screen 0 1366x768x24" .venv/bin/python docs/_scripts/make_screenshots.py
+xvfb-run -a -s "-screen 0 1366x768x24" .venv/bin/python docs/_scripts/make_screenshots.py
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ def main() -> int:
     from skimage.transform import resize
 
     from napari_inceptseg import score, segment
-    from napari_inceptseg.image import colour_overlay
+    from napari_inceptseg.io import colour_overlay
     from napari_inceptseg.sample_data import natural_image, synthetic_regions
 
     OUT.mkdir(parents=True, exist_ok=True)
@@ -32,8 +32,13 @@ def main() -> int:
     res = segment(photo, seed=0, device="cpu")  # the default method
     print(f"astronaut 512x512: {res.n_labels} regions, {res.n_iter} it, {res.seconds:.1f} s")
     small = (resize(photo, (256, 256), anti_aliasing=True) * 255).astype(np.uint8)
-    labels_small = resize(res.labels, (256, 256), order=0, preserve_range=True, anti_aliasing=False).astype(np.int32)
-    iio.imwrite(OUT / "astronaut-result.png", np.concatenate([small, colour_overlay(small, labels_small)], 1))
+    labels_small = resize(
+        res.labels, (256, 256), order=0, preserve_range=True, anti_aliasing=False
+    ).astype(np.int32)
+    iio.imwrite(
+        OUT / "astronaut-result.png",
+        np.concatenate([small, colour_overlay(small, labels_small)], 1),
+    )
 
     image, gt = synthetic_regions()
     syn = segment(image, seed=1, device="cpu")
@@ -99,7 +104,14 @@ def widget_screenshots() -> None:
     viewer.reset_view()
     _wait(app, lambda: False, timeout=0.3)
     viewer.screenshot(str(OUT / "score-widget.png"), canvas_only=False, flash=False)
-    print("score:", {k: round(v, 3) for k, v in sc.result.items() if k in ("miou", "accuracy", "nmi", "homogeneity")})
+    print(
+        "score:",
+        {
+            k: round(v, 3)
+            for k, v in sc.result.items()
+            if k in ("miou", "accuracy", "nmi", "homogeneity")
+        },
+    )
     viewer.close()
 
 

@@ -3,6 +3,7 @@
 Public API (importing this package does not import torch; a run does)::
 
     from napari_inceptseg import segment, segment_iter, score
+
     result = segment(image, arch="inception", max_iter=100)
     result.labels  # int32, numbered 1..K
 """
@@ -24,7 +25,7 @@ _LAZY = {
     "TrainedModel": ".engine.saved",
     "load_model": ".engine.saved",
     "apply_model": ".engine.saved",
-    "ModelFileError": ".engine.saved",
+    "ModelFileError": ".engine.model_file",
     "segment_stack": ".engine.stack",
     "apply_stack": ".engine.stack",
     "prepare_image": ".image",

@@ -34,8 +34,8 @@ B. Perret, G. Chierchia, J. Cousty, S. J. F. Guimarães, Y. Kenmochi and L. Najm
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -63,7 +63,9 @@ def cost_to_level(cost) -> np.ndarray:
 def check_level(level) -> float:
     """``level`` as a float in [0, 1], or a ValueError that says so."""
     if isinstance(level, bool) or not isinstance(level, (int, float, np.integer, np.floating)):
-        raise ValueError(f"level must be a number from 0 (finest regions) to 1 (one region), got {level!r}")
+        raise ValueError(
+            f"level must be a number from 0 (finest regions) to 1 (one region), got {level!r}"
+        )
     if not 0.0 <= float(level) <= 1.0:
         raise ValueError(f"level must be from 0 (finest regions) to 1 (one region), got {level!r}")
     return float(level)
@@ -108,12 +110,16 @@ class RegionHierarchy:
     @property
     def merge_levels(self) -> np.ndarray:
         """The level of every merge, in the order the tree made them."""
-        return self.node_levels[self.n_base:]
+        return self.node_levels[self.n_base :]
 
     def n_regions(self, level: float) -> int:
         """How many regions :meth:`cut` gives at ``level``."""
         level = check_level(level)
-        return self.n_base - int(np.count_nonzero(self.merge_levels <= level)) if level > 0 else self.n_base
+        return (
+            self.n_base - int(np.count_nonzero(self.merge_levels <= level))
+            if level > 0
+            else self.n_base
+        )
 
     def region_ids(self, level: float) -> np.ndarray:
         """The region (1..K) of each finest region at ``level``, as an int32 array of R."""
@@ -134,14 +140,16 @@ class RegionHierarchy:
 
     def cut(self, level: float) -> np.ndarray:
         """The partition at ``level`` (0: the finest regions, 1: one region) as an
-        int32 label image numbered 1..K."""
+        int32 label image numbered 1..K.
+        """
         lut = np.concatenate([[0], self.region_ids(level)]).astype(np.int32)
         return lut[self.base]
 
     def ucm(self) -> np.ndarray:
         """The ultrametric contour map: a float32 image of the base's shape where every
         pixel on a border between regions carries the level at which that border
-        disappears (0 inside regions), for display as an Image layer."""
+        disappears (0 inside regions), for display as an Image layer.
+        """
         out = np.zeros(self.base.shape, dtype=np.float32)
         if self.n_base < 2:
             return out
@@ -154,14 +162,16 @@ class RegionHierarchy:
             cut = x != y
             if not cut.any():
                 continue
-            meet = tree.lowest_common_ancestor(x[cut].astype(np.int64) - 1, y[cut].astype(np.int64) - 1)
+            meet = tree.lowest_common_ancestor(
+                x[cut].astype(np.int64) - 1, y[cut].astype(np.int64) - 1
+            )
             strength = self.node_levels[meet].astype(np.float32)
             for side in (lo, hi):
                 view = out[tuple(side)]
                 view[cut] = np.maximum(view[cut], strength)
         return out
 
-    def with_base(self, base: np.ndarray) -> "RegionHierarchy":
+    def with_base(self, base: np.ndarray) -> RegionHierarchy:
         """The same tree over another image of the same regions (e.g. scaled up)."""
         return RegionHierarchy(np.asarray(base, dtype=np.int32), self.parents, self.node_levels)
 
@@ -176,7 +186,8 @@ class RegionHierarchy:
 def channel_edges(image: np.ndarray) -> np.ndarray:
     """Root mean square over channels of the Sobel gradient magnitude of ``image``
     (``(C, *spatial)``): how fast the colour (or the network's response) changes at
-    each pixel."""
+    each pixel.
+    """
     from skimage.filters import sobel
 
     acc = np.zeros(image.shape[1:], dtype=np.float64)
@@ -187,13 +198,16 @@ def channel_edges(image: np.ndarray) -> np.ndarray:
 
 def single_region(base: np.ndarray) -> RegionHierarchy:
     """The hierarchy of an image that is one region (``base`` all 1)."""
-    return RegionHierarchy(np.asarray(base, dtype=np.int32), np.zeros(1, dtype=np.int64), np.zeros(1))
+    return RegionHierarchy(
+        np.asarray(base, dtype=np.int32), np.zeros(1, dtype=np.int64), np.zeros(1)
+    )
 
 
 def build_hierarchy(base: np.ndarray, response: np.ndarray, image: np.ndarray) -> RegionHierarchy:
     """The hierarchy over the regions ``base`` (ids 1..R, each connected, of the spatial
     shape) from the network's ``response`` (``(C, *spatial)``) and its input ``image``
-    (``(C', *spatial)``): module docs. R - 1 merges, each in a few microseconds."""
+    (``(C', *spatial)``): module docs. R - 1 merges, each in a few microseconds.
+    """
     base = np.asarray(base, dtype=np.int32)
     n = int(base.max())
     if n < 2:
@@ -204,14 +218,17 @@ def build_hierarchy(base: np.ndarray, response: np.ndarray, image: np.ndarray) -
     return RegionHierarchy(base, *hierarchy_tree(a - 1, b - 1, length, contrast, means, size))
 
 
-def hierarchy_tree(a, b, length, contrast, means, size) -> Tuple[np.ndarray, np.ndarray]:
+def hierarchy_tree(a, b, length, contrast, means, size) -> tuple[np.ndarray, np.ndarray]:
     """``(parents, node_levels)`` of the hierarchy of a region graph: regions ``0..n-1``
     with mean responses ``means`` (``(n, C)``) and pixel counts ``size``, adjacent pairs
     ``(a, b)`` whose border has ``length`` pixel pairs and a colour gradient summing to
     ``contrast`` along it (what :func:`build_hierarchy` measures on an image; a graph
-    gathered block by block serves as well)."""
+    gathered block by block serves as well).
+    """
     n = len(size)
-    parents, costs = _merge_tree(n, np.asarray(a), np.asarray(b), length, contrast, means, size, float(np.sum(size)))
+    parents, costs = _merge_tree(
+        n, np.asarray(a), np.asarray(b), length, contrast, means, size, float(np.sum(size))
+    )
     return parents, np.concatenate([np.zeros(n), cost_to_level(costs[n:])])
 
 
@@ -231,14 +248,24 @@ class _MergeCost:
         d = self.means[i] - self.means[j]
         si, sj = self.size[i], self.size[j]
         scale = (si * sj / (si + sj) / self.total) ** SIZE_POWER
-        return float(np.mean(d * d)) * scale * (1.0 + BORDER_WEIGHT * self.contrast[edge] / self.length[edge])
+        return (
+            float(np.mean(d * d))
+            * scale
+            * (1.0 + BORDER_WEIGHT * self.contrast[edge] / self.length[edge])
+        )
 
-    def __call__(self, graph, fusion_edge_index, new_region, merged_region1, merged_region2, new_neighbours):
+    def __call__(
+        self, graph, fusion_edge_index, new_region, merged_region1, merged_region2, new_neighbours
+    ):
         s1, s2 = self.size[merged_region1], self.size[merged_region2]
         self.size[new_region] = s1 + s2
-        self.means[new_region] = (self.means[merged_region1] * s1 + self.means[merged_region2] * s2) / (s1 + s2)
+        self.means[new_region] = (
+            self.means[merged_region1] * s1 + self.means[merged_region2] * s2
+        ) / (s1 + s2)
         for nb in new_neighbours:
-            edges = [nb.first_edge_index()] + ([nb.second_edge_index()] if nb.num_edges() > 1 else [])
+            edges = [nb.first_edge_index()] + (
+                [nb.second_edge_index()] if nb.num_edges() > 1 else []
+            )
             new = nb.new_edge_index()
             while len(self.length) <= new:
                 self.length.append(0.0)
@@ -248,15 +275,20 @@ class _MergeCost:
             nb.set_new_edge_weight(self.cost(new_region, nb.neighbour_vertex(), new))
 
 
-def _merge_tree(n: int, a, b, length, contrast, means, size, total: float) -> Tuple[np.ndarray, np.ndarray]:
+def _merge_tree(
+    n: int, a, b, length, contrast, means, size, total: float
+) -> tuple[np.ndarray, np.ndarray]:
     """``(parents, costs)`` of the binary partition tree over ``n`` regions with edges
-    ``(a, b)`` (ids from 0); costs never decrease towards the root."""
+    ``(a, b)`` (ids from 0); costs never decrease towards the root.
+    """
     import higra as hg
 
     graph = hg.UndirectedGraph(n)
     graph.add_edges(a, b)
     cost = _MergeCost(means, size, length, contrast, total)
-    first = np.array([cost.cost(i, j, e) for e, (i, j) in enumerate(zip(a.tolist(), b.tolist()))])
+    first = np.array(
+        [cost.cost(i, j, e) for e, (i, j) in enumerate(zip(a.tolist(), b.tolist(), strict=False))]
+    )
     tree, costs = hg.binary_partition_tree(graph, cost, first)
     costs = hg.tree_monotonic_regression(tree, costs, "max")
     return np.asarray(tree.parents(), dtype=np.int64), np.asarray(costs, dtype=np.float64)
@@ -267,11 +299,12 @@ class StackHierarchy:
     """The hierarchies of a stack's planes, cut together: every plane at the same level,
     each plane's regions numbered on from the plane before (as the stack's labels are).
 
-    ``index[k]`` selects plane ``k`` (one hierarchy each) in labels of ``shape``."""
+    ``index[k]`` selects plane ``k`` (one hierarchy each) in labels of ``shape``.
+    """
 
-    shape: Tuple[int, ...]
-    index: List[tuple]
-    planes: List[Optional[RegionHierarchy]]
+    shape: tuple[int, ...]
+    index: list[tuple]
+    planes: list[RegionHierarchy | None]
 
     @property
     def n_base(self) -> int:
@@ -279,12 +312,14 @@ class StackHierarchy:
         return sum(h.n_base for h in self.planes if h is not None)
 
     def n_regions(self, level: float) -> int:
+        """The number of regions of the cut at ``level``."""
         return sum(h.n_regions(level) for h in self.planes if h is not None)
 
     def cut(self, level: float) -> np.ndarray:
+        """The labels of the cut at ``level`` (0: finest, 1: one region)."""
         out = np.zeros(self.shape, dtype=np.int32)
         offset = 0
-        for sel, h in zip(self.index, self.planes):
+        for sel, h in zip(self.index, self.planes, strict=False):
             if h is None:
                 continue
             labels = h.cut(level)
@@ -293,15 +328,17 @@ class StackHierarchy:
         return out
 
     def ucm(self) -> np.ndarray:
+        """The ultrametric contour map: each border's level of disappearance."""
         out = np.zeros(self.shape, dtype=np.float32)
-        for sel, h in zip(self.index, self.planes):
+        for sel, h in zip(self.index, self.planes, strict=False):
             if h is not None:
                 out[sel] = h.ucm()
         return out
 
 
-def stack_hierarchy(shape: Sequence[int], index: Sequence[tuple],
-                    planes: Sequence[Optional[RegionHierarchy]]) -> Optional[StackHierarchy]:
+def stack_hierarchy(
+    shape: Sequence[int], index: Sequence[tuple], planes: Sequence[RegionHierarchy | None]
+) -> StackHierarchy | None:
     """A :class:`StackHierarchy`, or None when no plane has one."""
     if all(h is None for h in planes):
         return None

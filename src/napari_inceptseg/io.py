@@ -1,4 +1,6 @@
-"""Reading images and writing labels / overlays (no torch, no napari)."""
+"""Reading images and writing labels, and the coloured overlays written beside them
+(no torch, no napari).
+"""
 
 from __future__ import annotations
 
@@ -6,9 +8,12 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Dict
+from typing import Any
 
 import numpy as np
+
+from .image import prepare_image, spatial_layout
+
 
 def read_image(path) -> np.ndarray:
     """Read an image file (PNG, JPEG, TIFF, ...) as a numpy array. Grey + alpha (LA)
@@ -98,7 +103,8 @@ def atomic_write(path: Path, write, overwrite: bool) -> None:
 def check_writable(path, *, overwrite: bool = False, what: str = "output file") -> Path:
     """Before any work: ``path`` can be written (its folder exists or can be made, and
     takes files) and is not a folder, nor an existing file without ``overwrite``.
-    Raises a ValueError (FileExistsError for an existing file) that says what to do."""
+    Raises a ValueError (FileExistsError for an existing file) that says what to do.
+    """
     path = Path(path)
     if path.is_dir():
         raise ValueError(f"the {what} {path} is a folder: name a file")
@@ -110,13 +116,16 @@ def check_writable(path, *, overwrite: bool = False, what: str = "output file") 
 
 def check_folder_takes_files(path: Path, what: str) -> None:
     """``path``'s folder exists or can be made, and a file can be created in it; a
-    ValueError that says what to do otherwise."""
+    ValueError that says what to do otherwise.
+    """
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryFile(dir=path.parent):
             pass
     except OSError as exc:
-        raise ValueError(f"cannot write the {what} {path} ({exc.strerror or exc}): choose another place") from None
+        raise ValueError(
+            f"cannot write the {what} {path} ({exc.strerror or exc}): choose another place"
+        ) from None
 
 
 def write_labels(path, labels: np.ndarray, *, overwrite: bool = False) -> Path:
@@ -129,7 +138,9 @@ def write_labels(path, labels: np.ndarray, *, overwrite: bool = False) -> Path:
             raise ValueError("labels outside 0..65535 do not fit a 16-bit PNG: write a .tif")
         import imageio.v3 as iio
 
-        atomic_write(path, lambda p: iio.imwrite(p, labels.astype(np.uint16), extension=".png"), overwrite)
+        atomic_write(
+            path, lambda p: iio.imwrite(p, labels.astype(np.uint16), extension=".png"), overwrite
+        )
     elif ext in (".tif", ".tiff"):
         import tifffile
 
@@ -140,13 +151,16 @@ def write_labels(path, labels: np.ndarray, *, overwrite: bool = False) -> Path:
 
 
 def write_png(path, rgb: np.ndarray, *, overwrite: bool = False) -> Path:
+    """Write an RGB image to a new PNG file; refuses to overwrite unless asked."""
     import imageio.v3 as iio
 
     atomic_write(Path(path), lambda p: iio.imwrite(p, rgb, extension=".png"), overwrite)
     return Path(path)
 
 
-def write_json(path, payload: Dict[str, Any], *, overwrite: bool = False) -> Path:
+def write_json(path, payload: dict[str, Any], *, overwrite: bool = False) -> Path:
+    """Write ``payload`` as JSON to a new file; refuses to overwrite unless asked."""
+
     def _w(p):
         with open(p, "w") as fh:
             json.dump(payload, fh, indent=2, default=str)
@@ -154,3 +168,40 @@ def write_json(path, payload: Dict[str, Any], *, overwrite: bool = False) -> Pat
 
     atomic_write(Path(path), _w, overwrite)
     return Path(path)
+
+
+def display_rgb(image: np.ndarray, channel_axis: int | None = None) -> np.ndarray:
+    """An 8-bit RGB view of any supported image (for overlays and thumbnails)."""
+    data = prepare_image(image, channel_axis=channel_axis)  # (C, H, W), ~0..1
+    rgb = data[:3] if data.shape[0] >= 3 else np.repeat(data[:1], 3, axis=0)
+    rgb = np.clip(np.moveaxis(rgb, 0, -1), 0, 1)
+    return (rgb * 255 + 0.5).astype(np.uint8)
+
+
+def colour_overlay(
+    image: np.ndarray, labels: np.ndarray, channel_axis=None, alpha: float = 0.45
+) -> np.ndarray:
+    """The image with every cluster tinted in its own colour and cluster borders drawn;
+    for a volume (3D ``labels``), its middle Z plane.
+    """
+    from skimage.color import label2rgb
+    from skimage.segmentation import find_boundaries
+
+    if labels.ndim == 3:
+        image, labels, channel_axis = _middle_plane(np.asarray(image), labels, channel_axis)
+    base = display_rgb(image, channel_axis)
+    tinted = label2rgb(labels, image=base, alpha=alpha, bg_label=0, image_alpha=1.0, kind="overlay")
+    tinted[find_boundaries(labels, mode="inner")] = (1.0, 1.0, 1.0)
+    return (np.clip(tinted, 0, 1) * 255 + 0.5).astype(np.uint8)
+
+
+def _middle_plane(image: np.ndarray, labels: np.ndarray, channel_axis):
+    """The middle Z plane of a volume and its labels, with the plane's channel axis."""
+    _, ax, _ = spatial_layout(image.shape, channel_axis, dims=3)
+    z_axis = 1 if ax == 0 else 0
+    plane_axis = None if channel_axis is None else (ax if ax < z_axis else ax - 1)
+    return (
+        np.take(image, labels.shape[0] // 2, axis=z_axis),
+        labels[labels.shape[0] // 2],
+        plane_axis,
+    )

@@ -13,7 +13,7 @@ The default method's regions (superpixel vote, merging, grouping) are in
 
 from __future__ import annotations
 
-from typing import Optional, Sequence, Tuple
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -28,7 +28,7 @@ def consecutive_labels(raw: np.ndarray) -> np.ndarray:
     return lut[raw]
 
 
-def dense_ids(x: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+def dense_ids(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Return ``(ids, index)`` with ``ids[index] == x`` and ids sorted, unique."""
     if x.dtype == bool:  # a mask: ids 0 and 1 (a boolean array would index as a mask)
         x = x.view(np.uint8)
@@ -44,22 +44,27 @@ def dense_ids(x: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
     return ids, index.ravel()
 
 
-def connected_regions(pred, connectivity: Optional[int] = None) -> np.ndarray:
+def connected_regions(pred, connectivity: int | None = None) -> np.ndarray:
     """Every connected region of ``pred`` (any ids, 2D or 3D) as its own id 1..R.
     ``connectivity`` as in scikit-image's ``label``; by default full connectivity
-    (8 neighbours in 2D, 26 in 3D), as the region scores use."""
+    (8 neighbours in 2D, 26 in 3D), as the region scores use.
+    """
     from skimage.measure import label
 
     pred = np.asarray(pred)
     _, index = dense_ids(pred.ravel())
-    return label(index.reshape(pred.shape) + 1, background=0, connectivity=connectivity or pred.ndim)
+    return label(
+        index.reshape(pred.shape) + 1, background=0, connectivity=connectivity or pred.ndim
+    )
 
 
-def prepare_scribbles(scribbles, spatial_shape: Sequence[int], n_channels: int
-                      ) -> Tuple[Optional[np.ndarray], Tuple[int, ...]]:
+def prepare_scribbles(
+    scribbles, spatial_shape: Sequence[int], n_channels: int
+) -> tuple[np.ndarray | None, tuple[int, ...]]:
     """Check a scribble map and return ``(channels, ids)``: an int64 array of the
     network channel per pixel (-1 where unlabelled), or None when nothing is
-    scribbled, and the scribble ids used. Raises ``ValueError`` saying what to fix."""
+    scribbled, and the scribble ids used. Raises ``ValueError`` saying what to fix.
+    """
     if scribbles is None:
         return None, ()
     arr = np.asarray(scribbles)
@@ -70,9 +75,8 @@ def prepare_scribbles(scribbles, spatial_shape: Sequence[int], n_channels: int
             f"the scribbles have shape {tuple(arr.shape)} but the image's spatial shape is "
             f"{tuple(spatial_shape)}: paint them on a Labels layer of the image's size"
         )
-    if arr.dtype.kind == "f":
-        if not np.isfinite(arr).all() or (arr != np.round(arr)).any():
-            raise ValueError("scribbles must hold whole-number label ids (0 = unlabelled)")
+    if arr.dtype.kind == "f" and (not np.isfinite(arr).all() or (arr != np.round(arr)).any()):
+        raise ValueError("scribbles must hold whole-number label ids (0 = unlabelled)")
     if arr.size and arr.min() < 0:
         raise ValueError(f"scribble ids must be >= 0 (0 = unlabelled), found {int(arr.min())}")
     top = int(arr.max()) if arr.size else 0
@@ -87,13 +91,16 @@ def prepare_scribbles(scribbles, spatial_shape: Sequence[int], n_channels: int
     return arr.astype(np.int64) - 1, ids
 
 
-def make_label_map(present: Sequence[int], n_channels: int, scribble_ids: Sequence[int] = ()) -> np.ndarray:
+def make_label_map(
+    present: Sequence[int], n_channels: int, scribble_ids: Sequence[int] = ()
+) -> np.ndarray:
     """The output label of every network channel, as an int32 array of length
     ``n_channels``: channel ``s - 1`` of each scribble id ``s`` gets ``s``; the
     other channels ``present`` in the result get the next ids in channel order,
     and the remaining channels (absent from the training result, but possible on
     other images) the ids after those. Without scribbles the present channels
-    are numbered 1..K, which is :func:`consecutive_labels`."""
+    are numbered 1..K, which is :func:`consecutive_labels`.
+    """
     lut = np.zeros(n_channels, dtype=np.int32)
     for s in scribble_ids:
         lut[s - 1] = s
@@ -108,6 +115,7 @@ def make_label_map(present: Sequence[int], n_channels: int, scribble_ids: Sequen
 
 
 def channels_present(raw: np.ndarray, n_channels: int) -> np.ndarray:
+    """The response channels that are some pixel's argmax."""
     return np.flatnonzero(np.bincount(raw.ravel(), minlength=n_channels))
 
 
@@ -119,8 +127,9 @@ MIN_OBJECT_DEPTH = 2.0
 DISTANCE_SIGMA = 1.0
 
 
-def split_objects(labels, clusters=None, *, separate_touching: bool = True,
-                  min_depth: float = MIN_OBJECT_DEPTH) -> np.ndarray:
+def split_objects(
+    labels, clusters=None, *, separate_touching: bool = True, min_depth: float = MIN_OBJECT_DEPTH
+) -> np.ndarray:
     """Objects (e.g. nuclei) from a segmentation: every connected piece of the chosen
     ``clusters`` becomes one object, numbered 1..N, and 0 is everything else.
 
@@ -133,7 +142,9 @@ def split_objects(labels, clusters=None, *, separate_touching: bool = True,
     square in one slice of a stack) has a single maximum, or one connected ridge, and
     stays whole. 2D or 3D. :func:`split_objects_iter` does the same step by step.
     """
-    steps = split_objects_iter(labels, clusters, separate_touching=separate_touching, min_depth=min_depth)
+    steps = split_objects_iter(
+        labels, clusters, separate_touching=separate_touching, min_depth=min_depth
+    )
     while True:
         try:
             next(steps)
@@ -145,11 +156,13 @@ def split_objects(labels, clusters=None, *, separate_touching: bool = True,
 OBJECT_STEPS = ("pieces", "distance to the background", "markers", "watershed")
 
 
-def split_objects_iter(labels, clusters=None, *, separate_touching: bool = True,
-                       min_depth: float = MIN_OBJECT_DEPTH):
+def split_objects_iter(
+    labels, clusters=None, *, separate_touching: bool = True, min_depth: float = MIN_OBJECT_DEPTH
+):
     """:func:`split_objects` as a generator: yields the name of each of
     :data:`OBJECT_STEPS` before it starts (a caller can show it, or stop there) and
-    returns the objects."""
+    returns the objects.
+    """
     from scipy import ndimage as ndi
     from skimage.measure import label
     from skimage.morphology import h_maxima
@@ -178,10 +191,11 @@ def split_objects_iter(labels, clusters=None, *, separate_touching: bool = True,
     return (out - 1 if (objects == 0).any() else out).astype(np.int32)
 
 
-def region_adjacency(labels: np.ndarray, edges: Optional[np.ndarray] = None):
+def region_adjacency(labels: np.ndarray, edges: np.ndarray | None = None):
     """``(a, b, length, contrast)``: every pair of adjacent ids (a < b), the number of
     face-neighbour pixel pairs between them, and the sum of ``edges`` over those pairs
-    (the mean of the two pixels; zeros without ``edges``)."""
+    (the mean of the two pixels; zeros without ``edges``).
+    """
     a_all, b_all, w_all = [], [], []
     for axis in range(labels.ndim):
         lo = [slice(None)] * labels.ndim
@@ -200,7 +214,9 @@ def region_adjacency(labels: np.ndarray, edges: Optional[np.ndarray] = None):
     n = int(labels.max()) + 1
     pair, inverse = np.unique(a * n + b, return_inverse=True)
     length = np.bincount(inverse).astype(np.float64)
-    contrast = np.bincount(inverse, np.concatenate(w_all)) if edges is not None else np.zeros_like(length)
+    contrast = (
+        np.bincount(inverse, np.concatenate(w_all)) if edges is not None else np.zeros_like(length)
+    )
     return pair // n, pair % n, length, contrast
 
 

@@ -9,8 +9,7 @@ into connected regions, since they compare segments, not clusters.
 
 from __future__ import annotations
 
-import math
-from typing import Any, Dict, Optional, Tuple
+from typing import Any
 
 import numpy as np
 
@@ -34,11 +33,13 @@ def _checked(pred, gt):
             if a.dtype.kind == "f" and np.all(np.isfinite(a)) and np.all(a == np.round(a)):
                 continue
             raise ValueError(f"the {name} must hold integer labels, got dtype {a.dtype}")
-    return (pred.astype(np.int64) if pred.dtype.kind == "f" else pred,
-            gt.astype(np.int64) if gt.dtype.kind == "f" else gt)
+    return (
+        pred.astype(np.int64) if pred.dtype.kind == "f" else pred,
+        gt.astype(np.int64) if gt.dtype.kind == "f" else gt,
+    )
 
 
-def _kept(pred: np.ndarray, gt: np.ndarray, ignore_index: Optional[int]):
+def _kept(pred: np.ndarray, gt: np.ndarray, ignore_index: int | None):
     """Both flattened, without the pixels whose ground truth is ``ignore_index``."""
     pred, gt = pred.ravel(), gt.ravel()
     if ignore_index is not None:
@@ -49,15 +50,63 @@ def _kept(pred: np.ndarray, gt: np.ndarray, ignore_index: Optional[int]):
     return pred, gt
 
 
-def contingency_table(pred, gt, ignore_index: Optional[int] = None):
-    """``(table, pred_ids, gt_ids)``: ``table[i, j]`` counts pixels of cluster
-    ``pred_ids[i]`` that have class ``gt_ids[j]``. Pixels whose ground truth is
-    ``ignore_index`` are left out."""
+def contingency_table(pred, gt, ignore_index: int | None = None):
+    """Count the pixels of every (cluster, class) pair.
+
+    Parameters
+    ----------
+    pred, gt : array_like of int or bool
+        Labels of the same shape.
+    ignore_index : int, optional
+        Pixels whose ground truth is this value are left out.
+
+    Returns
+    -------
+    table : numpy.ndarray
+        ``table[i, j]`` counts pixels of cluster ``pred_ids[i]`` with class ``gt_ids[j]``.
+    pred_ids, gt_ids : numpy.ndarray
+        The cluster and class ids of the rows and columns.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from napari_inceptseg import contingency_table
+    >>> table, p, g = contingency_table(np.array([5, 5, 6]), np.array([0, 1, 1]))
+    >>> table.tolist(), p.tolist(), g.tolist()
+    ([[1, 1], [0, 1]], [5, 6], [0, 1])
+    """
     pred, gt = _kept(*_checked(pred, gt), ignore_index)
     p_ids, p_idx = dense_ids(pred)
     g_ids, g_idx = dense_ids(gt)
     table = np.bincount(p_idx * g_ids.size + g_idx, minlength=p_ids.size * g_ids.size)
     return table.reshape(p_ids.size, g_ids.size), p_ids, g_ids
+
+
+def pair_iou(table: np.ndarray, pred_sizes=None, gt_sizes=None) -> np.ndarray:
+    """The IoU of every (cluster, class) pair of a contingency table.
+
+    Parameters
+    ----------
+    table : numpy.ndarray
+        Pixel counts, clusters by classes (see :func:`contingency_table`).
+    pred_sizes, gt_sizes : numpy.ndarray, optional
+        The clusters' and classes' sizes when the table leaves pixels out;
+        default: its row and column sums.
+
+    Returns
+    -------
+    numpy.ndarray
+        float64 IoUs of the table's shape (0 where a pair's union is empty).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> pair_iou(np.array([[2, 0], [1, 1]])).round(3).tolist()
+    [[0.667, 0.0], [0.25, 0.5]]
+    """
+    a = table.sum(1) if pred_sizes is None else pred_sizes
+    b = table.sum(0) if gt_sizes is None else gt_sizes
+    return table / np.maximum(a[:, None] + b[None, :] - table, 1)
 
 
 def _entropy(counts: np.ndarray) -> float:
@@ -88,11 +137,7 @@ def match_clusters(table: np.ndarray, matching: str = "hungarian", on: str = "io
         raise ValueError(f"unknown matching {matching!r}: use one of {', '.join(MATCHINGS)}")
     from scipy.optimize import linear_sum_assignment
 
-    if on == "iou":
-        union = table.sum(1)[:, None] + table.sum(0)[None, :] - table
-        weight = table / np.maximum(union, 1)
-    else:
-        weight = table.astype(np.float64)
+    weight = pair_iou(table) if on == "iou" else table.astype(np.float64)
     rows, cols = linear_sum_assignment(weight, maximize=True)
     keep = weight[rows, cols] > 0  # a pair that shares no pixel is no match
     out = np.full(n_p, -1, dtype=np.intp)
@@ -112,7 +157,7 @@ def _class_iou(table: np.ndarray, assign: np.ndarray) -> np.ndarray:
     return inter / np.maximum(union, 1)
 
 
-def _entropy_scores(table: np.ndarray) -> Tuple[float, float]:
+def _entropy_scores(table: np.ndarray) -> tuple[float, float]:
     """(NMI with arithmetic normalisation, homogeneity) of a contingency table."""
     h_class = _entropy(table.sum(0))
     h_clust = _entropy(table.sum(1))
@@ -123,8 +168,8 @@ def _entropy_scores(table: np.ndarray) -> Tuple[float, float]:
     return min(max(nmi, 0.0), 1.0), min(max(homogeneity, 0.0), 1.0)
 
 
-def _paper_scores(table: np.ndarray, g_ids: np.ndarray) -> Tuple[float, float]:
-    """mIoU and accuracy exactly as the published evaluation code computes them.
+def _paper_scores(table: np.ndarray, g_ids: np.ndarray) -> tuple[float, float]:
+    """MIoU and accuracy exactly as the published evaluation code computes them.
 
     mIoU: Hungarian matching on 1 - IoU over all classes x clusters, averaged over
     the min(n_classes, n_clusters) matched pairs (zero-IoU pairs included).
@@ -134,8 +179,7 @@ def _paper_scores(table: np.ndarray, g_ids: np.ndarray) -> Tuple[float, float]:
     from scipy.optimize import linear_sum_assignment
 
     n = table.sum()
-    union = table.sum(1)[:, None] + table.sum(0)[None, :] - table
-    iou = table / np.maximum(union, 1)
+    iou = pair_iou(table)
     rows, cols = linear_sum_assignment(iou, maximize=True)
     miou = float(iou[rows, cols].mean())
     rows, cols = linear_sum_assignment(table, maximize=True)
@@ -147,7 +191,7 @@ def _paper_scores(table: np.ndarray, g_ids: np.ndarray) -> Tuple[float, float]:
     return miou, float(correct) / n
 
 
-def region_scores(pred, gt, *, ignore_index: Optional[int] = None) -> Dict[str, float]:
+def region_scores(pred, gt, *, ignore_index: int | None = None) -> dict[str, float]:
     """Scores that compare the prediction's connected regions with the
     ground-truth segments (pixels whose truth is ``ignore_index`` left out):
 
@@ -181,8 +225,11 @@ def region_scores(pred, gt, *, ignore_index: Optional[int] = None) -> Dict[str, 
     np.maximum.at(best, cols, iou)
     n = float(gt.size)
     inter_f = inter.astype(np.float64)
-    pair_disagree = ((r_size.astype(np.float64) ** 2).sum() / 2 + (g_size.astype(np.float64) ** 2).sum() / 2
-                     - (inter_f ** 2).sum())
+    pair_disagree = (
+        (r_size.astype(np.float64) ** 2).sum() / 2
+        + (g_size.astype(np.float64) ** 2).sum() / 2
+        - (inter_f**2).sum()
+    )
     pri = 1.0 - pair_disagree / (n * (n - 1) / 2) if n > 1 else 1.0
     # (scikit-image 0.26 fails when given a precomputed table, so it builds its own)
     voi = float(variation_of_information(g_idx, r_idx).sum())
@@ -201,30 +248,66 @@ def score(
     pred,
     gt,
     *,
-    ignore_index: Optional[int] = None,
+    ignore_index: int | None = None,
     matching: str = "hungarian",
     protocol: str = "standard",
     regions: bool = True,
-) -> Dict[str, Any]:
-    """Score a clustering ``pred`` against ground truth ``gt`` (same shape).
+) -> dict[str, Any]:
+    """Score a segmentation ``pred`` against ground truth ``gt``.
 
-    ``protocol='standard'``: pixels whose ground truth is ``ignore_index`` are
-    left out; ``matching='hungarian'`` matches clusters to classes one-to-one
-    (mIoU on IoU, accuracy on pixel counts), ``'majority'`` sends each cluster to
-    its majority class (many-to-one); mIoU is averaged over every ground-truth
-    class, a class no cluster is matched to counting as 0.
+    Parameters
+    ----------
+    pred, gt : array_like of int or bool
+        Labels of the same shape.
+    ignore_index : int, optional
+        Ground-truth value to leave out (``protocol='standard'`` only).
+    matching : {'hungarian', 'majority'}
+        ``'hungarian'`` matches clusters to classes one-to-one (mIoU on IoU,
+        accuracy on pixel counts); ``'majority'`` sends each cluster to its majority
+        class (many-to-one). mIoU is averaged over every ground-truth class, a class
+        no cluster is matched to counting as 0.
+    protocol : {'standard', 'paper'}
+        ``'paper'`` reproduces the published evaluation code of the Inception
+        backbone's authors [2]_: every ground-truth value is a class (void included,
+        ``ignore_index`` is not applied), mIoU is averaged over the Hungarian-matched
+        pairs only and accuracy counts unmatched clusters as label 0.
+    regions : bool
+        Also compute the region scores of :func:`region_scores` (``kim_miou`` [3]_,
+        ``covering``, ``pri``, ``voi`` in bits [1]_, ``n_regions``), with the same
+        ignored pixels.
 
-    ``protocol='paper'`` reproduces the published evaluation code of Azad &
-    Hamid: every ground-truth value is a class (void included, ``ignore_index``
-    is not applied), mIoU is averaged over the Hungarian-matched pairs only, and
-    accuracy counts unmatched clusters as label 0. Only Hungarian matching.
+    Returns
+    -------
+    dict
+        ``miou``, ``accuracy``, ``accuracy_majority``, ``nmi`` (arithmetic
+        normalisation), ``homogeneity``, ``n_clusters``, ``n_classes``,
+        ``n_pixels``, ``per_class_iou`` ({class id: IoU}), ``mapping`` ({cluster id:
+        class id}) and, with ``regions``, the region scores.
 
-    Returns ``miou``, ``accuracy``, ``accuracy_majority`` (many-to-one, always),
-    ``nmi`` (arithmetic normalisation), ``homogeneity``, ``n_clusters``,
-    ``n_classes``, ``n_pixels``, ``per_class_iou`` ({class id: IoU}) and
-    ``mapping`` ({cluster id: class id}); with ``regions`` (the default) also the
-    region scores of :func:`region_scores` (``kim_miou``, ``covering``, ``pri``,
-    ``voi``, ``n_regions``, ...), computed with the same ignored pixels.
+    Raises
+    ------
+    ValueError
+        Shapes differ, labels are not integers, or an unknown matching or protocol.
+
+    References
+    ----------
+    .. [1] P. Arbelaez, M. Maire, C. Fowlkes and J. Malik, "Contour detection and
+           hierarchical image segmentation", IEEE TPAMI 33(5), 898-916 (2011).
+           doi:10.1109/TPAMI.2010.161
+    .. [2] R. Azad and A. Hamid (2025): the ``inception`` backbone's published
+           evaluation code.
+    .. [3] W. Kim, A. Kanezaki and M. Tanaka, IEEE Transactions on Image Processing
+           29, 8055-8068 (2020).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from napari_inceptseg import score
+    >>> gt = np.array([[1, 1, 2, 2]] * 4)
+    >>> pred = np.array([[7, 7, 7, 9]] * 4)
+    >>> s = score(pred, gt)
+    >>> round(s["miou"], 3), round(s["accuracy"], 3), s["mapping"]
+    (0.583, 0.75, {7: 1, 9: 2})
     """
     _check_protocol(matching, protocol)
     if protocol == "paper":
@@ -241,13 +324,24 @@ def score(
     accuracy_majority = float(table.max(1).sum()) / n
     nmi, homogeneity = _entropy_scores(table)
 
-    mapping = {p_ids[i].item(): g_ids[assign_iou[i]].item() for i in range(p_ids.size) if assign_iou[i] >= 0}
+    mapping = {
+        p_ids[i].item(): g_ids[assign_iou[i]].item()
+        for i in range(p_ids.size)
+        if assign_iou[i] >= 0
+    }
     extra = region_scores(pred, gt, ignore_index=ignore_index) if regions else {}
     return {
-        **extra, "miou": miou, "accuracy": accuracy, "accuracy_majority": accuracy_majority,
-        "nmi": nmi, "homogeneity": homogeneity,
-        "n_clusters": int(p_ids.size), "n_classes": int(g_ids.size), "n_pixels": n,
-        "matching": matching, "protocol": protocol,
+        **extra,
+        "miou": miou,
+        "accuracy": accuracy,
+        "accuracy_majority": accuracy_majority,
+        "nmi": nmi,
+        "homogeneity": homogeneity,
+        "n_clusters": int(p_ids.size),
+        "n_classes": int(g_ids.size),
+        "n_pixels": n,
+        "matching": matching,
+        "protocol": protocol,
         "per_class_iou": {g_ids[j].item(): float(ious[j]) for j in range(g_ids.size)},
         "mapping": mapping,
     }
@@ -269,11 +363,14 @@ def _accuracy(table: np.ndarray, assign_iou: np.ndarray, matching: str) -> float
     return float(table[np.flatnonzero(ok), assign[ok]].sum()) / int(table.sum())
 
 
-def matched_labels(pred, gt, *, ignore_index: Optional[int] = None, matching: str = "hungarian") -> np.ndarray:
+def matched_labels(
+    pred, gt, *, ignore_index: int | None = None, matching: str = "hungarian"
+) -> np.ndarray:
     """``pred`` with every cluster renumbered to the ground-truth class it is
     matched to (as in :func:`score`), so that prediction and truth share colours.
     Clusters left unmatched get new ids above the largest class id; pixels that
-    were 0 in ``pred`` stay 0."""
+    were 0 in ``pred`` stay 0.
+    """
     pred = np.asarray(pred)
     s = score(pred, gt, ignore_index=ignore_index, matching=matching)
     mapping = s["mapping"]
@@ -291,46 +388,3 @@ def matched_labels(pred, gt, *, ignore_index: Optional[int] = None, matching: st
     keys = np.array(list(lut.keys()))
     vals = np.array(list(lut.values()), dtype=np.int64)
     return vals[np.searchsorted(keys, pred)].astype(np.int32)
-
-
-def instance_scores(pred, gt, *, threshold: float = 0.5) -> Dict[str, float]:
-    """Object scores against an instance map ``gt`` (0 = background, one id per object,
-    e.g. one per nucleus), as a microscopist reads them.
-
-    The prediction is split into connected pieces (face connectivity, so that two
-    objects touching at a corner stay two). A piece that lies mostly on ground-truth
-    background is predicted background, not an object. The others are matched one to
-    one to the ground-truth objects (Hungarian, on IoU); a pair counts when its IoU is
-    at least ``threshold``. Returns ``f1``, ``precision``, ``recall``, ``matched_iou``
-    (the mean IoU of the matched pairs, 0 when none), ``n_objects`` and ``n_predicted``.
-
-    Ground truth without any object leaves the scores undefined: they are NaN, with a
-    ``RuntimeWarning`` (benchmark summaries leave such images out and count them).
-    """
-    import warnings
-
-    from scipy.optimize import linear_sum_assignment
-
-    pieces = connected_regions(pred, connectivity=1)
-    table, _, g_ids = contingency_table(pieces, gt)
-    size_p, size_g = table.sum(1), table.sum(0)  # every pixel is in the table
-    objects = np.ones(table.shape[0], dtype=bool)
-    if g_ids[0] == 0:  # background column: pieces mostly on it are not objects
-        objects = table[:, 0] * 2 < size_p
-        table, size_g = table[:, 1:], size_g[1:]
-    size_p, inter = size_p[objects], table[objects]
-    iou = inter / (size_p[:, None] + size_g[None, :] - inter)
-    rows, cols = linear_sum_assignment(-iou) if iou.size else (np.array([], int), np.array([], int))
-    good = iou[rows, cols] >= threshold
-    tp, n_pred, n_gt = int(good.sum()), int(objects.sum()), int(size_g.size)
-    if n_gt == 0:
-        warnings.warn("the ground truth has no object (all background): object scores are undefined (NaN)",
-                      RuntimeWarning, stacklevel=2)
-        return {"f1": math.nan, "precision": math.nan, "recall": math.nan, "matched_iou": math.nan,
-                "n_objects": 0, "n_predicted": n_pred}
-    precision = tp / n_pred if n_pred else 0.0
-    recall = tp / n_gt if n_gt else 0.0
-    f1 = 2 * tp / (n_pred + n_gt)
-    return {"f1": f1, "precision": precision, "recall": recall,
-            "matched_iou": float(iou[rows, cols][good].mean()) if tp else 0.0,
-            "n_objects": n_gt, "n_predicted": n_pred}

@@ -2,8 +2,8 @@
 
 The Python API, the CLI (``--help``) and the widgets all read their defaults and
 help strings from :class:`SegmentParams`, so they cannot drift apart. The defaults
-are the default method (docs/method.md); :data:`PRESETS` holds it and the papers'
-exact settings. No torch import here.
+are the default method (docs/method.md); ``presets.py`` holds the papers' exact
+settings beside it. No torch import here.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import math
 import numbers
 import re
 from dataclasses import dataclass, field
-from typing import Any, Dict, Optional
+from typing import Any
 
 ARCHITECTURES = ("inception", "vanilla")
 INITS = ("default", "xavier")
@@ -29,7 +29,84 @@ def _f(default: Any, help: str, **kw: Any) -> Any:
 
 @dataclass(frozen=True)
 class SegmentParams:
-    """Settings of one unsupervised segmentation run (defaults of the papers)."""
+    """Settings of one unsupervised segmentation run.
+
+    The defaults are the default method; ``presets.PRESETS`` holds the papers' exact
+    settings [1]_ [2]_. Every value is checked when the settings are made. Each field's
+    full help (shown by the CLI's ``--help`` and the dock's tooltips) is in
+    ``SegmentParams.__dataclass_fields__[name].metadata["help"]``.
+
+    Parameters
+    ----------
+    arch : {'vanilla', 'inception'}
+        The network: 3x3 convolutions [1]_, or multi-scale Inception blocks [2]_.
+    dims : {'2d', '3d'}
+        Images (and each plane of a stack), or Z-stacks as volumes.
+    n_channels : int
+        Channels of the response: the most clusters a run can have (the papers: 100).
+    n_conv : int
+        Depth: 3x3 convolution layers, or Inception blocks after the first.
+    max_iter : int
+        Stop after this many optimisation steps (the papers: 1000).
+    min_labels : int
+        Stop as soon as the image has at most this many clusters (below ``n_channels``).
+    lr : float
+        SGD learning rate (momentum 0.9).
+    w_sim, w_con, w_scr : float
+        Weights of the similarity, continuity and scribble losses.
+    color_space : {'lab', 'rgb'}
+        The colours the network sees for RGB images.
+    train_pixels : int
+        Train on a copy of at most this many pixels, then label the full image; 0: all.
+    regions : bool
+        Turn the clusters into connected regions and their hierarchy (the default
+        method); False: the clusters as they are (the papers).
+    merge_threshold : float
+        With regions: adjacent regions whose responses differ less are merged.
+    level : float
+        With regions: where the hierarchy is cut, 0 (finest) to 1 (one region).
+    n_clusters : int
+        At most this many labels, grouped by response after the run; 0: no limit.
+    coarse_scale, coarse_iter, refine_iter : float, int, int
+        Coarse-to-fine: steps on a copy downscaled by ``coarse_scale``, then at full
+        resolution; ``coarse_scale=1`` turns it off.
+    tile_size : int
+        Train and predict on tiles of at most this side; 0: tiles only when needed.
+    memory_gb : float
+        Memory a run may use; 0: what is free on the device.
+    init : {'default', 'xavier'}
+        Weight initialisation.
+    precision : {'float32', 'bfloat16'}
+        Arithmetic of the network (bfloat16: mixed precision on CUDA and CPUs).
+    device : str
+        ``'auto'`` (CUDA, then MPS, then CPU), ``'cuda'``, ``'cuda:N'``, ``'mps'`` or ``'cpu'``.
+    seed : int, optional
+        Seed of the initial weights: the same seed gives the same labels on the CPU.
+        None draws one (recorded in the result).
+
+    Raises
+    ------
+    ValueError
+        A value of the wrong type, out of range or not among the choices; the
+        message names the setting.
+
+    References
+    ----------
+    .. [1] W. Kim, A. Kanezaki and M. Tanaka, "Unsupervised learning of image
+           segmentation based on differentiable feature clustering", IEEE Transactions
+           on Image Processing 29, 8055-8068 (2020). doi:10.1109/TIP.2020.3011269
+    .. [2] R. Azad and A. Hamid (2025): the ``inception`` backbone of the method.
+
+    Examples
+    --------
+    >>> from napari_inceptseg import SegmentParams
+    >>> SegmentParams().max_iter, SegmentParams(arch="inception").arch
+    (15, 'inception')
+    >>> SegmentParams(max_iter=0)
+    Traceback (most recent call last):
+    ...
+    ValueError: max_iter must be >= 1, got 0
+    """
 
     arch: str = _f(
         "vanilla",
@@ -45,8 +122,7 @@ class SegmentParams:
     )
     n_channels: int = _f(
         48,
-        "Channels of the response map = the largest possible number of clusters "
-        "(the papers: 100).",
+        "Channels of the response map = the largest possible number of clusters (the papers: 100).",
         minimum=2,
     )
     n_conv: int = _f(
@@ -55,9 +131,7 @@ class SegmentParams:
         "the first (inception).",
         minimum=1,
     )
-    max_iter: int = _f(
-        15, "Stop after this many optimisation steps (the papers: 1000).", minimum=1
-    )
+    max_iter: int = _f(15, "Stop after this many optimisation steps (the papers: 1000).", minimum=1)
     min_labels: int = _f(
         3,
         "Stop as soon as the image has at most this many clusters.",
@@ -136,8 +210,7 @@ class SegmentParams:
     )
     coarse_iter: int = _f(
         60,
-        "Coarse-to-fine: steps of the coarse stage (at most max_iter; it also ends "
-        "at min_labels).",
+        "Coarse-to-fine: steps of the coarse stage (at most max_iter; it also ends at min_labels).",
         minimum=1,
     )
     refine_iter: int = _f(
@@ -172,37 +245,38 @@ class SegmentParams:
     )
     device: str = _f(
         "auto",
-        "Where to run: 'auto' picks CUDA, then MPS, then CPU; or 'cuda', 'cuda:N', "
-        "'mps', 'cpu'.",
+        "Where to run: 'auto' picks CUDA, then MPS, then CPU; or 'cuda', 'cuda:N', 'mps', 'cpu'.",
     )
-    seed: Optional[int] = _f(
+    seed: int | None = _f(
         None,
         "Random seed for the network's initial weights; the same seed gives the "
         "same labels on the CPU. None draws one below 2**31 (it is recorded in the result).",
     )
 
     def __post_init__(self) -> None:
-        for name, choices in _CHOICES.items():
-            value = getattr(self, name)
-            if value not in choices:
-                what = "architecture" if name == "arch" else name
-                raise ValueError(f"unknown {what} {value!r}: choose one of {', '.join(choices)}")
-        if not isinstance(self.regions, bool):
-            raise ValueError(f"regions must be True or False, got {self.regions!r}")
+        for name in (*_CHOICES, "regions"):
+            check_field(name, getattr(self, name))
         for f in dataclasses.fields(self):
             if f.metadata.get("minimum") is not None:
                 object.__setattr__(self, f.name, _checked_number(f, getattr(self, f.name)))
         if self.seed is not None:
             if not _is_seed(self.seed):
-                raise ValueError(f"seed must be a whole number from 0 to 2**63 - 1, or None, got {self.seed!r}")
+                raise ValueError(
+                    f"seed must be a whole number from 0 to 2**63 - 1, or None, got {self.seed!r}"
+                )
             object.__setattr__(self, "seed", int(self.seed))
         if self.min_labels >= self.n_channels:
             raise ValueError(
-                f"min_labels ({self.min_labels}) must be below n_channels ({self.n_channels}): a run stops "
-                f"once it has at most min_labels clusters, and {self.n_channels} channels never give more, "
-                "so it would stop after its first step; lower min_labels or raise n_channels")
+                f"min_labels ({self.min_labels}) must be below n_channels "
+                f"({self.n_channels}): a run stops "
+                f"once it has at most min_labels clusters, and {self.n_channels} channels "
+                "never give more, "
+                "so it would stop after its first step; lower min_labels or raise n_channels"
+            )
         if not isinstance(self.device, str) or not _DEVICE.fullmatch(self.device.strip().lower()):
-            raise ValueError(f"unknown device {self.device!r}: use 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'")
+            raise ValueError(
+                f"unknown device {self.device!r}: use 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'"
+            )
 
     @property
     def total_iter(self) -> int:
@@ -216,23 +290,59 @@ class SegmentParams:
         """2 or 3."""
         return 3 if self.dims == "3d" else 2
 
-    def replace(self, **changes: Any) -> "SegmentParams":
+    def replace(self, **changes: Any) -> SegmentParams:
+        """A copy with ``changes`` applied, checked like a new one."""
         return dataclasses.replace(self, **changes)
 
-    def to_dict(self) -> Dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:
+        """The parameters as a plain dict (for metadata and recipes)."""
         return dataclasses.asdict(self)
 
 
 #: the settings that take one of a few words
-_CHOICES = {"arch": ARCHITECTURES, "precision": PRECISIONS, "dims": DIMS, "init": INITS,
-            "color_space": COLOUR_SPACES}
+_CHOICES = {
+    "arch": ARCHITECTURES,
+    "precision": PRECISIONS,
+    "dims": DIMS,
+    "init": INITS,
+    "color_space": COLOUR_SPACES,
+}
 _DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
 
 
-def _checked_number(f: "dataclasses.Field", value: Any) -> Any:
+def check_field(name: str, value: Any) -> Any:
+    """One setting's value checked on its own (its type, range or choices), as
+    :class:`SegmentParams` keeps it; a ValueError that names the setting otherwise.
+    Settings checked together (``min_labels`` below ``n_channels``) are checked when a
+    :class:`SegmentParams` is made.
+
+    Examples
+    --------
+    >>> check_field("max_iter", 15.0)
+    15
+    """
+    if name in _CHOICES:
+        if value not in _CHOICES[name]:
+            what = "architecture" if name == "arch" else name
+            raise ValueError(f"unknown {what} {value!r}: choose one of {', '.join(_CHOICES[name])}")
+        return value
+    if name == "regions":
+        if not isinstance(value, bool):
+            raise ValueError(f"regions must be True or False, got {value!r}")
+        return value
+    f = next((f for f in dataclasses.fields(SegmentParams) if f.name == name), None)
+    if f is None:
+        raise ValueError(f"unknown setting {name!r}: see SegmentParams for the names")
+    if f.metadata.get("minimum") is not None:
+        return _checked_number(f, value)
+    return getattr(SegmentParams(**{name: value}), name)  # device and seed: their own checks
+
+
+def _checked_number(f: dataclasses.Field, value: Any) -> Any:
     """A numeric setting as a plain ``int`` or ``float`` within its range: any integral
     number (``15``, ``15.0``, ``numpy.int64(15)``) for a whole-number setting, any real
-    number for the others; a ValueError that names the setting for anything else."""
+    number for the others; a ValueError that names the setting for anything else.
+    """
     whole = f.type in ("int", int)
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise ValueError(f"{f.name} must be a {'whole ' if whole else ''}number, got {value!r}")
@@ -243,7 +353,9 @@ def _checked_number(f: "dataclasses.Field", value: Any) -> Any:
     value = int(value) if whole else float(value)
     lo, hi = f.metadata["minimum"], f.metadata.get("maximum")
     if value < lo or (f.name == "lr" and value == 0):
-        raise ValueError(f"{f.name} must be {'> 0' if f.name == 'lr' else f'>= {lo}'}, got {value!r}")
+        raise ValueError(
+            f"{f.name} must be {'> 0' if f.name == 'lr' else f'>= {lo}'}, got {value!r}"
+        )
     if hi is not None and value > hi:
         raise ValueError(f"{f.name} must be <= {hi}, got {value!r}")
     return value
@@ -254,58 +366,3 @@ def _is_seed(value: Any) -> bool:
     if isinstance(value, bool) or not isinstance(value, (numbers.Integral, float)):
         return False
     return math.isfinite(value) and int(value) == value and 0 <= int(value) < 2**63
-
-
-#: the papers' settings: full resolution, 1000 steps, raw clusters (docs/method.md)
-_PAPER = dict(
-    n_channels=100, n_conv=2, max_iter=1000, min_labels=3, lr=0.1, w_sim=1.0, w_con=1.0,
-    color_space="rgb", train_pixels=0, regions=False, coarse_scale=1.0, init="default",
-)
-#: name -> the settings it fixes; everything else keeps its default or the caller's value
-PRESETS: Dict[str, Dict[str, Any]] = {
-    "default": {},
-    "paper-vanilla": {**_PAPER, "arch": "vanilla"},
-    "paper-inception": {**_PAPER, "arch": "inception"},
-}
-
-
-def preset_params(preset: str = "default", **overrides: Any) -> "SegmentParams":
-    """The settings of a preset (``'default'``, ``'paper-vanilla'``,
-    ``'paper-inception'``) with keyword ``overrides`` applied on top."""
-    if preset not in PRESETS:
-        raise ValueError(f"unknown preset {preset!r}: choose one of {', '.join(PRESETS)}")
-    known = {f.name for f in dataclasses.fields(SegmentParams)}
-    unknown = sorted(set(overrides) - known)
-    if unknown:
-        raise TypeError(f"unknown parameter(s) {', '.join(unknown)}: see SegmentParams for the names")
-    return SegmentParams(**{**PRESETS[preset], **overrides})
-
-
-def preset_of(params: "SegmentParams") -> str:
-    """The name of the preset whose settings ``params`` has (``'custom'`` if none):
-    every method setting counts, but not the device, seed or memory options."""
-    method = method_fields()
-    for name in PRESETS:
-        ref = preset_params(name)
-        if all(getattr(params, k) == getattr(ref, k) for k in method):
-            return name
-    return "custom"
-
-
-#: options that change where and how a run executes, not the method
-_RUN_OPTIONS = ("device", "seed", "precision", "tile_size", "memory_gb", "dims")
-
-
-def method_fields():
-    """The names of the settings a preset decides (all but the run options)."""
-    return [f.name for f in dataclasses.fields(SegmentParams) if f.name not in _RUN_OPTIONS]
-
-
-def resolve_params(params: Optional["SegmentParams"], overrides: Dict[str, Any],
-                   preset: Optional[str] = None) -> "SegmentParams":
-    """``params`` (or the preset's, or the defaults) with keyword ``overrides`` applied."""
-    if params is not None and preset is not None:
-        raise ValueError("give either params or a preset, not both")
-    if params is None:
-        return preset_params(preset or "default", **overrides)
-    return params.replace(**overrides) if overrides else params

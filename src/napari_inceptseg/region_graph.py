@@ -2,12 +2,12 @@
 method's merges (:mod:`napari_inceptseg.regions`) and the cluster path's, which work
 on the same graph of whole-image region numbers (:mod:`napari_inceptseg.distributed`).
 Written here rather than with ``skimage.graph``, whose RAG is built pixel by pixel in
-Python callbacks; adjacency comes from array shifts (:func:`~.labels.region_adjacency`)."""
+Python callbacks; adjacency comes from array shifts (:func:`~.labels.region_adjacency`).
+"""
 
 from __future__ import annotations
 
 import heapq
-from typing import Dict, Optional
 
 import numpy as np
 
@@ -21,23 +21,35 @@ class RegionGraph:
     ``mode='mean'``: weight = root mean square difference of the regions' mean features.
     """
 
-    def __init__(self, mode: str, size: np.ndarray, a, b, length, contrast, sums: Optional[np.ndarray] = None):
+    def __init__(
+        self, mode: str, size: np.ndarray, a, b, length, contrast, sums: np.ndarray | None = None
+    ):
         self.mode = mode
         self.parent = np.arange(size.size)
         self.size = np.asarray(size, dtype=np.float64).copy()
         self.alive = int((self.size > 0).sum())
         self.sums = None if sums is None else np.asarray(sums, dtype=np.float64).copy()
-        self.nbrs: Dict[int, Dict[int, list]] = {}
-        for i, j, ln, ct in zip(np.asarray(a).tolist(), np.asarray(b).tolist(), np.asarray(length).tolist(),
-                                np.asarray(contrast).tolist()):
+        self.nbrs: dict[int, dict[int, list]] = {}
+        for i, j, ln, ct in zip(
+            np.asarray(a).tolist(),
+            np.asarray(b).tolist(),
+            np.asarray(length).tolist(),
+            np.asarray(contrast).tolist(),
+            strict=False,
+        ):
             self.nbrs.setdefault(i, {})[j] = [ln, ct]
             self.nbrs.setdefault(j, {})[i] = [ln, ct]
         self.heap = [(self._weight(i, j), i, j) for i, js in self.nbrs.items() for j in js if i < j]
         heapq.heapify(self.heap)
 
     @classmethod
-    def of(cls, labels: np.ndarray, mode: str, features: Optional[np.ndarray] = None,
-           edges: Optional[np.ndarray] = None) -> "RegionGraph":
+    def of(
+        cls,
+        labels: np.ndarray,
+        mode: str,
+        features: np.ndarray | None = None,
+        edges: np.ndarray | None = None,
+    ) -> RegionGraph:
         """The graph of a label image (sizes, adjacency and, with ``features``, sums)."""
         n = int(labels.max()) + 1
         size = np.bincount(labels.ravel(), minlength=n)
@@ -74,7 +86,8 @@ class RegionGraph:
 
     def join_longest_border(self, r: int) -> None:
         """Merge region ``r`` (if it is still a region of its own and has neighbours)
-        into the neighbour it shares the most border with."""
+        into the neighbour it shares the most border with.
+        """
         if self.parent[r] == r and self.nbrs.get(r):
             best = max(self.nbrs[r], key=lambda k: self.nbrs[r][k][0])
             self._merge(best, r)
@@ -82,14 +95,16 @@ class RegionGraph:
     def _compact(self) -> None:
         """The heap rebuilt from the live borders (one entry each, at its current
         weight), so that stale entries do not pile up around a region with thousands
-        of neighbours; the merge order is unchanged."""
+        of neighbours; the merge order is unchanged.
+        """
         self.heap = [(self._weight(i, j), i, j) for i, js in self.nbrs.items() for j in js if i < j]
         heapq.heapify(self.heap)
         self._heap_limit = 2 * len(self.heap) + 4096
 
     def merge(self, threshold: float, n_keep: int = 0) -> None:
         """Merge adjacent pairs, lowest weight first, while the weight is below
-        ``threshold`` -- or, with ``n_keep > 0``, until ``n_keep`` regions remain."""
+        ``threshold`` -- or, with ``n_keep > 0``, until ``n_keep`` regions remain.
+        """
         self._heap_limit = 2 * len(self.heap) + 4096
         while self.heap and (self.alive > n_keep if n_keep else True):
             if len(self.heap) > self._heap_limit:
@@ -112,4 +127,5 @@ class RegionGraph:
         return root
 
     def relabel(self, labels: np.ndarray) -> np.ndarray:
+        """``labels`` with every merged region's id replaced by its survivor's."""
         return self.roots()[labels]

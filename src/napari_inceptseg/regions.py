@@ -29,14 +29,12 @@ Everything works on 2D images and 3D volumes alike; the greedy merges use
 from __future__ import annotations
 
 import warnings
-from typing import Tuple
 
 import numpy as np
 
 from .hierarchy import build_hierarchy, channel_edges
 from .labels import connected_regions, consecutive_labels, region_adjacency, region_sums
 from .region_graph import RegionGraph
-
 
 #: step 1: Felzenszwalb's scale (larger: larger superpixels; about 550 on a 481 x 321
 #: photo) and smallest superpixel (pixels)
@@ -68,7 +66,8 @@ def superpixels(image: np.ndarray) -> np.ndarray:
     about 0..1), plane by plane for a volume, with ids unique over the whole array.
 
     Their borders follow the image's edges at any size (SLIC's near-regular grid showed
-    through on flat backgrounds: docs/method.md, "The default method")."""
+    through on flat backgrounds: docs/method.md, "The default method").
+    """
     from skimage.segmentation import felzenszwalb
 
     channels = np.moveaxis(image, 0, -1).clip(0, 1)
@@ -79,15 +78,24 @@ def superpixels(image: np.ndarray) -> np.ndarray:
     for k, plane in enumerate(planes):
         with warnings.catch_warnings():  # any number of channels is meant (not only RGB)
             warnings.simplefilter("ignore", UserWarning)
-            out[k] = felzenszwalb(plane, scale=SUPERPIXEL_SCALE, sigma=SUPERPIXEL_SIGMA,
-                                  min_size=min_size, channel_axis=-1) + offset
+            out[k] = (
+                felzenszwalb(
+                    plane,
+                    scale=SUPERPIXEL_SCALE,
+                    sigma=SUPERPIXEL_SIGMA,
+                    min_size=min_size,
+                    channel_axis=-1,
+                )
+                + offset
+            )
         offset = int(out[k].max()) + 1
     return out.reshape(channels.shape[:-1])
 
 
 def superpixel_vote(clusters: np.ndarray, image: np.ndarray) -> np.ndarray:
     """``clusters`` with every superpixel of ``image`` (:func:`superpixels`) set to the
-    cluster most of its pixels have."""
+    cluster most of its pixels have.
+    """
     sp = superpixels(image)
     keys, ids = np.unique(clusters, return_inverse=True)
     n_ids = keys.size
@@ -98,7 +106,8 @@ def superpixel_vote(clusters: np.ndarray, image: np.ndarray) -> np.ndarray:
 
 def absorb_small(regions: np.ndarray, min_size: int) -> np.ndarray:
     """Pixels of regions smaller than ``min_size`` take the id of the nearest pixel
-    of a larger region (unchanged when no region is that large)."""
+    of a larger region (unchanged when no region is that large).
+    """
     from scipy import ndimage as ndi
 
     sizes = np.bincount(regions.ravel())
@@ -111,7 +120,8 @@ def absorb_small(regions: np.ndarray, min_size: int) -> np.ndarray:
 
 def absorb_thin(regions: np.ndarray) -> np.ndarray:
     """``regions`` with every region narrower than :data:`MIN_REGION_WIDTH` joined to
-    the neighbour it shares the most border with."""
+    the neighbour it shares the most border with.
+    """
     a, b, length, _ = region_adjacency(regions)
     return thin_roots(np.bincount(regions.ravel()), a, b, length)[regions]
 
@@ -121,10 +131,13 @@ def absorb_thin_pixels(regions: np.ndarray, image: np.ndarray) -> np.ndarray:
     given to the wider region next to it whose mean colour in ``image`` (``(C,
     *spatial)``) is closest to the pixel's own: a rim that straddles an edge goes to
     both sides, each pixel to its own (the cluster path's blocks; pixels with no wider
-    region within a few pixels keep their id)."""
+    region within a few pixels keep their id).
+    """
     a, b, length, _ = region_adjacency(regions)
     size = np.bincount(regions.ravel()).astype(np.float64)
-    border = np.bincount(a, length, minlength=size.size) + np.bincount(b, length, minlength=size.size)
+    border = np.bincount(a, length, minlength=size.size) + np.bincount(
+        b, length, minlength=size.size
+    )
     thin = 2 * size < MIN_REGION_WIDTH * np.maximum(border, 1)
     flat = regions.ravel().copy()
     todo = np.flatnonzero(thin[flat])
@@ -144,7 +157,8 @@ def absorb_thin_pixels(regions: np.ndarray, image: np.ndarray) -> np.ndarray:
 
 def _closest_wide_neighbour(flat, todo, shape, thin, pixels, means):
     """For the pixels ``todo`` (flat indices): the face neighbour's id, among ids not
-    ``thin``, whose mean colour is closest to the pixel's, and that distance (inf: none)."""
+    ``thin``, whose mean colour is closest to the pixel's, and that distance (inf: none).
+    """
     best = np.zeros(todo.size, dtype=flat.dtype)
     dist = np.full(todo.size, np.inf)
     colour = pixels[:, todo]
@@ -165,9 +179,12 @@ def thin_roots(size: np.ndarray, a, b, length) -> np.ndarray:
     """For a region graph (``size`` per id; borders ``a``-``b`` of ``length`` pixel
     pairs), the id each region ends in when every region narrower than
     :data:`MIN_REGION_WIDTH` joins, narrowest first, the neighbour it shares the most
-    border with."""
+    border with.
+    """
     size = np.asarray(size, dtype=np.float64)
-    border = np.bincount(a, length, minlength=size.size) + np.bincount(b, length, minlength=size.size)
+    border = np.bincount(a, length, minlength=size.size) + np.bincount(
+        b, length, minlength=size.size
+    )
     width = 2 * size / np.maximum(border, 1)
     graph = RegionGraph("border", size, a, b, length, length)
     for r in np.argsort(width, kind="stable"):
@@ -177,10 +194,13 @@ def thin_roots(size: np.ndarray, a, b, length) -> np.ndarray:
     return graph.roots()
 
 
-def merge_adjacent(labels: np.ndarray, response: np.ndarray, threshold: float, n_keep: int = 0) -> np.ndarray:
+def merge_adjacent(
+    labels: np.ndarray, response: np.ndarray, threshold: float, n_keep: int = 0
+) -> np.ndarray:
     """Merge adjacent regions whose mean ``response`` vectors differ by less than
     ``threshold`` (root mean square over channels), most alike first; with
-    ``n_keep > 0`` merge until ``n_keep`` remain instead (or no two regions touch)."""
+    ``n_keep > 0`` merge until ``n_keep`` remain instead (or no two regions touch).
+    """
     graph = RegionGraph.of(labels, "mean", features=response)
     graph.merge(threshold, n_keep)
     return graph.relabel(labels)
@@ -188,17 +208,20 @@ def merge_adjacent(labels: np.ndarray, response: np.ndarray, threshold: float, n
 
 def merge_weak_borders(labels: np.ndarray, edges: np.ndarray, threshold: float) -> np.ndarray:
     """Merge adjacent regions, weakest border first, while the mean of ``edges``
-    along their border is below ``threshold``."""
+    along their border is below ``threshold``.
+    """
     graph = RegionGraph.of(labels, "border", edges=edges)
     graph.merge(threshold)
     return graph.relabel(labels)
 
 
-def finest_regions(clusters: np.ndarray, response: np.ndarray, image: np.ndarray, *,
-                   merge_threshold: float) -> np.ndarray:
+def finest_regions(
+    clusters: np.ndarray, response: np.ndarray, image: np.ndarray, *, merge_threshold: float
+) -> np.ndarray:
     """Steps 1-4 (module docs): ``clusters`` (argmax ids, ``spatial``), the network's
     ``response`` (``(C, *spatial)``) and its input ``image`` (``(C, *spatial)``, about
-    0..1) in; the finest regions, numbered 1..R, out."""
+    0..1) in; the finest regions, numbered 1..R, out.
+    """
     labels = superpixel_vote(clusters, image)
     labels = connected_regions(labels, connectivity=1)  # face-connected pieces
     labels = absorb_small(labels, max(MIN_REGION_PIXELS, int(MIN_REGION_FRACTION * labels.size)))
@@ -209,11 +232,19 @@ def finest_regions(clusters: np.ndarray, response: np.ndarray, image: np.ndarray
     return consecutive_labels(labels)
 
 
-def region_stages(clusters: np.ndarray, response: np.ndarray, image: np.ndarray, *,
-                  merge_threshold: float, level: float, n_clusters: int = 0):
+def region_stages(
+    clusters: np.ndarray,
+    response: np.ndarray,
+    image: np.ndarray,
+    *,
+    merge_threshold: float,
+    level: float,
+    n_clusters: int = 0,
+):
     """:func:`regions_from_clusters` as a generator that yields the name of each stage
     (``"regions"``, then ``"hierarchy"``) before it starts, so that a caller can report
-    it and stop there."""
+    it and stop there.
+    """
     yield "regions"
     base = finest_regions(clusters, response, image, merge_threshold=merge_threshold)
     yield "hierarchy"
@@ -224,14 +255,28 @@ def region_stages(clusters: np.ndarray, response: np.ndarray, image: np.ndarray,
     return labels, hierarchy
 
 
-def regions_from_clusters(clusters: np.ndarray, response: np.ndarray, image: np.ndarray, *,
-                          merge_threshold: float, level: float, n_clusters: int = 0):
+def regions_from_clusters(
+    clusters: np.ndarray,
+    response: np.ndarray,
+    image: np.ndarray,
+    *,
+    merge_threshold: float,
+    level: float,
+    n_clusters: int = 0,
+):
     """The default method's post-processing (module docs): the finest regions, their
     :class:`~napari_inceptseg.hierarchy.RegionHierarchy`, and its cut at ``level``
     (step 5), or with ``n_clusters`` that many labels grouped from it (step 6).
-    Returns ``(labels numbered 1..K, hierarchy)``."""
-    stages = region_stages(clusters, response, image, merge_threshold=merge_threshold, level=level,
-                           n_clusters=n_clusters)
+    Returns ``(labels numbered 1..K, hierarchy)``.
+    """
+    stages = region_stages(
+        clusters,
+        response,
+        image,
+        merge_threshold=merge_threshold,
+        level=level,
+        n_clusters=n_clusters,
+    )
     while True:
         try:
             next(stages)
@@ -239,7 +284,9 @@ def regions_from_clusters(clusters: np.ndarray, response: np.ndarray, image: np.
             return done.value
 
 
-def limit_clusters(labels: np.ndarray, features: np.ndarray, n_clusters: int) -> Tuple[np.ndarray, bool]:
+def limit_clusters(
+    labels: np.ndarray, features: np.ndarray, n_clusters: int
+) -> tuple[np.ndarray, bool]:
     """At most ``n_clusters`` labels (see :func:`merge_alike`). Returns ``(labels, changed)``."""
     if n_clusters <= 0 or np.unique(labels).size <= n_clusters:
         return labels, False
@@ -256,7 +303,8 @@ def merge_alike(labels: np.ndarray, features: np.ndarray, n_keep: int) -> np.nda
     ``features`` (``(C, *spatial)``) with each label weighted by its pixel count, so
     the groups are those of the image's pixels (a large background counts as much as
     its area), touching or not: a label may be several separate pieces (nuclei and
-    background: two labels, many nuclei)."""
+    background: two labels, many nuclei).
+    """
     size = np.bincount(labels.ravel())
     if np.count_nonzero(size) > MAX_ALIKE_LABELS:
         labels = merge_adjacent(labels, features, np.inf, MAX_ALIKE_LABELS)
@@ -276,7 +324,8 @@ def sized_ward(means: np.ndarray, sizes: np.ndarray, n_keep: int) -> np.ndarray:
     points at ``means`` (``(N, C)``), down to ``n_keep`` groups; returns each point's
     group 0..n_keep-1. Written here because scipy's ``linkage`` gives every point the
     same weight. Lance-Williams updates with a nearest-neighbour cache: Ward's
-    distance is reducible, so only rows whose nearest neighbour merged are searched."""
+    distance is reducible, so only rows whose nearest neighbour merged are searched.
+    """
     n = len(means)
     size = np.asarray(sizes, dtype=np.float64).copy()
     m = np.asarray(means, dtype=np.float64)
@@ -290,7 +339,9 @@ def sized_ward(means: np.ndarray, sizes: np.ndarray, n_keep: int) -> np.ndarray:
     for _ in range(n - n_keep):
         i = int(np.argmin(dist[every, nearest]))
         j = int(nearest[i])
-        row = ((size[i] + size) * dist[i] + (size[j] + size) * dist[j] - size * dist[i, j]) / (size[i] + size[j] + size)
+        row = ((size[i] + size) * dist[i] + (size[j] + size) * dist[j] - size * dist[i, j]) / (
+            size[i] + size[j] + size
+        )
         dist[i], dist[:, i] = row, row
         dist[j], dist[:, j] = np.inf, np.inf
         dist[i, i] = np.inf

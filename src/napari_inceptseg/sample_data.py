@@ -7,8 +7,6 @@ sample-data providers and return napari layer-data tuples.
 
 from __future__ import annotations
 
-from typing import Tuple
-
 import numpy as np
 
 #: Region colours of the synthetic image (RGB, 0..255), far enough apart
@@ -19,8 +17,8 @@ REGION_COLOURS = np.array(
 
 
 def synthetic_regions(
-    shape: Tuple[int, int] = (128, 160), n_regions: int = 4, sigma: float = 12.0, seed: int = 0
-) -> Tuple[np.ndarray, np.ndarray]:
+    shape: tuple[int, int] = (128, 160), n_regions: int = 4, sigma: float = 12.0, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
     """An RGB uint8 image of ``n_regions`` (2..4) flat coloured regions plus
     Gaussian noise of ``sigma`` (on 0..255), and its ground truth (ids 1..n).
 
@@ -53,6 +51,7 @@ def natural_image() -> np.ndarray:
 
 
 def synthetic_sample():
+    """Sample for napari: a synthetic image of shapes with known regions."""
     image, gt = synthetic_regions()
     return [
         (image, {"name": "synthetic", "rgb": True}, "image"),
@@ -62,7 +61,8 @@ def synthetic_sample():
 
 def nuclei_image():
     """``(image, instance map)``: fluorescence nuclei from the 2018 Data Science Bowl
-    (256 x 256, 36 nuclei, 0 = background; CC0, see ``data/README.md``)."""
+    (256 x 256, 36 nuclei, 0 = background; CC0, see ``data/README.md``).
+    """
     from pathlib import Path
 
     from PIL import Image
@@ -73,6 +73,7 @@ def nuclei_image():
 
 
 def nuclei_sample():
+    """Sample for napari: a fluorescence image of nuclei with its labels."""
     image, gt = nuclei_image()
     return [
         (image, {"name": "nuclei", "colormap": "gray"}, "image"),
@@ -81,4 +82,5 @@ def nuclei_sample():
 
 
 def natural_sample():
+    """Sample for napari: the astronaut photo (scikit-image)."""
     return [(natural_image(), {"name": "astronaut", "rgb": True}, "image")]

@@ -39,7 +39,10 @@ def test_bsds500(tmp_path):
         _rgb(root / "images" / "val" / f"{name}.jpg")
         cell = np.empty((1, 3), dtype=object)
         for k in range(3):
-            cell[0, k] = {"Segmentation": np.full((12, 16), k + 1, np.uint16), "Boundaries": np.zeros((12, 16), bool)}
+            cell[0, k] = {
+                "Segmentation": np.full((12, 16), k + 1, np.uint16),
+                "Boundaries": np.zeros((12, 16), bool),
+            }
         (root / "groundTruth" / "val").mkdir(parents=True, exist_ok=True)
         savemat(root / "groundTruth" / "val" / f"{name}.mat", {"groundTruth": cell})
     items = list_items("bsds500", root, "val")
@@ -158,5 +161,7 @@ def test_dsb2018_layout_reads_16_bit_instance_maps(tmp_path):
     # kim treats each nucleus as its own segment: one region per nucleus matches each exactly
     assert row["kim_miou"] == 1.0 and row["kim_segments"] == 3
     # the same folder through --dataset folder --instances
-    (folder_item,) = list_items("folder", images=tmp_path / "images", labels=tmp_path / "labels", instances=True)
+    (folder_item,) = list_items(
+        "folder", images=tmp_path / "images", labels=tmp_path / "labels", instances=True
+    )
     assert folder_item.kind == "instances"

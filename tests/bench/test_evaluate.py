@@ -9,13 +9,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from helpers import PROCESS_DEADLINE, run_command
 from napari_inceptseg.bench import evaluate as ev
+from napari_inceptseg.bench.datasets import list_items
 from napari_inceptseg.bench.tables import read_rows
 from napari_inceptseg.cli.main import main
-from napari_inceptseg.bench.datasets import list_items
 from napari_inceptseg.sample_data import synthetic_regions
-
-from helpers import PROCESS_DEADLINE, run_command
 
 #: settings on top of each method's preset
 PARAMS = dict(n_channels=8, max_iter=3, min_labels=1, device="cpu", seed=0)
@@ -42,8 +41,24 @@ def _rows(out):
 
 
 def _cli(folder, out, *extra):
-    return main(["evaluate", "--dataset", "folder", "--images", str(folder / "img"), "--labels", str(folder / "lab"),
-                 "--method", "vanilla", "kmeans3", "-o", str(out), *FAST, *extra])
+    return main(
+        [
+            "evaluate",
+            "--dataset",
+            "folder",
+            "--images",
+            str(folder / "img"),
+            "--labels",
+            str(folder / "lab"),
+            "--method",
+            "vanilla",
+            "kmeans3",
+            "-o",
+            str(out),
+            *FAST,
+            *extra,
+        ]
+    )
 
 
 def test_rows_summary_and_skipped_image(folder, capsys):
@@ -51,7 +66,8 @@ def test_rows_summary_and_skipped_image(folder, capsys):
     assert _cli(folder, out) == 0
     rows = _rows(out)
     assert sorted((r["image"], r["method"]) for r in rows) == sorted(
-        (f"im{k}", m) for k in range(3) for m in ("vanilla", "kmeans3"))
+        (f"im{k}", m) for k in range(3) for m in ("vanilla", "kmeans3")
+    )
     for r in rows:
         for c in ev.metric_columns(False):
             if c in ("voi", "kim_sum", "kim_segments"):  # VOI is in bits; the others are sums
@@ -74,17 +90,27 @@ def test_rows_summary_and_skipped_image(folder, capsys):
 
 def test_quality_is_real(folder):
     """On clean synthetic regions k-means with k=3 is nearly perfect."""
-    items = [i for i in list_items("folder", images=folder / "img", labels=folder / "lab") if i.name != "broken"]
+    items = [
+        i
+        for i in list_items("folder", images=folder / "img", labels=folder / "lab")
+        if i.name != "broken"
+    ]
     row = ev.evaluate_one(items[0], "kmeans3", PARAMS)
     assert row["standard_accuracy"] > 0.95 and row["paper_accuracy"] > 0.95
 
 
 def test_scale_segments_small_and_scores_full_resolution(folder):
-    (item,) = [i for i in list_items("folder", images=folder / "img", labels=folder / "lab") if i.name == "im0"]
+    (item,) = [
+        i
+        for i in list_items("folder", images=folder / "img", labels=folder / "lab")
+        if i.name == "im0"
+    ]
     row = ev.evaluate_one(item, "kmeans3", PARAMS, scale=0.5)
     assert row["standard_accuracy"] > 0.9
     with pytest.raises(ValueError, match="scale"):
-        ev.run_evaluation([item], ["kmeans3"], PARAMS, folder / "o", config={}, scale=2.0, progress=False)
+        ev.run_evaluation(
+            [item], ["kmeans3"], PARAMS, folder / "o", config={}, scale=2.0, progress=False
+        )
 
 
 def test_resume_after_interruption_loses_nothing_and_repeats_nothing(folder, monkeypatch):
@@ -99,7 +125,8 @@ def test_resume_after_interruption_loses_nothing_and_repeats_nothing(folder, mon
         return real(item, method, params, scale)
 
     monkeypatch.setattr(ev, "evaluate_one", flaky)
-    assert _cli(folder, out, "--batch", "1") == 130  # interrupted (one by one: the 5th call is im1's)
+    # interrupted (one by one: the 5th call is im1's)
+    assert _cli(folder, out, "--batch", "1") == 130
     assert len(_rows(out)) == 2
     # a run killed in the middle of writing a line leaves a torn row behind
     with open(out / "results.csv", "a") as fh:
@@ -115,8 +142,27 @@ def test_never_mixes_with_another_run(folder):
     out = folder / "out"
     assert _cli(folder, out) == 0
     before = (out / "results.csv").read_text()
-    assert main(["evaluate", "--dataset", "folder", "--images", str(folder / "img"), "--labels", str(folder / "lab"),
-                 "--method", "kmeans3", "-o", str(out), *FAST, "--max-iter", "5"]) == 2
+    assert (
+        main(
+            [
+                "evaluate",
+                "--dataset",
+                "folder",
+                "--images",
+                str(folder / "img"),
+                "--labels",
+                str(folder / "lab"),
+                "--method",
+                "kmeans3",
+                "-o",
+                str(out),
+                *FAST,
+                "--max-iter",
+                "5",
+            ]
+        )
+        == 2
+    )
     assert (out / "results.csv").read_text() == before
     assert _cli(folder, out, "--max-iter", "5", "--overwrite") == 0
     assert json.loads((out / "config.json").read_text())["params"]["max_iter"] == 5
@@ -132,16 +178,30 @@ def test_dask_local_cluster_equals_sequential(folder):
     pytest.importorskip("distributed")
     import torch
 
-    items = [i for i in list_items("folder", images=folder / "img", labels=folder / "lab") if i.name != "broken"]
+    items = [
+        i
+        for i in list_items("folder", images=folder / "img", labels=folder / "lab")
+        if i.name != "broken"
+    ]
     # Dask's workers run one thread each; oneDNN's channels-last kernels sum in an
     # order that depends on the thread count, so compare at the same thread count
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        seq = ev.run_evaluation(items, ["vanilla", "kmeans3"], PARAMS, folder / "seq", config={"x": 1}, progress=False)
+        seq = ev.run_evaluation(
+            items, ["vanilla", "kmeans3"], PARAMS, folder / "seq", config={"x": 1}, progress=False
+        )
     finally:
         torch.set_num_threads(threads)
-    par = ev.run_evaluation(items, ["vanilla", "kmeans3"], PARAMS, folder / "par", config={"x": 1}, workers=2, progress=False)
+    par = ev.run_evaluation(
+        items,
+        ["vanilla", "kmeans3"],
+        PARAMS,
+        folder / "par",
+        config={"x": 1},
+        workers=2,
+        progress=False,
+    )
     assert seq.n_new == par.n_new == 6
 
     def table(out):
@@ -163,8 +223,11 @@ def test_batched_evaluation_gives_the_same_rows(folder):
 
     assert len(_rows(folder / "three")) == 6
     assert table(folder / "one") == table(folder / "three")
-    skipped = [sorted((folder / out / "skipped.csv").read_text().splitlines()) for out in ("one", "three")]
-    assert skipped[0] == skipped[1] and len(skipped[0]) == 3  # the header and the broken image, twice
+    skipped = [
+        sorted((folder / out / "skipped.csv").read_text().splitlines()) for out in ("one", "three")
+    ]
+    # the header and the broken image, twice
+    assert skipped[0] == skipped[1] and len(skipped[0]) == 3
 
 
 def test_files_left_by_a_killed_run_are_repaired(folder):
@@ -174,14 +237,18 @@ def test_files_left_by_a_killed_run_are_repaired(folder):
     (out / "skipped.csv").write_text("")  # killed before anything reached the disk
     (out / "results.csv").write_text("image,meth")  # killed while writing the header
     assert _cli(folder, out, "--method", "kmeans3") == 0
-    assert [(r["image"], r["method"]) for r in _rows(out)] == [(r["image"], r["method"]) for r in full]
+    assert [(r["image"], r["method"]) for r in _rows(out)] == [
+        (r["image"], r["method"]) for r in full
+    ]
     # a real change of columns is refused, and the message says which
     (out / "results.csv").write_text("image,method,seconds,colour\nim0,kmeans3,0.1,red\n")
     with pytest.raises(ValueError, match=r"lacks .*n_iter.*has colour too"):
         read_rows(out / "results.csv", ["image", "method", "seconds", "n_iter"])
 
 
-def test_sigkill_at_random_points_then_resume_gives_every_pair_once_with_the_same_values(folder, spawn):
+def test_sigkill_at_random_points_then_resume_gives_every_pair_once_with_the_same_values(
+    folder, spawn
+):
     """A run killed with SIGKILL anywhere (even while a file is half written) resumes."""
     import os
     import random
@@ -190,9 +257,26 @@ def test_sigkill_at_random_points_then_resume_gives_every_pair_once_with_the_sam
     import sys
     import time
 
-    cmd = [sys.executable, "-m", "napari_inceptseg", "evaluate", "--dataset", "folder",
-           "--images", str(folder / "img"), "--labels", str(folder / "lab"),
-           "--method", "kmeans3", "kmeans5", "felzenszwalb", "slic", "--seed", "0", "-q"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "napari_inceptseg",
+        "evaluate",
+        "--dataset",
+        "folder",
+        "--images",
+        str(folder / "img"),
+        "--labels",
+        str(folder / "lab"),
+        "--method",
+        "kmeans3",
+        "kmeans5",
+        "felzenszwalb",
+        "slic",
+        "--seed",
+        "0",
+        "-q",
+    ]
     assert run_command(cmd + ["-o", str(folder / "ref")]).returncode == 0
     rng = random.Random(0)
     out = folder / "killed"
@@ -209,7 +293,10 @@ def test_sigkill_at_random_points_then_resume_gives_every_pair_once_with_the_sam
     assert run_command(cmd + ["-o", str(out)]).returncode == 0
 
     def table(path):
-        return {(r["image"], r["method"]): {k: v for k, v in r.items() if k != "seconds"} for r in _rows(path)}
+        return {
+            (r["image"], r["method"]): {k: v for k, v in r.items() if k != "seconds"}
+            for r in _rows(path)
+        }
 
     pairs = [(r["image"], r["method"]) for r in _rows(out)]
     assert len(pairs) == len(set(pairs)) == 12
@@ -227,13 +314,38 @@ def test_sigterm_stops_within_seconds_like_ctrl_c(folder, spawn, batch):
     import time
 
     out = folder / "out"
-    cmd = [sys.executable, "-m", "napari_inceptseg", "evaluate", "--dataset", "folder",
-           "--images", str(folder / "img"), "--labels", str(folder / "lab"),
-           "--method", "kmeans3", "vanilla", "-o", str(out), "--n-channels", "8", "--max-iter", "1000000",
-           "--min-labels", "1", "--device", "cpu", "--batch", batch, "-q"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "napari_inceptseg",
+        "evaluate",
+        "--dataset",
+        "folder",
+        "--images",
+        str(folder / "img"),
+        "--labels",
+        str(folder / "lab"),
+        "--method",
+        "kmeans3",
+        "vanilla",
+        "-o",
+        str(out),
+        "--n-channels",
+        "8",
+        "--max-iter",
+        "1000000",
+        "--min-labels",
+        "1",
+        "--device",
+        "cpu",
+        "--batch",
+        batch,
+        "-q",
+    ]
     proc = spawn(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + PROCESS_DEADLINE
-    while not (out / "results.csv").exists() or len(_rows(out)) < 1:  # k-means of an image is written
+    # k-means of an image is written
+    while not (out / "results.csv").exists() or len(_rows(out)) < 1:
         assert time.monotonic() < deadline and proc.poll() is None, "the run did not start"
         time.sleep(0.1)
     time.sleep(3)  # well into a million-iteration training
@@ -254,12 +366,35 @@ def test_an_image_a_method_refuses_is_skipped_with_its_reason_and_the_run_goes_o
     Image.fromarray(gt.astype(np.uint8), mode="L").save(folder / "lab" / "big.png")
     (folder / "img" / "broken.png").unlink()
     out = folder / "out"
-    args = ["--method", "default", "kmeans3", "--memory-gb", "0.36", "--n-channels", "8", "--seed", "0", "-q"]
-    cmd = ["evaluate", "--dataset", "folder", "--images", str(folder / "img"), "--labels", str(folder / "lab"),
-           "-o", str(out), *args]
+    args = [
+        "--method",
+        "default",
+        "kmeans3",
+        "--memory-gb",
+        "0.36",
+        "--n-channels",
+        "8",
+        "--seed",
+        "0",
+        "-q",
+    ]
+    cmd = [
+        "evaluate",
+        "--dataset",
+        "folder",
+        "--images",
+        str(folder / "img"),
+        "--labels",
+        str(folder / "lab"),
+        "-o",
+        str(out),
+        *args,
+    ]
     assert main(cmd) == 0
     scored = sorted((r["image"], r["method"]) for r in _rows(out))
-    assert scored == sorted([(f"im{k}", m) for k in range(3) for m in ("default", "kmeans3")] + [("big", "kmeans3")])
+    assert scored == sorted(
+        [(f"im{k}", m) for k in range(3) for m in ("default", "kmeans3")] + [("big", "kmeans3")]
+    )
     (skip,) = read_rows(out / "skipped.csv", ["image", "method", "reason"])
     assert (skip["image"], skip["method"]) == ("big", "default") and "memory" in skip["reason"]
     before = (out / "results.csv").read_text()
@@ -302,8 +437,26 @@ def test_images_without_objects_have_undefined_object_scores_left_out_of_the_sum
         Image.fromarray(gt).save(tmp_path / "lab" / f"im{k}.png")
     out = tmp_path / "out"
     with pytest.warns(RuntimeWarning, match="no object"):
-        assert main(["evaluate", "--dataset", "folder", "--instances", "--images", str(tmp_path / "img"),
-                     "--labels", str(tmp_path / "lab"), "--method", "kmeans2", "-o", str(out), "-q"]) == 0
+        assert (
+            main(
+                [
+                    "evaluate",
+                    "--dataset",
+                    "folder",
+                    "--instances",
+                    "--images",
+                    str(tmp_path / "img"),
+                    "--labels",
+                    str(tmp_path / "lab"),
+                    "--method",
+                    "kmeans2",
+                    "-o",
+                    str(out),
+                    "-q",
+                ]
+            )
+            == 0
+        )
     rows = {r["image"]: r for r in _rows(out)}
     assert rows["im0"]["f1"] == "nan" and float(rows["im1"]["f1"]) > 0.5
     f1 = json.loads((out / "summary.json").read_text())["methods"]["kmeans2"]["f1"]

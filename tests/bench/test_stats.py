@@ -11,7 +11,11 @@ from napari_inceptseg.bench.stats import paired_difference, pooled_difference
 def test_a_constant_difference_has_a_zero_width_interval():
     ours = np.linspace(0.2, 0.8, 30)
     d = paired_difference(ours, ours - 0.05)
-    assert d.diff == pytest.approx(0.05) and d.lo == pytest.approx(0.05) and d.hi == pytest.approx(0.05)
+    assert (
+        d.diff == pytest.approx(0.05)
+        and d.lo == pytest.approx(0.05)
+        and d.hi == pytest.approx(0.05)
+    )
     assert d.above_zero and d.n == 30
 
 

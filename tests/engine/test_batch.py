@@ -19,8 +19,10 @@ RUNS = {
 @pytest.fixture(scope="module")
 def images():
     # different sizes and contents, so that each run stops at its own iteration
-    return [synthetic_regions(shape, n_regions=2 + k % 3, seed=k)[0] for k, shape in
-            enumerate([(40, 56), (48, 40), (40, 56), (36, 44)])]
+    return [
+        synthetic_regions(shape, n_regions=2 + k % 3, seed=k)[0]
+        for k, shape in enumerate([(40, 56), (48, 40), (40, 56), (36, 44)])
+    ]
 
 
 @pytest.mark.parametrize("method", list(RUNS))
@@ -28,7 +30,7 @@ def test_side_by_side_equals_one_by_one(images, method):
     kw = dict(RUNS[method], device="cpu")
     seeds = [11, 5, 0, 7]
     together = segment_batch(images, batch=3, seeds=seeds, **kw)
-    for image, seed, res in zip(images, seeds, together):
+    for image, seed, res in zip(images, seeds, together, strict=False):
         alone = segment(image, seed=seed, **kw)
         np.testing.assert_array_equal(res.labels, alone.labels)
         assert res.n_iter == alone.n_iter and res.stop_reason == alone.stop_reason
@@ -56,8 +58,12 @@ def test_bad_batch_sizes_and_bad_images_are_named_before_any_run(images, monkeyp
         with pytest.raises(ValueError, match="batch must be a whole number >= 0"):
             segment_batch(images[:2], batch=bad, device="cpu")
     monkeypatch.setattr(loop, "segment", lambda *a, **k: pytest.fail("a run started"))
-    with pytest.raises(ValueError, match=r"image 1: the image is 3 x 3 .*image 3: .*no image was segmented"):
-        segment_batch([images[0], np.zeros((3, 3)), images[1], np.zeros((4, 5, 6, 7))], batch=2, device="cpu")
+    with pytest.raises(
+        ValueError, match=r"image 1: the image is 3 x 3 .*image 3: .*no image was segmented"
+    ):
+        segment_batch(
+            [images[0], np.zeros((3, 3)), images[1], np.zeros((4, 5, 6, 7))], batch=2, device="cpu"
+        )
 
 
 def test_a_failed_run_keeps_the_others_results_with_each_error_by_index(images, monkeypatch):
@@ -80,7 +86,9 @@ def test_a_failed_run_keeps_the_others_results_with_each_error_by_index(images, 
     assert set(err.errors) == {1} and "image 1: the optimisation diverged" in str(err)
     assert err.results[1] is None
     for k in (0, 2):
-        np.testing.assert_array_equal(err.results[k].labels, real(images[k], seed=k + 1, **kw).labels)
+        np.testing.assert_array_equal(
+            err.results[k].labels, real(images[k], seed=k + 1, **kw).labels
+        )
 
 
 def test_an_interrupted_batch_stops_its_runs_at_their_next_step_and_keeps_what_finished():

@@ -9,7 +9,7 @@ import pytest
 
 from napari_inceptseg import SegmentParams, score, segment
 from napari_inceptseg.bench.baselines import BASELINES, run_baseline
-from napari_inceptseg.params import PRESETS, preset_params, preset_of
+from napari_inceptseg.presets import PRESETS, preset_of, preset_params
 
 METRICS = ("miou", "kim_miou", "nmi")
 
@@ -27,7 +27,9 @@ def default_on_synthetic(synthetic):
 
 
 @pytest.mark.parametrize("baseline", BASELINES)
-def test_default_beats_each_baseline_on_the_synthetic_sample(default_on_synthetic, synthetic, baseline):
+def test_default_beats_each_baseline_on_the_synthetic_sample(
+    default_on_synthetic, synthetic, baseline
+):
     image, gt = synthetic
     theirs = _scores(run_baseline(baseline, image), [gt])
     for m in METRICS:
@@ -46,16 +48,23 @@ CLAIMED_METRICS = ("standard_miou", "kim_miou", "standard_nmi")
 def test_the_readmes_quality_claim_holds_on_the_whole_dev_set(tmp_path, dataset):
     """Every image of the dev set, through ``evaluate`` as the docs' command runs it;
     the claim holds when every paired bootstrap interval lies above zero."""
+    from helpers import SHARED_DATA, need_shared_data
     from napari_inceptseg.bench.datasets import list_items
     from napari_inceptseg.bench.evaluate import run_evaluation
     from napari_inceptseg.bench.stats import paired_difference
 
-    from helpers import SHARED_DATA, need_shared_data
-
     items = list_items(dataset, need_shared_data(SHARED_DATA / dataset), "val")
     methods = ["default", *CLAIMED_BASELINES]
-    report = run_evaluation(items, methods, {"seed": 0, "device": "cpu"}, tmp_path, config={"dataset": dataset},
-                            batch=2, progress=False, log=lambda *_: None)
+    report = run_evaluation(
+        items,
+        methods,
+        {"seed": 0, "device": "cpu"},
+        tmp_path,
+        config={"dataset": dataset},
+        batch=2,
+        progress=False,
+        log=lambda *_: None,
+    )
     assert report.n_skipped == 0 and report.n_new == len(items) * len(methods)
     with open(tmp_path / "results.csv", newline="") as fh:
         rows = {(r["image"], r["method"]): r for r in csv.DictReader(fh)}
@@ -63,8 +72,10 @@ def test_the_readmes_quality_claim_holds_on_the_whole_dev_set(tmp_path, dataset)
     failures = []
     for baseline in CLAIMED_BASELINES:
         for metric in CLAIMED_METRICS:
-            d = paired_difference([float(rows[(n, "default")][metric]) for n in names],
-                                  [float(rows[(n, baseline)][metric]) for n in names])
+            d = paired_difference(
+                [float(rows[(n, "default")][metric]) for n in names],
+                [float(rows[(n, baseline)][metric]) for n in names],
+            )
             if not d.above_zero:
                 failures.append(f"{metric} vs {baseline}: {d.diff:+.3f} [{d.lo:+.3f}, {d.hi:+.3f}]")
     assert not failures, f"{dataset}: " + "; ".join(failures)
@@ -78,7 +89,11 @@ def test_paper_presets_are_the_published_settings():
         # raw RGB at full resolution, and the clusters as they are
         assert (p.color_space, p.train_pixels, p.regions, p.n_clusters) == ("rgb", 0, False, 0)
         assert preset_of(p) == f"paper-{arch}"
-    assert preset_of(SegmentParams()) == "default" and set(PRESETS) == {"default", "paper-vanilla", "paper-inception"}
+    assert preset_of(SegmentParams()) == "default" and set(PRESETS) == {
+        "default",
+        "paper-vanilla",
+        "paper-inception",
+    }
     assert preset_of(SegmentParams(merge_threshold=0.3)) == "custom"
     # run options do not make a preset custom; method settings on top of a preset do
     assert preset_of(preset_params("paper-vanilla", seed=3, device="cpu")) == "paper-vanilla"

@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from napari_inceptseg import SegmentParams, score, segment, segment_iter
-from napari_inceptseg.engine.runtime import resolve_device
 from napari_inceptseg.engine.results import run_to_end
+from napari_inceptseg.engine.runtime import resolve_device
 from napari_inceptseg.labels import consecutive_labels
 
 
@@ -84,7 +84,7 @@ def test_same_seed_same_labels(small_rgb):
 
 
 def test_unseeded_run_records_its_seed_and_replays(small_rgb):
-    from napari_inceptseg.engine.loop import drawn_seed
+    from napari_inceptseg.engine.inputs import drawn_seed
 
     a = segment(small_rgb, **_fast(seed=None))
     b = segment(small_rgb, **_fast(seed=a.seed))
@@ -110,8 +110,12 @@ def test_two_threads_with_their_own_seeds_get_their_own_labels(small_rgb, monkey
 
     monkeypatch.setattr(_models, "build_model", slow_build)
     together = {}
-    threads = [threading.Thread(target=lambda s=s: together.update({s: segment(small_rgb, **_fast(seed=s))}))
-               for s in (7, 8)]
+    threads = [
+        threading.Thread(
+            target=lambda s=s: together.update({s: segment(small_rgb, **_fast(seed=s))})
+        )
+        for s in (7, 8)
+    ]
     for t in threads:
         t.start()
         time.sleep(0.05)
@@ -184,7 +188,11 @@ def test_consecutive_labels():
 def test_auto_device_is_available():
     dev = resolve_device("auto")
     expected = "cuda" if torch.cuda.is_available() else "cpu"
-    if not torch.cuda.is_available() and getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+    if (
+        not torch.cuda.is_available()
+        and getattr(torch.backends, "mps", None)
+        and torch.backends.mps.is_available()
+    ):
         expected = "mps"
     assert dev.type == expected
 
@@ -238,7 +246,15 @@ def test_coarse_to_fine_quality_on_synthetic_regions(synthetic):
     image, gt = synthetic
     accs = []
     for seed in (0, 1, 2):
-        res = segment(image, arch="vanilla", coarse_scale=0.5, coarse_iter=100, refine_iter=3, seed=seed, device="cpu")
+        res = segment(
+            image,
+            arch="vanilla",
+            coarse_scale=0.5,
+            coarse_iter=100,
+            refine_iter=3,
+            seed=seed,
+            device="cpu",
+        )
         assert res.labels.shape == gt.shape
         accs.append(score(res.labels, gt, matching="hungarian")["accuracy"])
     assert np.median(accs) >= 0.85, accs
@@ -252,7 +268,11 @@ def test_coarse_to_fine_progress_and_record(small_rgb):
     res = run_to_end(segment_iter(small_rgb, params=params, preview_every=1), every.append)
     records = [p for p in every if p.stage == "training"]
     assert [p.iteration for p in records] == [1, 2, 3, 4, 5, 6]
-    assert [p.stage for p in every[len(records) :]] == ["full-resolution pass", "regions", "hierarchy"]
+    assert [p.stage for p in every[len(records) :]] == [
+        "full-resolution pass",
+        "regions",
+        "hierarchy",
+    ]
     assert all(p.max_iter == 6 for p in records)
     # previews of the coarse stage are upscaled to the image's size
     assert all(p.labels.shape == (h, w) for p in records)
@@ -263,7 +283,9 @@ def test_coarse_to_fine_progress_and_record(small_rgb):
 
 
 def test_coarse_stage_is_capped_by_max_iter(small_rgb):
-    params = SegmentParams(**_fast(coarse_scale=0.5, coarse_iter=50, max_iter=3, refine_iter=1, min_labels=1))
+    params = SegmentParams(
+        **_fast(coarse_scale=0.5, coarse_iter=50, max_iter=3, refine_iter=1, min_labels=1)
+    )
     assert params.total_iter == 4
     assert segment(small_rgb, **{k: v for k, v in params.to_dict().items()}).n_iter == 4
 
@@ -328,10 +350,14 @@ def test_ctrl_c_hands_over_the_last_good_clusters(small_rgb):
 def test_the_tiled_final_pass_reports_each_tile_and_can_be_cancelled_within_one():
     image = np.random.default_rng(0).integers(0, 255, (96, 120, 3), dtype=np.uint8)
     kw = dict(preset="paper-vanilla", n_channels=8, max_iter=2, tile_size=32, seed=0, device="cpu")
-    records = list(segment_iter(image, **kw))  # drained to the end (its result is the StopIteration value)
+    # drained to the end (its result is the StopIteration value)
+    records = list(segment_iter(image, **kw))
     tiles = [r for r in records if r.stage == "final pass"]
     assert tiles and [r.part[0] for r in tiles] == list(range(1, len(tiles) + 1))
-    assert all(r.iteration == 2 and r.labels is None for r in tiles) and tiles[-1].part[0] <= tiles[-1].part[1]
+    assert (
+        all(r.iteration == 2 and r.labels is None for r in tiles)
+        and tiles[-1].part[0] <= tiles[-1].part[1]
+    )
     gen = segment_iter(image, **kw)
     for r in gen:
         if r.stage == "final pass":

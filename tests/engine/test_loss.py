@@ -44,7 +44,9 @@ def test_losses_match_reference_formulation():
     out = r[0].permute(1, 2, 0).contiguous().view(-1, 6)
     hp = out.reshape(9, 7, 6)
     l1 = torch.nn.L1Loss()
-    ref_con = l1(hp[1:] - hp[:-1], torch.zeros(8, 7, 6)) + l1(hp[:, 1:] - hp[:, :-1], torch.zeros(9, 6, 6))
+    ref_con = l1(hp[1:] - hp[:-1], torch.zeros(8, 7, 6)) + l1(
+        hp[:, 1:] - hp[:, :-1], torch.zeros(9, 6, 6)
+    )
     ref_sim = torch.nn.CrossEntropyLoss()(out, out.argmax(1))
     assert continuity_loss(r).item() == pytest.approx(ref_con.item(), rel=1e-6)
     assert similarity_loss(r, r.argmax(1)).item() == pytest.approx(ref_sim.item(), rel=1e-6)
@@ -62,7 +64,12 @@ def _reference_guided_loss(r, scr, w_sim, w_con, w_scr, axis_weights):
     loss = w_sim * ce(flat[s < 0], target[s < 0]) + w_scr * ce(flat[s >= 0], s[s >= 0])
     for k, dim in enumerate(range(2, r.dim())):
         n = r.shape[dim]
-        loss = loss + w_con * axis_weights[k] * (r.narrow(dim, 1, n - 1) - r.narrow(dim, 0, n - 1)).abs().mean()
+        loss = (
+            loss
+            + w_con
+            * axis_weights[k]
+            * (r.narrow(dim, 1, n - 1) - r.narrow(dim, 0, n - 1)).abs().mean()
+        )
     return loss
 
 
@@ -75,7 +82,7 @@ def test_fused_loss_with_scribbles_and_axis_weights_matches_autograd(shape):
     scr = torch.full((shape[0], 1, *shape[2:]), -1, dtype=torch.long)
     scr.view(-1)[:7] = 2
     scr.view(-1)[-5:] = 4
-    weights = [0.25, 1.0, 1.0][-(len(shape) - 2):]
+    weights = [0.25, 1.0, 1.0][-(len(shape) - 2) :]
     loss, _, _, target = cluster_loss(r, 1.0, 2.0, weights, scr, 0.5)
     loss.backward()
     ref_r = r.detach().clone().requires_grad_(True)
@@ -98,7 +105,9 @@ def test_cluster_loss_matches_reference_value_and_gradient(channels_last, weight
     l_con_ref = continuity_loss(ref_in)
     (w_sim * l_sim_ref + w_con * l_con_ref).backward()
 
-    fast_in = (r.contiguous(memory_format=torch.channels_last) if channels_last else r.clone()).requires_grad_()
+    fast_in = (
+        r.contiguous(memory_format=torch.channels_last) if channels_last else r.clone()
+    ).requires_grad_()
     loss, l_sim, l_con, target = cluster_loss(fast_in, w_sim, w_con)
     (2.0 * loss).backward()  # the incoming gradient is applied
 

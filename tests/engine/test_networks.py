@@ -55,9 +55,12 @@ def _block(cin, b1, r3, o3, r5, o5, op):
     cbr = lambda k, i, o: [f"conv{k}:{i}->{o}", f"bn:{o}", "relu"]  # noqa: E731
     return (
         cbr(1, cin, b1)
-        + cbr(1, cin, r3) + cbr(3, r3, o3)
-        + cbr(1, cin, r5) + cbr(5, r5, o5)
-        + ["pool3"] + cbr(1, cin, op)
+        + cbr(1, cin, r3)
+        + cbr(3, r3, o3)
+        + cbr(1, cin, r5)
+        + cbr(5, r5, o5)
+        + ["pool3"]
+        + cbr(1, cin, op)
         + ["cat"]
     )
 
@@ -105,7 +108,9 @@ def test_fast_forward_is_the_reference_function(arch, channels_last):
     if channels_last:
         fast = fast.to(memory_format=torch.channels_last)
     out_ref = ref(x)
-    out_fast = fast.fast_forward(x.contiguous(memory_format=torch.channels_last) if channels_last else x)
+    out_fast = fast.fast_forward(
+        x.contiguous(memory_format=torch.channels_last) if channels_last else x
+    )
     torch.testing.assert_close(out_fast, out_ref, rtol=1e-4, atol=1e-4)
     weights = torch.rand_like(out_ref)
     (out_ref * weights).sum().backward()
@@ -113,7 +118,7 @@ def test_fast_forward_is_the_reference_function(arch, channels_last):
     # biases right before a BatchNorm have a zero gradient up to rounding: compare
     # every gradient on the scale of the largest one
     scale = max(float(p.grad.abs().max()) for p in ref.parameters())
-    for (name, p_ref), p_fast in zip(ref.named_parameters(), fast.parameters()):
+    for (name, p_ref), p_fast in zip(ref.named_parameters(), fast.parameters(), strict=False):
         torch.testing.assert_close(p_fast.grad, p_ref.grad, rtol=1e-3, atol=1e-5 * scale, msg=name)
-    for (name, b_ref), b_fast in zip(ref.named_buffers(), fast.buffers()):
+    for (name, b_ref), b_fast in zip(ref.named_buffers(), fast.buffers(), strict=False):
         torch.testing.assert_close(b_fast, b_ref, rtol=1e-4, atol=1e-5, msg=name)

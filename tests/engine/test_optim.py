@@ -14,7 +14,7 @@ def test_momentum_sgd_matches_torch_optim():
     b.load_state_dict(a.state_dict())
     ref = torch.optim.SGD(a.parameters(), lr=0.1, momentum=0.9)
     ours = MomentumSGD(b.parameters(), lr=0.1, momentum=0.9)
-    for step in range(4):
+    for _step in range(4):
         x = torch.randn(5, 4)
         ref.zero_grad()
         (a(x) ** 2).sum().backward()
@@ -22,5 +22,5 @@ def test_momentum_sgd_matches_torch_optim():
         ours.zero_grad()
         (b(x) ** 2).sum().backward()
         ours.step()
-        for pa, pb in zip(a.parameters(), b.parameters()):
+        for pa, pb in zip(a.parameters(), b.parameters(), strict=False):
             torch.testing.assert_close(pb, pa)

@@ -7,7 +7,8 @@ import pytest
 
 from napari_inceptseg import SegmentationError, segment
 from napari_inceptseg.engine import plan as planning
-from napari_inceptseg.params import SegmentParams, preset_params
+from napari_inceptseg.params import SegmentParams
+from napari_inceptseg.presets import preset_params
 
 
 def test_estimate_grows_with_pixels_and_is_larger_for_inception():
@@ -29,9 +30,14 @@ def test_available_memory_is_known_on_linux():
 def test_too_large_is_tiled_to_fit(monkeypatch, arch):
     monkeypatch.setenv("NAPARI_INCEPTSEG_LEAN", "0")
     params = SegmentParams(arch=arch)
-    # room for a 96 x 96 step beside the 192 x 192 image's copies, in the part of the free memory a run plans for
-    budget = (planning.estimate_bytes(96, 96, 3, params) + planning.input_bytes((192, 192), 3)) * planning.MARGIN
-    budget *= (1 + 1e-6) / planning.SAFETY_FRACTION  # (a hair more, so rounding cannot make it 95 x 97)
+    # room for a 96 x 96 step beside the 192 x 192 image's copies, in the part of the free memory
+    # a run plans for
+    budget = (
+        planning.estimate_bytes(96, 96, 3, params) + planning.input_bytes((192, 192), 3)
+    ) * planning.MARGIN
+    budget *= (
+        1 + 1e-6
+    ) / planning.SAFETY_FRACTION  # (a hair more, so rounding cannot make it 95 x 97)
     monkeypatch.setattr(planning, "available_bytes", lambda device="cpu": budget)
     plan = planning.plan_run((192, 192), 3, params, "cpu")
     assert plan.tiled and 80 <= plan.tile[0] <= 96 and plan.tile[0] == plan.tile[1]
@@ -44,7 +50,8 @@ def test_too_large_is_tiled_to_fit(monkeypatch, arch):
 @pytest.mark.parametrize("arch", ["vanilla", "inception"])
 def test_refused_before_allocating_when_no_tile_fits(monkeypatch, arch):
     params = SegmentParams(arch=arch)
-    budget = planning.estimate_bytes(16, 16, 3, params) * planning.MARGIN  # less than the smallest tile
+    # less than the smallest tile
+    budget = planning.estimate_bytes(16, 16, 3, params) * planning.MARGIN
     monkeypatch.setattr(planning, "available_bytes", lambda device="cpu": budget)
     image = np.random.default_rng(0).integers(0, 255, (192, 192, 3), dtype=np.uint8)
     with pytest.raises(SegmentationError) as info:
@@ -59,7 +66,9 @@ def test_memory_budget_parameter_tiles_a_volume():
         params = SegmentParams(arch=arch, dims="3d", memory_gb=8)
         plan = planning.plan_run((64, 256, 256), 1, params, "cpu")
         assert plan.tiled and plan.budget_bytes <= 8e9
-        tile_need = (planning.BASE_BYTES + np.prod(plan.tile) * planning.bytes_per_pixel(params, 1)) * planning.MARGIN
+        tile_need = (
+            planning.BASE_BYTES + np.prod(plan.tile) * planning.bytes_per_pixel(params, 1)
+        ) * planning.MARGIN
         assert tile_need <= 8e9
 
 
@@ -113,17 +122,19 @@ import numpy as np
 shape, preset, kw = json.loads(sys.argv[1])
 rng = np.random.default_rng(0)
 blocks = rng.integers(0, 255, (8, 8, 3), dtype=np.uint8)
-image = np.repeat(np.repeat(blocks, -(-shape[0] // 8), 0), -(-shape[1] // 8), 1)[:shape[0], :shape[1]]
+image = np.repeat(np.repeat(blocks, -(-shape[0] // 8), 0), -(-shape[1] // 8), 1)
+image = image[:shape[0], :shape[1]]
 image = np.ascontiguousarray(image)
 from napari_inceptseg import segment
 from napari_inceptseg.engine.plan import plan_image
-from napari_inceptseg.params import preset_params
+from napari_inceptseg.presets import preset_params
 params = preset_params(preset, device="cpu", seed=0, **kw)
 plan = plan_image(tuple(shape), 3, params, "cpu")
 segment(image, preset=preset, device="cpu", seed=0, **kw)
 # VmHWM: this process's peak (ru_maxrss would keep the parent's high-water mark across exec)
 peak = next(int(l.split()[1]) * 1024 for l in open("/proc/self/status") if l.startswith("VmHWM:"))
-print(json.dumps({"peak": peak, "plan": plan.peak_bytes, "heap": plan.heap, "step": plan.step_bytes}))
+out = {"peak": peak, "plan": plan.peak_bytes, "heap": plan.heap, "step": plan.step_bytes}
+print(json.dumps(out))
 """
 
 
@@ -134,16 +145,25 @@ def _measured(shape, preset, heap=True, **kw):
     import sys
 
     env = {**os.environ, "NAPARI_INCEPTSEG_HEAP": "1" if heap else "0"}
-    out = subprocess.run([sys.executable, "-c", _PEAK_SCRIPT, json.dumps([shape, preset, kw])], env=env,
-                         capture_output=True, text=True, timeout=300, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", _PEAK_SCRIPT, json.dumps([shape, preset, kw])],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-@pytest.mark.parametrize("shape, preset, kw", [
-    ((700, 1000), "default", {}),  # training on a copy, then the regions pass at full size
-    ((384, 384), "paper-vanilla", {"max_iter": 3}),
-    ((256, 256), "paper-inception", {"max_iter": 2}),
-])
+@pytest.mark.parametrize(
+    "shape, preset, kw",
+    [
+        ((700, 1000), "default", {}),  # training on a copy, then the regions pass at full size
+        ((384, 384), "paper-vanilla", {"max_iter": 3}),
+        ((256, 256), "paper-inception", {"max_iter": 2}),
+    ],
+)
 def test_the_plan_is_within_a_quarter_of_the_measured_peak(shape, preset, kw):
     """The whole run's planned peak against the peak RSS of a fresh process (which also
     holds Python, numpy and the image). Paper presets are measured without the fast

@@ -9,8 +9,7 @@ import numpy as np
 import pytest
 
 from napari_inceptseg import ModelFileError, apply_stack, load_model, score, segment
-from napari_inceptseg.engine.saved import FORMAT
-
+from napari_inceptseg.engine.model_file import FORMAT
 from sample_images import moving_shapes
 
 
@@ -19,7 +18,9 @@ def trained(tmp_path_factory):
     frames, gts = moving_shapes()
     # clusters (regions=False): applying a network reproduces clusters, and ids across frames
     # are a property of clusters; the default's CIELAB input is kept, so apply must convert too
-    res = segment(frames[0], regions=False, n_channels=32, max_iter=60, min_labels=4, seed=0, device="cpu")
+    res = segment(
+        frames[0], regions=False, n_channels=32, max_iter=60, min_labels=4, seed=0, device="cpu"
+    )
     path = tmp_path_factory.mktemp("model") / "net.safetensors"
     res.save_model(path)
     return frames, gts, res, path
@@ -28,7 +29,9 @@ def trained(tmp_path_factory):
 def test_round_trip_reproduces_the_network(trained):
     frames, _, res, path = trained
     model = load_model(path)
-    assert model.params.arch == "vanilla" and model.params.n_channels == 32 and model.in_channels == 3
+    assert (
+        model.params.arch == "vanilla" and model.params.n_channels == 32 and model.in_channels == 3
+    )
     np.testing.assert_array_equal(model.label_map, res.label_map)
     np.testing.assert_array_equal(model.ranges, res.ranges)
     direct = res.trained_model().apply(frames[0], device="cpu")
@@ -46,7 +49,12 @@ def test_same_object_keeps_its_id_across_frames(trained):
         assert len(set(ids)) == 1, f"object {obj} changes id across frames: {ids}"
         # and it is that object's id in the training result
         assert ids[0] == np.bincount(res.labels[gts[0] == obj]).argmax()
-    assert np.mean([score(labels[t], gts[t], matching="majority")["accuracy"] for t in range(len(frames))]) > 0.9
+    assert (
+        np.mean(
+            [score(labels[t], gts[t], matching="majority")["accuracy"] for t in range(len(frames))]
+        )
+        > 0.9
+    )
 
 
 def test_tiled_prediction_equals_the_whole_image(trained):
@@ -60,7 +68,9 @@ def test_tiled_prediction_equals_the_whole_image(trained):
 
 def test_warm_start_from_a_file(trained):
     frames, gts, _, path = trained
-    res = segment(frames[5], init_model=load_model(path), max_iter=5, seed=1, device="cpu", arch="inception")
+    res = segment(
+        frames[5], init_model=load_model(path), max_iter=5, seed=1, device="cpu", arch="inception"
+    )
     assert res.params.arch == "vanilla"  # the file's architecture wins
     assert score(res.labels, gts[5], matching="majority")["accuracy"] > 0.9
 
@@ -92,7 +102,7 @@ def test_bad_files_are_clear_errors(trained, tmp_path):
 
     with safe_open(str(good), framework="pt") as f:
         header = dict(f.metadata())
-        tensors = {k: f.get_tensor(k) for k in f.keys()}
+        tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (safe_open is not iterable)
     _header_file(tmp_path / "other.safetensors", tensors, {"format": "something else"})
     cases["other.safetensors"] = "not a napari-inceptseg model"
     wrong = dict(header, params=json.dumps({**json.loads(header["params"]), "arch": "inception"}))
@@ -109,7 +119,11 @@ def test_bad_files_are_clear_errors(trained, tmp_path):
     (tmp_path / "folder.safetensors").mkdir()
     cases["folder.safetensors"] = "is a directory"
     # hostile headers: refused before any network is built
-    for name, change in {"wide": {"n_channels": 12000}, "wider": {"n_channels": 2e6}, "deep": {"n_conv": 100000}}.items():
+    for name, change in {
+        "wide": {"n_channels": 12000},
+        "wider": {"n_channels": 2e6},
+        "deep": {"n_conv": 100000},
+    }.items():
         claim = dict(header, params=json.dumps({**json.loads(header["params"]), **change}))
         _header_file(tmp_path / f"{name}.safetensors", tensors, claim)
         cases[f"{name}.safetensors"] = "impossible network"
@@ -133,7 +147,9 @@ def test_save_never_overwrites(trained):
 def test_model_for_other_channels_is_a_clear_error(trained):
     _, _, res, _ = trained
     with pytest.raises(ValueError, match="channel"):
-        res.trained_model().apply(np.zeros((32, 32), np.uint8) + np.arange(32, dtype=np.uint8), device="cpu")
+        res.trained_model().apply(
+            np.zeros((32, 32), np.uint8) + np.arange(32, dtype=np.uint8), device="cpu"
+        )
 
 
 def test_format_constant_in_header(trained):

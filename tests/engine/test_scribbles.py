@@ -8,7 +8,6 @@ import pytest
 from napari_inceptseg import score, segment
 from napari_inceptseg.image import axis_weights
 from napari_inceptseg.labels import make_label_map, prepare_scribbles
-
 from sample_images import one_stroke_per_region, three_close_regions
 
 
@@ -16,13 +15,15 @@ from sample_images import one_stroke_per_region, three_close_regions
 def guided():
     image, gt = three_close_regions()
     scr = one_stroke_per_region(gt, ids=(2, 5, 7))
-    res = segment(image, arch="vanilla", n_channels=32, max_iter=80, seed=0, device="cpu", scribbles=scr)
+    res = segment(
+        image, arch="vanilla", n_channels=32, max_iter=80, seed=0, device="cpu", scribbles=scr
+    )
     return image, gt, scr, res
 
 
 def test_scribbled_regions_carry_the_users_ids_and_are_right(guided):
     _, gt, _, res = guided
-    for region, sid in zip((1, 2, 3), (2, 5, 7)):
+    for region, sid in zip((1, 2, 3), (2, 5, 7), strict=False):
         assert np.bincount(res.labels[gt == region]).argmax() == sid
     assert score(res.labels, gt)["accuracy"] >= 0.85  # one-to-one (Hungarian)
     assert res.scribble_ids == (2, 5, 7)
@@ -35,9 +36,19 @@ def test_warm_start_after_more_strokes_is_fast(guided):
     more[50:54, 10:20] = 2
     # refining from the trained network: 10 steps keep the quality that a fresh
     # network needs many more steps for
-    again = segment(image, arch="vanilla", n_channels=32, max_iter=10, seed=0, device="cpu",
-                    scribbles=more, init_model=res.trained_model())
-    cold = segment(image, arch="vanilla", n_channels=32, max_iter=10, seed=0, device="cpu", scribbles=more)
+    again = segment(
+        image,
+        arch="vanilla",
+        n_channels=32,
+        max_iter=10,
+        seed=0,
+        device="cpu",
+        scribbles=more,
+        init_model=res.trained_model(),
+    )
+    cold = segment(
+        image, arch="vanilla", n_channels=32, max_iter=10, seed=0, device="cpu", scribbles=more
+    )
     assert score(again.labels, gt)["accuracy"] >= 0.85
     assert score(again.labels, gt)["accuracy"] > score(cold.labels, gt)["accuracy"]
     assert np.bincount(again.labels[gt == 1]).argmax() == 2
@@ -45,7 +56,13 @@ def test_warm_start_after_more_strokes_is_fast(guided):
 
 def test_bad_scribbles_are_clear_errors(small_rgb):
     with pytest.raises(ValueError, match="larger than the number of channels"):
-        segment(small_rgb, n_channels=4, max_iter=1, device="cpu", scribbles=np.full(small_rgb.shape[:2], 9))
+        segment(
+            small_rgb,
+            n_channels=4,
+            max_iter=1,
+            device="cpu",
+            scribbles=np.full(small_rgb.shape[:2], 9),
+        )
     with pytest.raises(ValueError, match="shape"):
         segment(small_rgb, max_iter=1, device="cpu", scribbles=np.zeros((5, 5), int))
     with pytest.raises(ValueError, match=">= 0"):

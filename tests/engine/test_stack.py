@@ -7,8 +7,8 @@ import pytest
 
 from napari_inceptseg import score
 from napari_inceptseg.engine.results import run_to_end
-from napari_inceptseg.image import plane_layout
 from napari_inceptseg.engine.stack import segment_stack_iter
+from napari_inceptseg.image import plane_layout
 
 FAST = dict(arch="vanilla", n_channels=16, max_iter=4, min_labels=1, seed=0, device="cpu")
 
@@ -41,7 +41,9 @@ def test_selected_planes_only_and_progress_records():
     res = run_to_end(segment_stack_iter(img, channel_axis=1, planes=[(1,)], **FAST), records.append)
     assert res.labels.shape == (3, 16, 18)
     assert res.labels[0].max() == 0 and res.labels[2].max() == 0 and res.labels[1].min() >= 1
-    assert {r.plane for r in records} == {0} and records[0].n_planes == 1 and records[0].index == (1,)
+    assert (
+        {r.plane for r in records} == {0} and records[0].n_planes == 1 and records[0].index == (1,)
+    )
     with pytest.raises(ValueError, match="does not fit"):
         run_to_end(segment_stack_iter(img, channel_axis=1, planes=[(3,)], **FAST))
 
@@ -60,7 +62,9 @@ def test_warm_start_keeps_ids_consistent_along_the_stack():
     """Scoring the whole stack at once needs one id per object in every frame: with
     warm start it scores as well as the frames do one by one, without it much worse."""
     img, gt = _moving_squares()
-    kw = dict(preset="paper-vanilla", n_channels=16, max_iter=60, min_labels=2, seed=0, device="cpu")
+    kw = dict(
+        preset="paper-vanilla", n_channels=16, max_iter=60, min_labels=2, seed=0, device="cpu"
+    )
     warm = run_to_end(segment_stack_iter(img, warm_start=True, **kw))
     cold = run_to_end(segment_stack_iter(img, warm_start=False, **kw))
     assert warm.labels.shape == gt.shape

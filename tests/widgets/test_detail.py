@@ -5,11 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from helpers import GUI_DEADLINE_MS
 from napari_inceptseg import segment
 from napari_inceptseg._widgets.detail_model import DetailModel, detail_to_level
 from napari_inceptseg.sample_data import synthetic_regions
-
-from helpers import GUI_DEADLINE_MS
 
 
 class _Layer:
@@ -39,8 +38,12 @@ def segmented(make_napari_viewer, synthetic):
     image, gt = synthetic
     layer = viewer.add_image(image, name="syn", rgb=True)
     viewer.add_labels(gt, name="syn ground truth")
-    _, widget = viewer.window.add_plugin_dock_widget("napari-inceptseg", "Unsupervised segmentation")
-    _, scorer = viewer.window.add_plugin_dock_widget("napari-inceptseg", "Score against ground truth")
+    _, widget = viewer.window.add_plugin_dock_widget(
+        "napari-inceptseg", "Unsupervised segmentation"
+    )
+    _, scorer = viewer.window.add_plugin_dock_widget(
+        "napari-inceptseg", "Score against ground truth"
+    )
     widget._image.value = layer
     widget._seed.value = 0
     widget._device.value = "cpu"
@@ -57,7 +60,9 @@ def test_the_slider_recuts_the_result_and_the_scores_follow(segmented, qtbot):
     viewer, widget, scorer, result = segmented
     detail = widget._detail
     hierarchy = detail.model.hierarchy
-    assert detail.slider.enabled and detail.slider.value == pytest.approx(1 - widget.parameters().level)
+    assert detail.slider.enabled and detail.slider.value == pytest.approx(
+        1 - widget.parameters().level
+    )
     counts = []
     for value in (0.9, 0.5, 0.25, 0.0, 1.0):
         before, shown = scorer.table_csv(), np.array(result.data, copy=True)
@@ -67,7 +72,11 @@ def test_the_slider_recuts_the_result_and_the_scores_follow(segmented, qtbot):
         assert detail.count.value == f"{counts[-1]} regions"
         if not np.array_equal(shown, result.data):  # the score dock follows
             qtbot.waitUntil(lambda b=before: scorer.table_csv() != b, timeout=GUI_DEADLINE_MS)
-    assert counts[:4] == sorted(counts[:4], reverse=True) and counts[3] == 1 and counts[4] == hierarchy.n_base
+    assert (
+        counts[:4] == sorted(counts[:4], reverse=True)
+        and counts[3] == 1
+        and counts[4] == hierarchy.n_base
+    )
     assert result.metadata["inceptseg"]["params"]["level"] == 0.0  # (detail 1: level 0)
     assert len([layer for layer in viewer.layers if "regions" in layer.name]) == 1  # no new layer
 
@@ -89,7 +98,9 @@ def test_an_edited_result_is_kept_with_its_undo_and_the_cut_goes_to_a_new_layer(
     result.undo()  # napari's undo still works on the edited layer
     np.testing.assert_array_equal(result.data, before)
     widget._detail.slider.value = 0.2  # the new layer, unedited, is recut in place
-    assert viewer.layers[-1] is new and len(np.unique(new.data)) == widget._detail.model.n_regions(0.8)
+    assert viewer.layers[-1] is new and len(np.unique(new.data)) == widget._detail.model.n_regions(
+        0.8
+    )
     scope = {"image": viewer.layers["syn"].data}  # its recipe rebuilds exactly this cut
     exec(as_python(new.metadata["inceptseg"]), scope)  # noqa: S102 - the code a user would paste
     np.testing.assert_array_equal(scope["labels"], new.data)

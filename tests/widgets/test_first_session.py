@@ -7,15 +7,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from napari_inceptseg._widgets.segment import SegmentWidget
-
 from helpers import GUI_DEADLINE_MS
+from napari_inceptseg._widgets.segment import SegmentWidget
 
 pytestmark = pytest.mark.gui
 
 
 def _dock(viewer, layer=None, **params):
-    _, widget = viewer.window.add_plugin_dock_widget("napari-inceptseg", "Unsupervised segmentation")
+    _, widget = viewer.window.add_plugin_dock_widget(
+        "napari-inceptseg", "Unsupervised segmentation"
+    )
     if layer is not None:
         widget._image.value = layer
     widget._device.value = "cpu"
@@ -83,21 +84,31 @@ def test_settings_persist_between_sessions_and_restore_defaults(make_napari_view
     second.restore_defaults()
     third = SegmentWidget(viewer)
     assert third._preset.value == "default" and third._params["n_channels"].value == 48
-    assert third._params["max_iter"].value == 15 and third._seed.value == -1 and third._preview_every.value == 10
+    assert (
+        third._params["max_iter"].value == 15
+        and third._seed.value == -1
+        and third._preview_every.value == 10
+    )
 
 
 @pytest.mark.parametrize("trouble", ["unreadable", "deeply_nested", "not_a_mapping", "wrong_types"])
-def test_the_dock_opens_with_the_defaults_when_its_settings_cannot_be_read(make_napari_viewer, monkeypatch,
-                                                                          trouble):
+def test_the_dock_opens_with_the_defaults_when_its_settings_cannot_be_read(
+    make_napari_viewer, monkeypatch, trouble
+):
     from pathlib import Path
 
-    from napari_inceptseg._widgets import settings
+    from napari_inceptseg import dock_settings as settings
 
     path = settings.settings_path()
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text({"deeply_nested": "[" * 100_000 + "]" * 100_000, "not_a_mapping": "[1, 2]",
-                     "wrong_types": '{"preset": [1], "n_channels": "many", "seed": {"a": 1}, "device": 3}',
-                     "unreadable": "{}"}[trouble])
+    path.write_text(
+        {
+            "deeply_nested": "[" * 100_000 + "]" * 100_000,
+            "not_a_mapping": "[1, 2]",
+            "wrong_types": '{"preset": [1], "n_channels": "many", "seed": {"a": 1}, "device": 3}',
+            "unreadable": "{}",
+        }[trouble]
+    )
     if trouble == "unreadable":  # (root reads any file: make the folder refuse as it would a user)
         is_file = Path.is_file
 
@@ -116,14 +127,17 @@ def test_the_dock_opens_with_the_defaults_when_its_settings_cannot_be_read(make_
         assert len(warned) == 1 and "could not be read" in warned[0] and "defaults" in warned[0]
 
 
-def test_cancel_from_the_activity_dock_within_one_tile_of_the_final_pass(make_napari_viewer, qtbot, monkeypatch):
+def test_cancel_from_the_activity_dock_within_one_tile_of_the_final_pass(
+    make_napari_viewer, qtbot, monkeypatch
+):
     import time
 
     from napari_inceptseg.engine import finish
 
     record = finish.final_record
 
-    def slow_tile(*args):  # each tile takes 20 ms more: the pass outlasts the main thread's reaction
+    # each tile takes 20 ms more: the pass outlasts the main thread's reaction
+    def slow_tile(*args):
         time.sleep(0.02)
         return record(*args)
 
@@ -154,7 +168,9 @@ def test_cancel_from_the_activity_dock_within_one_tile_of_the_final_pass(make_na
     assert len(viewer.layers) == n_layers  # the viewer is as it was
 
 
-def test_a_pyramid_segments_its_largest_level_that_fits(make_napari_viewer, qtbot, monkeypatch, synthetic):
+def test_a_pyramid_segments_its_largest_level_that_fits(
+    make_napari_viewer, qtbot, monkeypatch, synthetic
+):
     from napari_inceptseg.engine import plan as planning
 
     viewer = make_napari_viewer()
@@ -171,18 +187,23 @@ def test_a_pyramid_segments_its_largest_level_that_fits(make_napari_viewer, qtbo
     monkeypatch.setattr(planning, "available_bytes", lambda device="cpu": 0.56e9)
     widget.run()
     _wait(qtbot, widget)
-    small = [l for l in viewer.layers if l.name.startswith("pyramid regions")][-1]
-    assert small is not out and small.data.shape == levels[1].shape[:2] and np.allclose(small.scale, (4.0, 4.0))
+    small = [lay for lay in viewer.layers if lay.name.startswith("pyramid regions")][-1]
+    assert (
+        small is not out
+        and small.data.shape == levels[1].shape[:2]
+        and np.allclose(small.scale, (4.0, 4.0))
+    )
     monkeypatch.setattr(planning, "available_bytes", lambda device="cpu": 1e6)
     n = len(viewer.layers)
     widget.run()  # nothing fits: a notification, the viewer as it was
     assert not widget.running and len(viewer.layers) == n
-    monkeypatch.setattr(planning, "available_bytes", free)  # (undo() would also undo the settings folder)
+    # (undo() would also undo the settings folder)
+    monkeypatch.setattr(planning, "available_bytes", free)
     assert not widget._level.native.isHidden() and len(widget._level.choices) == 3  # auto, 0, 1
     widget._level.value = 1  # the user's choice
     widget.run()
     _wait(qtbot, widget)
-    chosen = [l for l in viewer.layers if l.name.startswith("pyramid regions")][-1]
+    chosen = [lay for lay in viewer.layers if lay.name.startswith("pyramid regions")][-1]
     assert chosen.data.shape == levels[1].shape[:2] and np.allclose(chosen.scale, (4.0, 4.0))
 
 
@@ -195,7 +216,9 @@ def test_a_dask_stack_is_read_plane_by_plane(make_napari_viewer, qtbot, syntheti
         return block
 
     frames = np.stack([synthetic[0]] * 6)
-    lazy = da.from_array(frames, chunks=(1, *frames.shape[1:])).map_blocks(plane, dtype=frames.dtype)
+    lazy = da.from_array(frames, chunks=(1, *frames.shape[1:])).map_blocks(
+        plane, dtype=frames.dtype
+    )
     viewer = make_napari_viewer()
     layer = viewer.add_image(lazy, name="lazy", rgb=True)
     viewer.dims.set_current_step(0, 4)
@@ -208,7 +231,9 @@ def test_a_dask_stack_is_read_plane_by_plane(make_napari_viewer, qtbot, syntheti
     assert set(reads) <= {4}  # the slice shown (napari's display may read it too), nothing else
 
 
-def test_apply_to_folder_writes_one_labels_file_per_image_and_never_overwrites(make_napari_viewer, qtbot, tmp_path, synthetic):
+def test_apply_to_folder_writes_one_labels_file_per_image_and_never_overwrites(
+    make_napari_viewer, qtbot, tmp_path, synthetic
+):
     import imageio.v3 as iio
 
     viewer = make_napari_viewer()
@@ -236,7 +261,8 @@ def test_copy_as_python_gives_the_same_labels_as_the_dock(make_napari_viewer, qt
 
     from qtpy.QtWidgets import QApplication
 
-    from napari_inceptseg.cli.parser import build_parser, params_from_args as _params_from_args
+    from napari_inceptseg.cli.parser import build_parser
+    from napari_inceptseg.cli.parser import params_from_args as _params_from_args
 
     viewer = make_napari_viewer()
     layer = viewer.add_image(synthetic[0], name="syn", rgb=True)
@@ -257,8 +283,9 @@ def test_copy_as_python_gives_the_same_labels_as_the_dock(make_napari_viewer, qt
     assert _params_from_args(args).to_dict() == {**meta, "seed": meta["seed"]}
 
 
-def test_a_drawn_seed_types_back_into_the_box_and_the_command_names_the_real_file(make_napari_viewer, qtbot,
-                                                                                 synthetic, tmp_path):
+def test_a_drawn_seed_types_back_into_the_box_and_the_command_names_the_real_file(
+    make_napari_viewer, qtbot, synthetic, tmp_path
+):
     """Every seed a run records fits the seed box; Copy as command names the file the image
     was read from (its own extension), and running it gives the layer's labels."""
     import shlex
@@ -285,7 +312,9 @@ def test_a_drawn_seed_types_back_into_the_box_and_the_command_names_the_real_fil
     words = shlex.split(widget.copy_recipe("command"))
     assert words[2] == str(path)
     assert main([*words[1:], "-o", str(tmp_path / "out")]) == 0
-    np.testing.assert_array_equal(iio.imread(tmp_path / "out" / f"{path.stem}_labels.png"), first.data)
+    np.testing.assert_array_equal(
+        iio.imread(tmp_path / "out" / f"{path.stem}_labels.png"), first.data
+    )
     memory = viewer.add_image(synthetic[0], name="made in memory", rgb=True)
     widget._image.value = memory
     widget.run()
@@ -294,7 +323,9 @@ def test_a_drawn_seed_types_back_into_the_box_and_the_command_names_the_real_fil
     assert shlex.split(widget.copy_recipe("command"))[2] == placeholder
 
 
-def test_cancel_is_on_screen_in_the_dock_and_in_the_activity_dock_at_1366x768(make_napari_viewer, qtbot, synthetic):
+def test_cancel_is_on_screen_in_the_dock_and_in_the_activity_dock_at_1366x768(
+    make_napari_viewer, qtbot, synthetic
+):
     from qtpy.QtCore import QRect
     from qtpy.QtWidgets import QPushButton
 
@@ -308,7 +339,10 @@ def test_cancel_is_on_screen_in_the_dock_and_in_the_activity_dock_at_1366x768(ma
     qtbot.wait(100)
     widget.run()
     try:
-        qtbot.waitUntil(lambda: widget._run is not None and widget._run.pbar is not None, timeout=GUI_DEADLINE_MS)
+        qtbot.waitUntil(
+            lambda: widget._run is not None and widget._run.pbar is not None,
+            timeout=GUI_DEADLINE_MS,
+        )
         # a few iterations in, the bar shows its rate and time left: its widest text
         qtbot.waitUntil(lambda: widget._run.pbar.n >= 3, timeout=GUI_DEADLINE_MS)
         qtbot.wait(300)
@@ -318,7 +352,10 @@ def test_cancel_is_on_screen_in_the_dock_and_in_the_activity_dock_at_1366x768(ma
             if not button.isVisible():
                 return False
             area = QRect(button.mapToGlobal(button.rect().topLeft()), button.size())
-            return screen.contains(area) and button.visibleRegion().boundingRect().size() == button.size()
+            return (
+                screen.contains(area)
+                and button.visibleRegion().boundingRect().size() == button.size()
+            )
 
         assert on_screen(widget._cancel_btn.native) and widget._cancel_btn.enabled
         dialog = window._activity_dialog

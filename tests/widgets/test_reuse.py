@@ -5,15 +5,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from napari_inceptseg import load_model, score
-
 from helpers import GUI_DEADLINE_MS
+from napari_inceptseg import load_model, score
 
 pytestmark = pytest.mark.gui
 
 
 def _widget(viewer):
-    _, widget = viewer.window.add_plugin_dock_widget("napari-inceptseg", "Unsupervised segmentation")
+    _, widget = viewer.window.add_plugin_dock_widget(
+        "napari-inceptseg", "Unsupervised segmentation"
+    )
     widget._params["arch"].value = "vanilla"
     widget._params["n_channels"].value = 16
     widget._seed.value = 0
@@ -52,8 +53,11 @@ def test_scribbles_layer_guides_the_run_and_keeps_its_ids(make_napari_viewer, qt
     assert not widget.running and len(viewer.layers) == n
 
 
-def test_train_on_one_frame_save_load_and_apply_to_all(make_napari_viewer, qtbot, tmp_path, monkeypatch):
+def test_train_on_one_frame_save_load_and_apply_to_all(
+    make_napari_viewer, qtbot, tmp_path, monkeypatch
+):
     from qtpy.QtWidgets import QFileDialog
+
     from sample_images import moving_shapes
 
     frames, gts = moving_shapes(n_frames=6)

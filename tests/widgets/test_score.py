@@ -18,7 +18,9 @@ def scored(make_napari_viewer):
     viewer = make_napari_viewer()
     pred = viewer.add_labels(PRED.copy(), name="clusters")
     gt = viewer.add_labels(GT.copy(), name="ground truth")
-    _, widget = viewer.window.add_plugin_dock_widget("napari-inceptseg", "Score against ground truth")
+    _, widget = viewer.window.add_plugin_dock_widget(
+        "napari-inceptseg", "Score against ground truth"
+    )
     return viewer, widget, pred, gt
 
 
@@ -27,13 +29,16 @@ def test_picks_layers_and_scores_a_hand_computed_example(scored):
     assert widget._pred.value is pred and widget._gt.value is gt
     s = widget.result
     # Hungarian on counts: 5->1 (2 px), 7->2 or 3 (4 px / 2 px), 8->0 (2 px) => (2 + 4 + 2 + 2?) ...
-    # clusters 5,6,7,8 vs classes 0,1,2,3: table rows 5:[0,2,0,0] 6:[0,2,0,0] 7:[0,0,4,2] 8:[2,0,0,0]
+    # clusters 5,6,7,8 vs classes 0,1,2,3: table rows 5:[0,2,0,0] 6:[0,2,0,0] 7:[0,0,4,2]
+    # 8:[2,0,0,0]
     # best one-to-one: 5->1, 7->2, 8->0 (+6 unmatched or ->3 with 0) = 2 + 4 + 2 = 8 of 12
     assert s["accuracy"] == pytest.approx(8 / 12)
     # IoU: class0 8:2/2=1, class1 5: 2/4, class2 7: 4/6, class3 unmatched... (7 is used) -> 0
     assert s["miou"] == pytest.approx((1 + 0.5 + 4 / 6 + 0) / 4)
     table = widget._table.native  # what the dock shows
-    rows = {table.verticalHeaderItem(r).text(): table.item(r, 0).text() for r in range(table.rowCount())}
+    rows = {
+        table.verticalHeaderItem(r).text(): table.item(r, 0).text() for r in range(table.rowCount())
+    }
     assert rows["accuracy"] == f"{8 / 12:.3f}"
     assert rows["IoU class 3"] == "0.000"
     # region scores: best IoU per segment 2/4, 4/6, 1, 2/6 (see test_metrics)
@@ -63,7 +68,10 @@ def test_updates_after_an_edit(scored, qtbot):
     pred.brush_size = 1
     pred.paint((2, 2), 9)  # the brush tool's call
     pred.paint((2, 3), 9)
-    qtbot.waitUntil(lambda: widget.result is not None and widget.result["accuracy"] != before, timeout=GUI_DEADLINE_MS)
+    qtbot.waitUntil(
+        lambda: widget.result is not None and widget.result["accuracy"] != before,
+        timeout=GUI_DEADLINE_MS,
+    )
     assert widget.result["accuracy"] == pytest.approx(10 / 12)
 
 
@@ -71,7 +79,9 @@ def test_shape_mismatch_is_a_clear_message(make_napari_viewer):
     viewer = make_napari_viewer()
     viewer.add_labels(np.ones((4, 4), np.int32), name="a")
     viewer.add_labels(np.ones((5, 4), np.int32), name="b ground truth")
-    _, widget = viewer.window.add_plugin_dock_widget("napari-inceptseg", "Score against ground truth")
+    _, widget = viewer.window.add_plugin_dock_widget(
+        "napari-inceptseg", "Score against ground truth"
+    )
     assert widget.result is None
     assert "differ in shape" in widget._status.value
 
@@ -86,10 +96,18 @@ def test_matched_layer_shares_class_ids(scored):
     assert layer.data.shape == GT.shape
 
 
-def test_the_empty_table_has_its_one_column_and_edits_flow_to_csv_and_matched_layer(make_napari_viewer, qtbot):
+def test_the_empty_table_has_its_one_column_and_edits_flow_to_csv_and_matched_layer(
+    make_napari_viewer, qtbot
+):
     viewer = make_napari_viewer()
-    _, widget = viewer.window.add_plugin_dock_widget("napari-inceptseg", "Score against ground truth")
-    assert widget._table.column_headers == ("value",) and widget._table.shape == (0, 1)  # no "data | columns"
+    _, widget = viewer.window.add_plugin_dock_widget(
+        "napari-inceptseg", "Score against ground truth"
+    )
+    # no "data | columns"
+    assert widget._table.column_headers == ("value",) and widget._table.shape == (
+        0,
+        1,
+    )
     pred = viewer.add_labels(PRED.copy(), name="clusters")
     viewer.add_labels(GT.copy(), name="ground truth")
     widget._gt.value = viewer.layers["ground truth"]
@@ -109,7 +127,9 @@ def test_every_score_is_readable_at_the_default_dock_width(make_napari_viewer, q
     viewer.window._qt_window.resize(1366, 768)
     viewer.add_labels(PRED.copy(), name="clusters")
     viewer.add_labels(GT.copy(), name="ground truth")
-    _, widget = viewer.window.add_plugin_dock_widget("napari-inceptseg", "Score against ground truth")
+    _, widget = viewer.window.add_plugin_dock_widget(
+        "napari-inceptseg", "Score against ground truth"
+    )
     qtbot.wait(200)
     table = widget._table.native
     metrics = table.fontMetrics()
@@ -117,6 +137,10 @@ def test_every_score_is_readable_at_the_default_dock_width(make_napari_viewer, q
     for row in range(table.rowCount()):
         name, value = table.verticalHeaderItem(row).text(), table.item(row, 0).text()
         assert metrics.horizontalAdvance(name) <= table.verticalHeader().width(), name
-        assert metrics.horizontalAdvance(value) + 6 <= table.columnWidth(0), (value, table.columnWidth(0))
+        assert metrics.horizontalAdvance(value) + 6 <= table.columnWidth(0), (
+            value,
+            table.columnWidth(0),
+        )
         assert table.verticalHeaderItem(row).toolTip()
-    assert table.viewport().width() >= table.columnWidth(0)  # the column is on screen, not scrolled off
+    # the column is on screen, not scrolled off
+    assert table.viewport().width() >= table.columnWidth(0)

@@ -5,10 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from napari_inceptseg import SegmentParams, score
-from napari_inceptseg.params import preset_params
-
 from helpers import GUI_DEADLINE_MS
+from napari_inceptseg import SegmentParams, score
+from napari_inceptseg.presets import preset_params
 
 pytestmark = pytest.mark.gui
 
@@ -19,7 +18,9 @@ def viewer_and_widget(make_napari_viewer, synthetic):
     image, gt = synthetic
     layer = viewer.add_image(image, name="syn", rgb=True, scale=(0.5, 2.0), translate=(10.0, -3.0))
     viewer.add_labels(gt, name="syn ground truth")
-    _, widget = viewer.window.add_plugin_dock_widget("napari-inceptseg", "Unsupervised segmentation")
+    _, widget = viewer.window.add_plugin_dock_widget(
+        "napari-inceptseg", "Unsupervised segmentation"
+    )
     widget._image.value = layer
     widget._params["arch"].value = "vanilla"
     widget._params["n_channels"].value = 32
@@ -40,13 +41,15 @@ def _run_quick(viewer, widget, qtbot, max_iter):
     widget._runs.inline = True
     widget.run()
     assert not widget.running
-    (new,) = [l for l in viewer.layers if id(l) not in before]
+    (new,) = [lay for lay in viewer.layers if id(lay) not in before]
     return new
 
 
 def test_docked_through_the_manifest(make_napari_viewer):
     viewer = make_napari_viewer()
-    _, widget = viewer.window.add_plugin_dock_widget("napari-inceptseg", "Unsupervised segmentation")
+    _, widget = viewer.window.add_plugin_dock_widget(
+        "napari-inceptseg", "Unsupervised segmentation"
+    )
     assert type(widget).__name__ == "SegmentWidget"
     # the default method, then each paper preset sets every method control
     assert widget._preset.value == "default"
@@ -65,7 +68,9 @@ def test_docked_through_the_manifest(make_napari_viewer):
 
 def test_follows_the_active_image(make_napari_viewer):
     viewer = make_napari_viewer()
-    _, widget = viewer.window.add_plugin_dock_widget("napari-inceptseg", "Unsupervised segmentation")
+    _, widget = viewer.window.add_plugin_dock_widget(
+        "napari-inceptseg", "Unsupervised segmentation"
+    )
     a = viewer.add_image(np.zeros((10, 10)), name="a")
     b = viewer.add_image(np.zeros((10, 10)), name="b")
     viewer.layers.selection.active = a
@@ -74,7 +79,9 @@ def test_follows_the_active_image(make_napari_viewer):
     assert widget._image.value is b
 
 
-def test_run_makes_a_labels_layer_with_geometry_metadata_and_quality(viewer_and_widget, qtbot, synthetic):
+def test_run_makes_a_labels_layer_with_geometry_metadata_and_quality(
+    viewer_and_widget, qtbot, synthetic
+):
     viewer, widget = viewer_and_widget
     _, gt = synthetic
     widget._params["max_iter"].value = 60
@@ -92,7 +99,9 @@ def test_run_makes_a_labels_layer_with_geometry_metadata_and_quality(viewer_and_
     np.testing.assert_allclose(out.translate, (10.0, -3.0))
     md = out.metadata["inceptseg"]
     assert md["params"]["arch"] == "vanilla" and md["params"]["seed"] == 0
-    assert md["device"] == "cpu" and md["n_iter"] == 60 and md["seconds"] > 0 and md["final_loss"] > 0
+    assert (
+        md["device"] == "cpu" and md["n_iter"] == 60 and md["seconds"] > 0 and md["final_loss"] > 0
+    )
     assert score(out.data, gt, matching="majority")["accuracy"] >= 0.95
     assert widget._run_btn.enabled and not widget._cancel_btn.enabled
     assert "regions after 60 iterations" in widget._status.value
@@ -148,12 +157,14 @@ def test_cancel_in_the_middle(viewer_and_widget, qtbot, keep):
     widget._params["min_labels"].value = 1
     widget._preview_every.value = 1
     widget._keep_preview.value = keep
-    names_before = [l.name for l in viewer.layers]
+    names_before = [lay.name for lay in viewer.layers]
     widget.run()
-    qtbot.waitUntil(lambda: "syn regions" in [l.name for l in viewer.layers], timeout=GUI_DEADLINE_MS)
+    qtbot.waitUntil(
+        lambda: "syn regions" in [lay.name for lay in viewer.layers], timeout=GUI_DEADLINE_MS
+    )
     widget.cancel()
     _wait(qtbot, widget, timeout=GUI_DEADLINE_MS)
-    names = [l.name for l in viewer.layers]
+    names = [lay.name for lay in viewer.layers]
     if keep:
         assert names == names_before + ["syn regions"]
         assert viewer.layers["syn regions"].data.min() >= 1  # a real preview
@@ -163,10 +174,14 @@ def test_cancel_in_the_middle(viewer_and_widget, qtbot, keep):
     assert widget._run_btn.enabled and not widget._cancel_btn.enabled
 
 
-def test_bad_input_is_a_notification_and_the_widget_recovers(make_napari_viewer, qtbot, monkeypatch):
+def test_bad_input_is_a_notification_and_the_widget_recovers(
+    make_napari_viewer, qtbot, monkeypatch
+):
     viewer = make_napari_viewer()
     layer = viewer.add_image(np.full((20, 20), np.nan, dtype=np.float32), name="broken")
-    _, widget = viewer.window.add_plugin_dock_widget("napari-inceptseg", "Unsupervised segmentation")
+    _, widget = viewer.window.add_plugin_dock_widget(
+        "napari-inceptseg", "Unsupervised segmentation"
+    )
     errors = []
     import napari_inceptseg._widgets.run as run
     import napari_inceptseg._widgets.segment as seg
@@ -179,7 +194,7 @@ def test_bad_input_is_a_notification_and_the_widget_recovers(make_napari_viewer,
     widget._runs.inline = True
     widget.run()
     assert len(errors) == 1 and "NaN" in errors[0] and "nan_to_num" in errors[0]
-    assert [l.name for l in viewer.layers] == ["broken"]
+    assert [lay.name for lay in viewer.layers] == ["broken"]
     assert widget._run_btn.enabled and not widget._cancel_btn.enabled
 
 
@@ -191,7 +206,9 @@ def test_all_slices_of_a_stack(make_napari_viewer, qtbot):
         gt[z, 8:24, 5 + 6 * z : 20 + 6 * z] = 2
     stack = (np.where(gt == 2, 0.8, 0.2) + rng.normal(0, 0.03, gt.shape)).astype(np.float32)
     layer = viewer.add_image(stack, name="stack", scale=(3.0, 1.0, 1.0))
-    _, widget = viewer.window.add_plugin_dock_widget("napari-inceptseg", "Unsupervised segmentation")
+    _, widget = viewer.window.add_plugin_dock_widget(
+        "napari-inceptseg", "Unsupervised segmentation"
+    )
     widget._image.value = layer
     assert not widget._slices.native.isHidden()  # shown for nD images
     widget._slices.value = "all slices"
@@ -219,7 +236,9 @@ def test_current_slice_of_a_multichannel_stack(make_napari_viewer, qtbot):
     data = np.random.default_rng(1).random((4, 2, 16, 20)).astype(np.float32)  # (Z, C, Y, X)
     layer = viewer.add_image(data, name="zc", scale=(3.0, 1.0, 0.5, 0.5), translate=(10.0, 0, 0, 0))
     viewer.dims.set_current_step(0, 2)
-    _, widget = viewer.window.add_plugin_dock_widget("napari-inceptseg", "Unsupervised segmentation")
+    _, widget = viewer.window.add_plugin_dock_widget(
+        "napari-inceptseg", "Unsupervised segmentation"
+    )
     widget._image.value = layer
     widget._channel_axis.value = 1
     widget._params["arch"].value = "vanilla"
@@ -247,15 +266,18 @@ def test_painting_and_undo_work_on_the_output(viewer_and_widget, qtbot):
 def test_demo_opens_napari_with_results_and_both_widgets(make_napari_viewer, monkeypatch, tmp_path):
     import napari
 
-    from napari_inceptseg.cli import demo as _cli_demo, main as _cli_main
+    from napari_inceptseg.cli import demo as _cli_demo
+    from napari_inceptseg.cli import main as _cli_main
 
     made = []
-    monkeypatch.setattr(napari, "Viewer", lambda **kw: made.append(make_napari_viewer()) or made[-1])
+    monkeypatch.setattr(
+        napari, "Viewer", lambda **kw: made.append(make_napari_viewer()) or made[-1]
+    )
     monkeypatch.setattr(napari, "run", lambda: None)
     monkeypatch.setattr(_cli_demo, "_has_display", lambda: True)
     assert _cli_main.main(["demo", "--max-iter", "2", "-o", str(tmp_path), "--device", "cpu"]) == 0
     (viewer,) = made
-    names = [l.name for l in viewer.layers]
+    names = [lay.name for lay in viewer.layers]
     assert "synthetic regions" in names and "astronaut regions" in names
     docks = viewer.window.dock_widgets  # public mapping of dock widget names
     assert any("Unsupervised segmentation" in k for k in docks)
@@ -263,7 +285,8 @@ def test_demo_opens_napari_with_results_and_both_widgets(make_napari_viewer, mon
 
 
 def test_a_progress_bar_that_processes_events_cannot_put_a_preview_over_the_result(
-        viewer_and_widget, qtbot, monkeypatch):
+    viewer_and_widget, qtbot, monkeypatch
+):
     """napari's progress bar may run Qt's event loop inside a ``yielded`` handler, so the
     result's handlers can run inside it; the preview of that record must not land after them."""
     import time
@@ -289,10 +312,14 @@ def test_a_progress_bar_that_processes_events_cannot_put_a_preview_over_the_resu
     out = _run_quick(viewer, widget, qtbot, max_iter=12)
     meta = out.metadata["inceptseg"]
     assert len(np.unique(out.data)) == meta["n_labels"]
-    assert widget._status.value.startswith(f"syn regions: {meta['n_labels']} regions after 12 iterations")
+    assert widget._status.value.startswith(
+        f"syn regions: {meta['n_labels']} regions after 12 iterations"
+    )
 
 
-def test_two_docks_running_at_once_each_end_with_their_own_result(make_napari_viewer, qtbot, synthetic, monkeypatch):
+def test_two_docks_running_at_once_each_end_with_their_own_result(
+    make_napari_viewer, qtbot, synthetic, monkeypatch
+):
     """Two docks run side by side on two images, three times, with a progress bar that
     runs Qt's event loop (so handlers of both runs interleave and nest); every output
     layer ends with exactly its own run's final labels, status and metadata."""
@@ -323,8 +350,10 @@ def test_two_docks_running_at_once_each_end_with_their_own_result(make_napari_vi
     monkeypatch.setattr(RunLifecycle, "_on_returned", recording_returned)
     viewer = make_napari_viewer()
     image, _ = synthetic
-    layers = [viewer.add_image(data, name=f"img{i}", rgb=True)
-              for i, data in enumerate((image, np.ascontiguousarray(image[::-1, ::-1])))]
+    layers = [
+        viewer.add_image(data, name=f"img{i}", rgb=True)
+        for i, data in enumerate((image, np.ascontiguousarray(image[::-1, ::-1])))
+    ]
     docks = []
     for i, layer in enumerate(layers):
         widget = SegmentWidget(viewer)
@@ -342,18 +371,21 @@ def test_two_docks_running_at_once_each_end_with_their_own_result(make_napari_vi
             widget.run()
         assert all(w.running for w in docks)
         qtbot.waitUntil(lambda: not any(w.running for w in docks), timeout=GUI_DEADLINE_MS)
-        new = [l for l in viewer.layers if id(l) not in before]
+        new = [lay for lay in viewer.layers if id(lay) not in before]
         assert len(new) == 2
         for i, widget in enumerate(docks):
-            (layer,) = [l for l in new if l.name.startswith(f"img{i} ")]
+            (layer,) = [lay for lay in new if lay.name.startswith(f"img{i} ")]
             result = finals[id(widget._runs)][repeat]
             # the same seed gives the same labels, whatever the other dock does meanwhile
             np.testing.assert_array_equal(result.labels, finals[id(widget._runs)][0].labels)
             np.testing.assert_array_equal(layer.data, result.labels)
             meta = layer.metadata["inceptseg"]
-            assert meta["image"] == f"img{i}" and meta["n_labels"] == result.n_labels == len(np.unique(layer.data))
+            assert meta["image"] == f"img{i}" and meta["n_labels"] == result.n_labels == len(
+                np.unique(layer.data)
+            )
             assert widget._status.value.startswith(
-                f"img{i} regions: {result.n_labels} regions after {result.n_iter} iterations")
+                f"img{i} regions: {result.n_labels} regions after {result.n_iter} iterations"
+            )
 
 
 def test_split_into_objects_counts_touching_discs(make_napari_viewer, qtbot):
@@ -361,16 +393,24 @@ def test_split_into_objects_counts_touching_discs(make_napari_viewer, qtbot):
     yy, xx = np.mgrid[0:60, 0:90]
     clusters = np.ones((60, 90), np.int32)
     for cy, cx in ((30, 22), (30, 40), (30, 70)):  # two touching discs and one apart
-        clusters[(yy - cy) ** 2 + (xx - cx) ** 2 <= 10 ** 2] = 2
+        clusters[(yy - cy) ** 2 + (xx - cx) ** 2 <= 10**2] = 2
     seg = viewer.add_labels(clusters, name="nuclei clusters", scale=(0.5, 0.5))
-    _, widget = viewer.window.add_plugin_dock_widget("napari-inceptseg", "Unsupervised segmentation")
+    _, widget = viewer.window.add_plugin_dock_widget(
+        "napari-inceptseg", "Unsupervised segmentation"
+    )
     viewer.layers.selection.active = seg
     statuses = []
     widget._objects._status = lambda text: statuses.append(text)
     assert widget._objects.split() is None  # in the background, a line per step
-    qtbot.waitUntil(lambda: viewer.layers[-1].name == "nuclei clusters objects", timeout=GUI_DEADLINE_MS)
+    qtbot.waitUntil(
+        lambda: viewer.layers[-1].name == "nuclei clusters objects", timeout=GUI_DEADLINE_MS
+    )
     out = viewer.layers[-1]
-    assert out.data.max() == 3 and any("watershed" in s for s in statuses) and statuses[-1].endswith("3 objects")
+    assert (
+        out.data.max() == 3
+        and any("watershed" in s for s in statuses)
+        and statuses[-1].endswith("3 objects")
+    )
     widget._objects.inline = True
     np.testing.assert_allclose(out.scale, (0.5, 0.5))
     np.testing.assert_array_equal(seg.data, clusters)  # the user's layer is left as it was

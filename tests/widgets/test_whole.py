@@ -10,17 +10,22 @@ from helpers import GUI_DEADLINE_MS
 pytestmark = [pytest.mark.gui, pytest.mark.slow]
 
 
-def test_an_ome_zarr_layer_is_segmented_whole_and_opens_as_a_lazy_pyramid(make_napari_viewer, qtbot, tmp_path):
+def test_an_ome_zarr_layer_is_segmented_whole_and_opens_as_a_lazy_pyramid(
+    make_napari_viewer, qtbot, tmp_path
+):
     zarr = pytest.importorskip("zarr")
     from distributed import LocalCluster
-
     from test_distributed import disks, one_label_per_disk, write_ome_zarr
 
     image, truth = disks(512, 128)
-    src = write_ome_zarr(tmp_path / "cells.ome.zarr", np.moveaxis(image, -1, 0), "cyx", (3, 128, 128))
+    src = write_ome_zarr(
+        tmp_path / "cells.ome.zarr", np.moveaxis(image, -1, 0), "cyx", (3, 128, 128)
+    )
     viewer = make_napari_viewer()
     (layer,) = viewer.open(str(src), plugin="napari")
-    _, widget = viewer.window.add_plugin_dock_widget("napari-inceptseg", "Unsupervised segmentation")
+    _, widget = viewer.window.add_plugin_dock_widget(
+        "napari-inceptseg", "Unsupervised segmentation"
+    )
     viewer.layers.selection.active = layer
     panel = widget._whole
     assert panel.run_btn.enabled and str(src) in panel.info.value
@@ -28,7 +33,9 @@ def test_an_ome_zarr_layer_is_segmented_whole_and_opens_as_a_lazy_pyramid(make_n
     assert not panel.run_btn.enabled  # only for layers read from zarr
     viewer.layers.selection.active = layer
     widget._seed.value = 0
-    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+    with LocalCluster(
+        n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None
+    ) as cluster:
         panel.scheduler.value = cluster.scheduler_address
         panel.block.value = 128
         panel.run()

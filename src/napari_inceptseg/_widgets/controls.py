@@ -4,7 +4,7 @@ the dock shows up front, and the sections it folds away (magicgui only, no torch
 from __future__ import annotations
 
 import dataclasses
-from typing import Iterable
+from collections.abc import Iterable
 
 from magicgui.widgets import CheckBox, ComboBox, Container, FloatSpinBox, Label, PushButton, SpinBox
 
@@ -33,8 +33,13 @@ _NUMERIC = {
     "level": ("hierarchy level (0: finest)", 1.0),
     "n_clusters": ("at most N labels (0: any)", 100000),
 }
-_CHOICE_LABELS = {"arch": "architecture", "dims": "dimensions", "init": "initialisation", "precision": "precision",
-                  "color_space": "colour space"}
+_CHOICE_LABELS = {
+    "arch": "architecture",
+    "dims": "dimensions",
+    "init": "initialisation",
+    "precision": "precision",
+    "color_space": "colour space",
+}
 _BOOL_LABELS = {"regions": "connected regions"}
 
 
@@ -46,17 +51,32 @@ def _param_widgets() -> dict:
         if f.name in _BOOL_LABELS:
             out[f.name] = CheckBox(text=_BOOL_LABELS[f.name], value=f.default, tooltip=help_)
         elif "choices" in f.metadata:
-            out[f.name] = ComboBox(label=_CHOICE_LABELS[f.name], choices=f.metadata["choices"], value=f.default, tooltip=help_)
+            out[f.name] = ComboBox(
+                label=_CHOICE_LABELS[f.name],
+                choices=f.metadata["choices"],
+                value=f.default,
+                tooltip=help_,
+            )
         elif f.name in _NUMERIC:
             label, hi = _NUMERIC[f.name]
             if str(f.type) == "float":
                 out[f.name] = FloatSpinBox(
-                    label=label, min=0.0 if f.name != "coarse_scale" else f.metadata["minimum"],
-                    max=hi, step={"coarse_scale": 0.05, "memory_gb": 0.5, "merge_threshold": 0.05, "level": 0.005}.get(f.name, 0.01),
-                    value=f.default, tooltip=help_,
+                    label=label,
+                    min=0.0 if f.name != "coarse_scale" else f.metadata["minimum"],
+                    max=hi,
+                    step={
+                        "coarse_scale": 0.05,
+                        "memory_gb": 0.5,
+                        "merge_threshold": 0.05,
+                        "level": 0.005,
+                    }.get(f.name, 0.01),
+                    value=f.default,
+                    tooltip=help_,
                 )
             else:
-                out[f.name] = SpinBox(label=label, min=f.metadata["minimum"], max=hi, value=f.default, tooltip=help_)
+                out[f.name] = SpinBox(
+                    label=label, min=f.metadata["minimum"], max=hi, value=f.default, tooltip=help_
+                )
     return out
 
 

@@ -4,7 +4,7 @@ layer, and the edited one keeps its labels and its undo history."""
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from magicgui.widgets import Container, FloatSlider, Label
 from napari.utils.notifications import show_info
@@ -18,14 +18,25 @@ class DetailPanel(Container):
     def __init__(self, viewer, status: Callable[[str], None]):
         self._viewer, self._status = viewer, status
         self.model = DetailModel()
-        self.slider = FloatSlider(label="detail", min=0.0, max=1.0, step=0.025, value=1.0, enabled=False,
-                                  tooltip=("Fewer, larger regions to the left, more to the right: the last result's "
-                                           "region hierarchy cut again, no retraining. An edited result is kept: the "
-                                           "new cut goes to a new layer."))
+        self.slider = FloatSlider(
+            label="detail",
+            min=0.0,
+            max=1.0,
+            step=0.025,
+            value=1.0,
+            enabled=False,
+            tooltip=(
+                "Fewer, larger regions to the left, more to the right: the last result's "
+                "region hierarchy cut again, no retraining. An edited result is kept: the "
+                "new cut goes to a new layer."
+            ),
+        )
         self.count = Label(value="")
         # a line of text however long the status above it wraps on a small screen
         metrics = self.count.native.fontMetrics()
-        self.count.native.setMinimumSize(metrics.horizontalAdvance("00000 regions") + 8, metrics.height() + 4)
+        self.count.native.setMinimumSize(
+            metrics.horizontalAdvance("00000 regions") + 8, metrics.height() + 4
+        )
         super().__init__(widgets=[self.slider, self.count], labels=True)
         self.margins = (0, 0, 0, 0)
         self.slider.changed.connect(self.set_detail)
@@ -60,12 +71,18 @@ class DetailPanel(Container):
             _record_level(model.layer, level)
             self.count.value = f"{model.n_regions(level)} regions"
             return
-        self._new_layer(level, labels, f"'{model.layer.name}' was edited by hand and is kept as it is")
+        self._new_layer(
+            level, labels, f"'{model.layer.name}' was edited by hand and is kept as it is"
+        )
 
     def _new_layer(self, level: float, labels, why: str) -> None:
         old = self.model.layer
         name = f"{old.name if old is not None else 'regions'} (detail {1 - level:.3f})"
-        geometry = {} if old is None else {"scale": old.scale, "translate": old.translate, "affine": old.affine}
+        geometry = (
+            {}
+            if old is None
+            else {"scale": old.scale, "translate": old.translate, "affine": old.affine}
+        )
         layer = self._viewer.add_labels(labels, name=name, **geometry)
         if old is not None and "inceptseg" in old.metadata:
             layer.metadata["inceptseg"] = {**old.metadata["inceptseg"]}

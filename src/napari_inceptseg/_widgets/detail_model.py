@@ -5,7 +5,7 @@ last cut (so that an edited layer is never overwritten)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 
@@ -23,7 +23,7 @@ class DetailModel:
     hierarchy: Any = None
     layer: Any = None
     level: float = 0.0
-    _shown: Optional[np.ndarray] = field(default=None, repr=False)
+    _shown: np.ndarray | None = field(default=None, repr=False)
 
     @property
     def active(self) -> bool:
@@ -41,7 +41,11 @@ class DetailModel:
         """Whether the layer's labels differ from the cut last put there (painted,
         filled, erased or replaced by hand)."""
         data = np.asarray(self.layer.data)
-        return self._shown is None or data.shape != self._shown.shape or not np.array_equal(data, self._shown)
+        return (
+            self._shown is None
+            or data.shape != self._shown.shape
+            or not np.array_equal(data, self._shown)
+        )
 
     def n_regions(self, level: float) -> int:
         return self.hierarchy.n_regions(level)

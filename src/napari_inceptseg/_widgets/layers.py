@@ -2,26 +2,27 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, Optional, Tuple
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
 
-def level_scale(layer, level: Optional[int] = None) -> np.ndarray:
+def level_scale(layer, level: int | None = None) -> np.ndarray:
     """The layer's scale, for pyramid ``level`` of a multiscale layer (level 0's times
     that level's downsampling factors)."""
     scale = np.asarray(layer.scale, dtype=float)
     if level:
-        scale = scale * np.asarray(layer.downsample_factors[level], dtype=float)[-scale.size:]
+        scale = scale * np.asarray(layer.downsample_factors[level], dtype=float)[-scale.size :]
     return scale
 
 
-def output_geometry(layer, channel_axis: Optional[int], level: Optional[int] = None) -> Dict[str, Any]:
+def output_geometry(layer, channel_axis: int | None, level: int | None = None) -> dict[str, Any]:
     """scale / translate / affine / units / axis labels of ``layer`` (at pyramid
     ``level``) without its channel axis. For RGB layers napari's geometry already
     excludes the colour axis."""
     keep = [i for i in range(layer.ndim) if getattr(layer, "rgb", False) or i != channel_axis]
-    geo: Dict[str, Any] = {
+    geo: dict[str, Any] = {
         "scale": level_scale(layer, level)[keep],
         "translate": np.asarray(layer.translate, dtype=float)[keep],
     }
@@ -35,29 +36,34 @@ def output_geometry(layer, channel_axis: Optional[int], level: Optional[int] = N
     return geo
 
 
-def current_plane(viewer, layer, layout, level: Optional[int] = None) -> Tuple[int, ...]:
+def current_plane(viewer, layer, layout, level: int | None = None) -> tuple[int, ...]:
     """The leading index of ``layer`` (of its pyramid ``level``) that the viewer shows."""
     if not layout.leading_axes:
         return ()
     world = np.asarray(viewer.dims.point)
-    data_point = np.asarray(layer.world_to_data(world[-layer.ndim:]), dtype=float)
+    data_point = np.asarray(layer.world_to_data(world[-layer.ndim :]), dtype=float)
     if level:
-        data_point = data_point / np.asarray(layer.downsample_factors[level], dtype=float)[-data_point.size:]
+        data_point = (
+            data_point
+            / np.asarray(layer.downsample_factors[level], dtype=float)[-data_point.size :]
+        )
     out = []
-    for axis, size in zip(layout.leading_axes, layout.leading_shape):
+    for axis, size in zip(layout.leading_axes, layout.leading_shape, strict=False):
         out.append(int(np.clip(np.round(data_point[axis]), 0, size - 1)))
     return tuple(out)
 
 
-def source_level(layer, fits: Callable[[Tuple[int, ...]], None]) -> int:
+def source_level(layer, fits: Callable[[tuple[int, ...]], None]) -> int:
     """The largest pyramid level of a multiscale layer whose shape ``fits`` (which
     raises ``MemoryError`` when it does not)."""
-    last: Optional[MemoryError] = None
+    last: MemoryError | None = None
     for level, data in enumerate(layer.data):
         try:
             fits(tuple(data.shape))
             return level
         except MemoryError as exc:
             last = exc
-    raise ValueError(f"not even the smallest level of this pyramid ({tuple(layer.data[-1].shape)}) fits "
-                     f"in memory ({last}): add a smaller level, or crop the image")
+    raise ValueError(
+        f"not even the smallest level of this pyramid ({tuple(layer.data[-1].shape)}) fits "
+        f"in memory ({last}): add a smaller level, or crop the image"
+    )

@@ -3,8 +3,8 @@ dialog), apply it to the image (through the dock) or to a folder of image files.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, Optional
 
 from magicgui.widgets import Container, PushButton
 from napari.utils.notifications import show_error, show_info
@@ -23,15 +23,39 @@ class NetworkPanel(Container):
         self._apply_to_layer, self._status = apply_to_layer, status
         self._folder_worker = None
         self.info = wrapping_label("network: none yet")
-        self.save_btn = PushButton(text="Save network…", tooltip="Write the last network to a .safetensors file you choose.")
-        self.load_btn = PushButton(text="Load network…", tooltip="Read a saved network: then Apply it, or Run with 'start from the last network'.")
-        self.apply_btn = PushButton(text="Apply network", enabled=False, tooltip="Label the current slice / all slices / the image with the network, without training: the same ids on every slice.")
-        self.folder_btn = PushButton(text="Apply to folder…", enabled=False, tooltip="Label every image file of a folder with the network into a new folder '<folder>-labels' (never overwriting).")
-        super().__init__(widgets=[
-            self.info,
-            Container(widgets=[self.save_btn, self.load_btn], layout="horizontal", labels=False),
-            Container(widgets=[self.apply_btn, self.folder_btn], layout="horizontal", labels=False),
-        ], labels=False)
+        self.save_btn = PushButton(
+            text="Save network…",
+            tooltip="Write the last network to a .safetensors file you choose.",
+        )
+        self.load_btn = PushButton(
+            text="Load network…",
+            tooltip="Read a saved network: then Apply it, or Run with 'start from the last "
+            "network'.",
+        )
+        self.apply_btn = PushButton(
+            text="Apply network",
+            enabled=False,
+            tooltip="Label the current slice / all slices / the image with the network, "
+            "without training: the same ids on every slice.",
+        )
+        self.folder_btn = PushButton(
+            text="Apply to folder…",
+            enabled=False,
+            tooltip="Label every image file of a folder with the network into a new folder "
+            "'<folder>-labels' (never overwriting).",
+        )
+        super().__init__(
+            widgets=[
+                self.info,
+                Container(
+                    widgets=[self.save_btn, self.load_btn], layout="horizontal", labels=False
+                ),
+                Container(
+                    widgets=[self.apply_btn, self.folder_btn], layout="horizontal", labels=False
+                ),
+            ],
+            labels=False,
+        )
         self.margins = (0, 0, 0, 0)
         self.save_btn.changed.connect(self.save)
         self.load_btn.changed.connect(self.load)
@@ -46,12 +70,14 @@ class NetworkPanel(Container):
     def set_busy(self, busy: bool) -> None:
         """While a run goes on nothing here starts (the network would change under it)."""
         has = self.model is not None
-        self.apply_btn.enabled = self.folder_btn.enabled = has and not busy and self._folder_worker is None
+        self.apply_btn.enabled = self.folder_btn.enabled = (
+            has and not busy and self._folder_worker is None
+        )
         self.load_btn.enabled = not busy
 
     # --- files --------------------------------------------------------------------
 
-    def save(self, _=None, path: Optional[str] = None) -> None:
+    def save(self, _=None, path: str | None = None) -> None:
         """Save to a file chosen in Qt's save dialog (which asks before replacing a file)."""
         if self.model is None:
             show_info("There is no network to save yet: run a segmentation first.")
@@ -60,11 +86,14 @@ class NetworkPanel(Container):
         if path is None:
             from qtpy.QtWidgets import QFileDialog
 
-            path, _ = QFileDialog.getSaveFileName(self.native, "Save network", "network.safetensors", SAVE_FILTER)
+            path, _ = QFileDialog.getSaveFileName(
+                self.native, "Save network", "network.safetensors", SAVE_FILTER
+            )
             if not path:
                 return
         target = Path(path)
-        if target.suffix != ".safetensors":  # the dialog confirmed another name: never replace this one
+        # the dialog confirmed another name: never replace this one
+        if target.suffix != ".safetensors":
             target, confirmed = target.with_name(target.name + ".safetensors"), False
         try:
             self.model.save(target, overwrite=confirmed and target.exists())
@@ -74,7 +103,7 @@ class NetworkPanel(Container):
         self._status(f"network saved to {target}")
         show_info(f"Network saved to {target}")
 
-    def load(self, _=None, path: Optional[str] = None) -> None:
+    def load(self, _=None, path: str | None = None) -> None:
         """Load a network chosen in Qt's open dialog."""
         from ..engine.saved import load_model
 
@@ -94,14 +123,16 @@ class NetworkPanel(Container):
 
     # --- a folder of files ----------------------------------------------------------
 
-    def apply_to_folder(self, _=None, folder: Optional[str] = None) -> None:
+    def apply_to_folder(self, _=None, folder: str | None = None) -> None:
         """Label a folder's images in a worker thread, with progress and cancel."""
         if self.model is None or self._folder_worker is not None:
             return
         if folder is None:
             from qtpy.QtWidgets import QFileDialog
 
-            folder = QFileDialog.getExistingDirectory(self.native, "Apply the network to the images of a folder")
+            folder = QFileDialog.getExistingDirectory(
+                self.native, "Apply the network to the images of a folder"
+            )
             if not folder:
                 return
         from napari.qt.threading import create_worker
@@ -110,11 +141,17 @@ class NetworkPanel(Container):
 
         out = new_output_folder(Path(folder))
         worker = create_worker(apply_to_folder_iter, self.model, folder, out, _start_thread=False)
-        pbar = RunProgress(desc=f"Applying the network to {Path(folder).name}", cancel_callback=worker.quit)
+        pbar = RunProgress(
+            desc=f"Applying the network to {Path(folder).name}", cancel_callback=worker.quit
+        )
         worker.yielded.connect(lambda rec: self._folder_step(pbar, rec))
         worker.returned.connect(self._folder_done)
-        worker.errored.connect(lambda exc: show_error(f"Cannot apply the network to {folder}: {exc}"))
-        worker.aborted.connect(lambda: self._status(f"cancelled; files written so far are in {out}"))
+        worker.errored.connect(
+            lambda exc: show_error(f"Cannot apply the network to {folder}: {exc}")
+        )
+        worker.aborted.connect(
+            lambda: self._status(f"cancelled; files written so far are in {out}")
+        )
         worker.finished.connect(lambda: self._folder_finished(pbar))
         self._folder_worker = worker
         self.set_busy(False)

@@ -3,7 +3,7 @@ of objects (e.g. nuclei) that napari can count and measure."""
 
 from __future__ import annotations
 
-from typing import Callable, Optional
+from collections.abc import Callable
 
 import numpy as np
 from magicgui.widgets import CheckBox, Container, PushButton
@@ -18,12 +18,23 @@ class ObjectsPanel(Container):
 
     def __init__(self, viewer, status: Callable[[str], None]):
         self._viewer, self._status = viewer, status
-        self.separate = CheckBox(text="separate touching objects", value=True, tooltip=(
-            "Cut touching round objects (nuclei) apart along a watershed of the distance to the "
-            "background; off: every connected piece is one object."))
-        self.split_btn = PushButton(text="Split into objects", tooltip=(
-            "The selected Labels layer's clusters, except the largest (the background), become objects "
-            "numbered 1..N in a new Labels layer (the selected one is left as it is)."))
+        self.separate = CheckBox(
+            text="separate touching objects",
+            value=True,
+            tooltip=(
+                "Cut touching round objects (nuclei) apart along a watershed of the distance "
+                "to the "
+                "background; off: every connected piece is one object."
+            ),
+        )
+        self.split_btn = PushButton(
+            text="Split into objects",
+            tooltip=(
+                "The selected Labels layer's clusters, except the largest (the background), "
+                "become objects "
+                "numbered 1..N in a new Labels layer (the selected one is left as it is)."
+            ),
+        )
         super().__init__(widgets=[self.separate, self.split_btn], labels=False)
         self.margins = (0, 0, 0, 0)
         self.split_btn.changed.connect(self.split)
@@ -32,7 +43,7 @@ class ObjectsPanel(Container):
     #: a progress line per step and a cancel button in the activity dock
     inline = False
 
-    def split(self, _=None) -> Optional[Labels]:
+    def split(self, _=None) -> Labels | None:
         """Split the selected Labels layer into ``'<name> objects'`` (a new layer); with
         :attr:`inline` the layer is returned, otherwise the split runs in the background."""
         from ..labels import OBJECT_STEPS, split_objects_iter
@@ -43,7 +54,9 @@ class ObjectsPanel(Container):
             return None
         data = np.asarray(layer.data)
         if data.ndim not in (2, 3):
-            show_info(f"'{layer.name}' has {data.ndim} axes: objects are split in 2D or 3D labels only.")
+            show_info(
+                f"'{layer.name}' has {data.ndim} axes: objects are split in 2D or 3D labels only."
+            )
             return None
         steps = split_objects_iter(data, separate_touching=self.separate.value)
         if self.inline:
@@ -55,11 +68,15 @@ class ObjectsPanel(Container):
         from napari.qt.threading import create_worker
 
         worker = create_worker(lambda: (yield from steps), _start_thread=False)
-        pbar = RunProgress(total=len(OBJECT_STEPS), desc=f"Objects of {layer.name}", cancel_callback=worker.quit)
+        pbar = RunProgress(
+            total=len(OBJECT_STEPS), desc=f"Objects of {layer.name}", cancel_callback=worker.quit
+        )
         reveal_activity(self._viewer)
         worker.yielded.connect(lambda step: self._step(pbar, layer, step))
         worker.returned.connect(lambda objects: self._add(layer, objects))
-        worker.aborted.connect(lambda: self._status(f"{layer.name}: splitting cancelled, nothing added"))
+        worker.aborted.connect(
+            lambda: self._status(f"{layer.name}: splitting cancelled, nothing added")
+        )
         worker.finished.connect(pbar.close)
         self.split_btn.enabled = False
         worker.finished.connect(lambda: setattr(self.split_btn, "enabled", True))
@@ -71,9 +88,18 @@ class ObjectsPanel(Container):
         pbar.update(1)
 
     def _add(self, layer, objects) -> Labels:
-        out = self._viewer.add_labels(objects, name=f"{layer.name} objects", scale=layer.scale,
-                                      translate=layer.translate,
-                                      metadata={"inceptseg": {"objects_of": layer.name, "n_objects": int(objects.max()),
-                                                              "separate_touching": self.separate.value}})
+        out = self._viewer.add_labels(
+            objects,
+            name=f"{layer.name} objects",
+            scale=layer.scale,
+            translate=layer.translate,
+            metadata={
+                "inceptseg": {
+                    "objects_of": layer.name,
+                    "n_objects": int(objects.max()),
+                    "separate_touching": self.separate.value,
+                }
+            },
+        )
         self._status(f"{layer.name}: {int(objects.max())} objects")
         return out

@@ -11,9 +11,10 @@ same handlers are called in the same order: widget tests need no waiting.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 from napari.layers import Image
@@ -33,7 +34,8 @@ class Run:
     """Everything one run owns; a dock holds at most one."""
 
     image: Image
-    source: RunSource  # what it reads (the layer, a pyramid level or one slice) and where the output goes
+    # what it reads (the layer, a pyramid level or one slice) and where the output goes
+    source: RunSource
     params: SegmentParams
     keep_preview: bool
     name: str
@@ -56,8 +58,13 @@ class RunLifecycle:
     #: drain the generator in the calling thread instead of a worker thread (tests)
     inline = False
 
-    def __init__(self, viewer, status: Callable[[str], None], trained: Callable[[Any, str], None],
-                 ended: Callable[[Run], None]):
+    def __init__(
+        self,
+        viewer,
+        status: Callable[[str], None],
+        trained: Callable[[Any, str], None],
+        ended: Callable[[Run], None],
+    ):
         self._viewer = viewer
         self._status, self._trained, self._ended = status, trained, ended
 
@@ -67,8 +74,10 @@ class RunLifecycle:
         run.pbar = RunProgress(total=total, desc=desc, cancel_callback=partial(self.cancel, run))
         reveal_activity(self._viewer)
         self._status(status)
-        handlers = {name: partial(getattr(self, f"_on_{name}"), run)
-                    for name in ("yielded", "returned", "errored", "aborted", "finished")}
+        handlers = {
+            name: partial(getattr(self, f"_on_{name}"), run)
+            for name in ("yielded", "returned", "errored", "aborted", "finished")
+        }
         if self.inline:
             self._drain(run, fn(*args, **kwargs), handlers)
             return
@@ -110,7 +119,10 @@ class RunLifecycle:
     def _ensure_layer(self, run: Run):
         if run.layer is None or run.layer not in self._viewer.layers:
             run.layer = self._viewer.add_labels(
-                np.zeros(run.source.layout.labels_shape, dtype=np.int32), name=run.name, **run.source.geometry)
+                np.zeros(run.source.layout.labels_shape, dtype=np.int32),
+                name=run.name,
+                **run.source.geometry,
+            )
         return run.layer
 
     def _show_plane(self, run: Run, index, labels) -> None:
@@ -133,7 +145,10 @@ class RunLifecycle:
             elif p.stage != "training":  # the stages after training: the pass, regions, hierarchy
                 self._status(f"{where}{p.stage} (after {p.iteration} iterations)...")
             else:
-                self._status(f"{where}iteration {p.iteration}/{p.max_iter} · loss {p.loss:.3f} · {p.n_labels} clusters")
+                self._status(
+                    f"{where}iteration {p.iteration}/{p.max_iter} · loss {p.loss:.3f} · "
+                    f"{p.n_labels} clusters"
+                )
             if p.labels is not None:
                 self._show_plane(run, sp.index, p.labels)
             done = sp.plane * run.params.total_iter + p.iteration
@@ -146,9 +161,17 @@ class RunLifecycle:
         layer = self._ensure_layer(run)
         if run.kind == "apply":
             layer.data = result
-            layer.metadata["inceptseg"] = {"image": run.image.name, "applied": True, "n_iter": 0,
-                                           "network": run.network, "planes": [list(p) for p in run.source.planes]}
-            msg = f"{run.name}: {len(run.source.planes)} plane(s) labelled with the network, no training"
+            layer.metadata["inceptseg"] = {
+                "image": run.image.name,
+                "applied": True,
+                "n_iter": 0,
+                "network": run.network,
+                "planes": [list(p) for p in run.source.planes],
+            }
+            msg = (
+                f"{run.name}: {len(run.source.planes)} plane(s) labelled with the network, "
+                "no training"
+            )
         else:
             layer.data = result.labels
             layer.metadata["inceptseg"] = {"image": run.image.name, **result.metadata()}
@@ -156,8 +179,10 @@ class RunLifecycle:
             if last.model is not None:
                 self._trained(last.trained_model(), f"trained on '{run.image.name}'")
             kind = "regions" if all(r.regions for r in result.results) else "clusters"
-            msg = (f"{run.name}: {result.n_labels} {kind} after {result.n_iter} iterations "
-                   f"in {result.seconds:.1f} s on {result.results[0].device}; {result.results[0].plan}")
+            msg = (
+                f"{run.name}: {result.n_labels} {kind} after {result.n_iter} iterations "
+                f"in {result.seconds:.1f} s on {result.results[0].device}; {result.results[0].plan}"
+            )
         self._status(msg)
         show_info(msg)
 
@@ -175,7 +200,11 @@ class RunLifecycle:
 
     def _on_aborted(self, run: Run) -> None:
         self._drop_preview(run)
-        kept = " (last preview kept)" if run.layer is not None and run.layer in self._viewer.layers else ""
+        kept = (
+            " (last preview kept)"
+            if run.layer is not None and run.layer in self._viewer.layers
+            else ""
+        )
         self._status(f"cancelled{kept}")
 
     def _drop_preview(self, run: Run) -> None:
@@ -188,4 +217,3 @@ class RunLifecycle:
             run.pbar.close()
             conceal_activity(self._viewer)
         self._ended(run)
-

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Dict, List, Optional
+from typing import TYPE_CHECKING, Any
 
 from magicgui.widgets import ComboBox, Container, Label, LineEdit, PushButton, Table
 from napari.layers import Labels
@@ -21,9 +21,19 @@ _EMPTY = {"data": [], "index": [], "columns": ["value"]}
 
 
 #: the table's rows: a short name (the dock is narrow) and the score's key
-_ROWS = (("mIoU", "miou"), ("accuracy", "accuracy"), ("NMI", "nmi"), ("homogeneity", "homogeneity"),
-         ("kim mIoU", "kim_miou"), ("covering", "covering"), ("Rand index", "pri"), ("VoI (bits)", "voi"),
-         ("clusters", "n_clusters"), ("regions", "n_regions"), ("classes", "n_classes"))
+_ROWS = (
+    ("mIoU", "miou"),
+    ("accuracy", "accuracy"),
+    ("NMI", "nmi"),
+    ("homogeneity", "homogeneity"),
+    ("kim mIoU", "kim_miou"),
+    ("covering", "covering"),
+    ("Rand index", "pri"),
+    ("VoI (bits)", "voi"),
+    ("clusters", "n_clusters"),
+    ("regions", "n_regions"),
+    ("classes", "n_classes"),
+)
 #: what each name means (the row's tooltip)
 _MEANING = {
     "mIoU": "mean IoU over the ground-truth classes, clusters matched to classes",
@@ -34,12 +44,13 @@ _MEANING = {
     "covering": "segmentation covering: the same best IoUs, weighted by segment area",
     "Rand index": "Rand index (BSDS formula): pairs of pixels grouped alike in both",
     "VoI (bits)": "variation of information in bits: lower is better",
-    "clusters": "labels in the prediction", "regions": "connected regions of the prediction",
+    "clusters": "labels in the prediction",
+    "regions": "connected regions of the prediction",
     "classes": "labels in the ground truth",
 }
 
 
-def parse_ignore(text: str) -> Optional[int]:
+def parse_ignore(text: str) -> int | None:
     """'' or 'none' -> None; an integer string -> that integer; else ValueError."""
     text = (text or "").strip().lower()
     if text in ("", "none"):
@@ -56,23 +67,63 @@ class ScoreWidget(Container):
     def __init__(self, viewer: napari.viewer.Viewer):
         super().__init__()
         self._viewer = viewer
-        self._watched: List[Any] = []
-        self.result: Optional[Dict[str, Any]] = None
+        self._watched: list[Any] = []
+        self.result: dict[str, Any] | None = None
+        self._build_controls()
+        self._connect(viewer)
+        self._guess_layers()
+        self._rewatch()
 
-        self._pred = ComboBox(label="prediction", choices=self._labels_choices, nullable=True, tooltip="Labels layer to score (e.g. the clusters).")
-        self._gt = ComboBox(label="ground truth", choices=self._labels_choices, nullable=True, tooltip="Labels layer with the true classes, same shape.")
-        self._ignore = LineEdit(label="ignore label", value="none", tooltip="Ground-truth value to leave out of the scores: 'none', 0, 255 or any integer.")
-        self._matching = ComboBox(label="matching", choices=MATCHING, value="hungarian", tooltip="One-to-one: each class gets at most one cluster (Hungarian). Many-to-one: each cluster goes to its majority class.")
+    def _build_controls(self) -> None:
+        self._pred = ComboBox(
+            label="prediction",
+            choices=self._labels_choices,
+            nullable=True,
+            tooltip="Labels layer to score (e.g. the clusters).",
+        )
+        self._gt = ComboBox(
+            label="ground truth",
+            choices=self._labels_choices,
+            nullable=True,
+            tooltip="Labels layer with the true classes, same shape.",
+        )
+        self._ignore = LineEdit(
+            label="ignore label",
+            value="none",
+            tooltip="Ground-truth value to leave out of the scores: 'none', 0, 255 or any integer.",
+        )
+        self._matching = ComboBox(
+            label="matching",
+            choices=MATCHING,
+            value="hungarian",
+            tooltip="One-to-one: each class gets at most one cluster (Hungarian). "
+            "Many-to-one: each cluster goes to its majority class.",
+        )
         self._table = Table(value=_EMPTY)
         self._table.read_only = True
         self._table.min_height = 260
         self._copy_btn = PushButton(text="Copy table as CSV")
-        self._matched_btn = PushButton(text="Add matched layer", tooltip="A Labels layer in which each cluster carries the id of its matched class, so colours correspond.")
+        self._matched_btn = PushButton(
+            text="Add matched layer",
+            tooltip="A Labels layer in which each cluster carries the id of its matched "
+            "class, so colours correspond.",
+        )
         self._status = Label(value="")
-        self.extend([self._pred, self._gt, self._ignore, self._matching, self._table,
-                     Container(widgets=[self._copy_btn, self._matched_btn], layout="horizontal", labels=False),
-                     self._status])
+        self.extend(
+            [
+                self._pred,
+                self._gt,
+                self._ignore,
+                self._matching,
+                self._table,
+                Container(
+                    widgets=[self._copy_btn, self._matched_btn], layout="horizontal", labels=False
+                ),
+                self._status,
+            ]
+        )
 
+    def _connect(self, viewer) -> None:
         # debounce: painting emits many events; score once the burst is over
         self._timer = QTimer()
         self._timer.setSingleShot(True)
@@ -87,8 +138,6 @@ class ScoreWidget(Container):
         self._matched_btn.changed.connect(self.add_matched_layer)
         for ev in (viewer.layers.events.inserted, viewer.layers.events.removed):
             ev.connect(lambda e=None: self.reset_choices())
-        self._guess_layers()
-        self._rewatch()
 
     def _labels_choices(self, _widget=None):
         return [(layer.name, layer) for layer in self._viewer.layers if isinstance(layer, Labels)]
@@ -96,10 +145,12 @@ class ScoreWidget(Container):
     def _guess_layers(self) -> None:
         """Preselect a layer named like ground truth for ``gt`` and another for ``pred``."""
         layers = [v for _, v in self._labels_choices()]
-        truth = [l for l in layers if any(k in l.name.lower() for k in ("truth", "gt", "annot"))]
+        truth = [
+            lay for lay in layers if any(k in lay.name.lower() for k in ("truth", "gt", "annot"))
+        ]
         if truth:
             self._gt.value = truth[0]
-            others = [l for l in layers if l is not truth[0]]
+            others = [lay for lay in layers if lay is not truth[0]]
             if others:
                 self._pred.value = others[-1]
 
@@ -107,7 +158,12 @@ class ScoreWidget(Container):
         for layer in self._watched:
             for name in _LAYER_EVENTS:
                 getattr(layer.events, name).disconnect(self._schedule)
-        self._watched = [l for l in {id(l): l for l in (self._pred.value, self._gt.value) if l is not None}.values()]
+        self._watched = [
+            lay
+            for lay in {
+                id(lay): lay for lay in (self._pred.value, self._gt.value) if lay is not None
+            }.values()
+        ]
         for layer in self._watched:
             for name in _LAYER_EVENTS:
                 getattr(layer.events, name).connect(self._schedule)
@@ -116,7 +172,7 @@ class ScoreWidget(Container):
     def _schedule(self, event=None) -> None:
         self._timer.start()
 
-    def update_scores(self, _=None) -> Optional[Dict[str, Any]]:
+    def update_scores(self, _=None) -> dict[str, Any] | None:
         """Recompute the table now; returns the score dict (None if not possible)."""
         pred, gt = self._pred.value, self._gt.value
         self.result = None
@@ -124,14 +180,24 @@ class ScoreWidget(Container):
             self._show_message("Choose a prediction and a ground-truth Labels layer.")
             return None
         if pred.data.shape != gt.data.shape:
-            self._show_message(f"'{pred.name}' {pred.data.shape} and '{gt.name}' {gt.data.shape} differ in shape: pick layers of the same image.")
+            self._show_message(
+                f"'{pred.name}' {pred.data.shape} and '{gt.name}' {gt.data.shape} differ in "
+                "shape: pick layers of the same image."
+            )
             return None
         try:
-            s = score(pred.data, gt.data, ignore_index=parse_ignore(self._ignore.value), matching=self._matching.value)
+            s = score(
+                pred.data,
+                gt.data,
+                ignore_index=parse_ignore(self._ignore.value),
+                matching=self._matching.value,
+            )
         except ValueError as exc:
             self._show_message(str(exc))
             return None
-        rows = [(name, s[key]) for name, key in _ROWS] + [(f"IoU class {c}", v) for c, v in s["per_class_iou"].items()]
+        rows = [(name, s[key]) for name, key in _ROWS] + [
+            (f"IoU class {c}", v) for c, v in s["per_class_iou"].items()
+        ]
         self._table.value = {
             "data": [[f"{v:.3f}" if isinstance(v, float) else str(v)] for _, v in rows],
             "index": [name for name, _ in rows],
@@ -154,7 +220,11 @@ class ScoreWidget(Container):
         for row in range(table.rowCount()):
             item = table.verticalHeaderItem(row)
             if item is not None:
-                item.setToolTip(_MEANING.get(item.text(), "IoU of this ground-truth class with its matched cluster"))
+                item.setToolTip(
+                    _MEANING.get(
+                        item.text(), "IoU of this ground-truth class with its matched cluster"
+                    )
+                )
 
     def _show_message(self, text: str) -> None:
         self._table.value = _EMPTY
@@ -162,7 +232,7 @@ class ScoreWidget(Container):
 
     def table_csv(self) -> str:
         lines = ["metric,value"]
-        for name, row in zip(self._table.row_headers, self._table.data):
+        for name, row in zip(self._table.row_headers, self._table.data, strict=False):
             lines.append(f"{name},{row[0]}")
         return "\n".join(lines) + "\n"
 
@@ -176,10 +246,19 @@ class ScoreWidget(Container):
         pred, gt = self._pred.value, self._gt.value
         if self.update_scores() is None:
             return None
-        data = matched_labels(pred.data, gt.data, ignore_index=parse_ignore(self._ignore.value), matching=self._matching.value)
+        data = matched_labels(
+            pred.data,
+            gt.data,
+            ignore_index=parse_ignore(self._ignore.value),
+            matching=self._matching.value,
+        )
         layer = self._viewer.add_labels(
-            data, name=f"{pred.name} matched", scale=pred.scale, translate=pred.translate,
-            affine=pred.affine.affine_matrix, metadata={"matched_to": gt.name, "matching": self._matching.value},
+            data,
+            name=f"{pred.name} matched",
+            scale=pred.scale,
+            translate=pred.translate,
+            affine=pred.affine.affine_matrix,
+            metadata={"matched_to": gt.name, "matching": self._matching.value},
         )
         if hasattr(gt, "colormap"):
             layer.colormap = gt.colormap

@@ -5,8 +5,8 @@ the dock stays for quick looks."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, Optional
 
 from magicgui.widgets import Container, LineEdit, PushButton, SpinBox
 from napari.utils.notifications import show_error, show_info
@@ -15,7 +15,7 @@ from .controls import wrapping_label
 from .progress import RunProgress
 
 
-def zarr_source(layer) -> Optional[Path]:
+def zarr_source(layer) -> Path | None:
     """The zarr store a layer was opened from, or None (in memory, or another format)."""
     from ..cli.segment import is_zarr
 
@@ -45,15 +45,39 @@ class WholeImagePanel(Container):
     def __init__(self, viewer, params: Callable[[], object], status: Callable[[str], None]):
         self._viewer, self._params, self._status = viewer, params, status
         self._worker = None
-        self.scheduler = LineEdit(label="scheduler", value="", tooltip=(
-            "A running Dask cluster's scheduler address (tcp://HOST:8786); empty: a local cluster on this machine."))
-        self.output = LineEdit(label="output", value="", tooltip=(
-            "Where the OME-Zarr label image goes; empty: next to the source, <name>.inceptseg.ome.zarr."))
-        self.block = SpinBox(label="block (px)", min=64, max=16384, step=256, value=1024, tooltip=(
-            "Block side: a worker's memory grows with it, not with the image."))
+        self.scheduler = LineEdit(
+            label="scheduler",
+            value="",
+            tooltip=(
+                "A running Dask cluster's scheduler address (tcp://HOST:8786); empty: a "
+                "local cluster on this machine."
+            ),
+        )
+        self.output = LineEdit(
+            label="output",
+            value="",
+            tooltip=(
+                "Where the OME-Zarr label image goes; empty: next to the source, "
+                "<name>.inceptseg.ome.zarr."
+            ),
+        )
+        self.block = SpinBox(
+            label="block (px)",
+            min=64,
+            max=16384,
+            step=256,
+            value=1024,
+            tooltip=("Block side: a worker's memory grows with it, not with the image."),
+        )
         self.info = wrapping_label("select a layer opened from an OME-Zarr or zarr store")
-        self.run_btn = PushButton(text="Segment whole image", enabled=False, tooltip=(
-            "Segment every pixel of the layer's source on the cluster; progress and cancel in the activity dock."))
+        self.run_btn = PushButton(
+            text="Segment whole image",
+            enabled=False,
+            tooltip=(
+                "Segment every pixel of the layer's source on the cluster; progress and "
+                "cancel in the activity dock."
+            ),
+        )
         super().__init__(widgets=[self.info, self.scheduler, self.output, self.block, self.run_btn])
         self.margins = (0, 0, 0, 0)
         self.run_btn.changed.connect(self.run)
@@ -62,8 +86,11 @@ class WholeImagePanel(Container):
         """Offer the panel for ``layer`` when it comes from a zarr store."""
         self._source = zarr_source(layer) if layer is not None else None
         self.run_btn.enabled = self._source is not None and self._worker is None
-        self.info.value = (f"source: {self._source}" if self._source is not None
-                           else "select a layer opened from an OME-Zarr or zarr store")
+        self.info.value = (
+            f"source: {self._source}"
+            if self._source is not None
+            else "select a layer opened from an OME-Zarr or zarr store"
+        )
 
     def run(self, _=None) -> None:
         from napari.qt.threading import create_worker
@@ -74,9 +101,18 @@ class WholeImagePanel(Container):
             return
         out = Path(self.output.value) if self.output.value.strip() else default_output(self._source)
         params = {k: v for k, v in self._params().to_dict().items() if k != "device" or v != "auto"}
-        worker = create_worker(segment_zarr_iter, self._source, out, scheduler=self.scheduler.value.strip() or None,
-                               block=self.block.value, **params, _start_thread=False)
-        pbar = RunProgress(desc=f"Segmenting {self._source.name} whole", cancel_callback=worker.quit)
+        worker = create_worker(
+            segment_zarr_iter,
+            self._source,
+            out,
+            scheduler=self.scheduler.value.strip() or None,
+            block=self.block.value,
+            **params,
+            _start_thread=False,
+        )
+        pbar = RunProgress(
+            desc=f"Segmenting {self._source.name} whole", cancel_callback=worker.quit
+        )
         worker.yielded.connect(lambda p: self._step(pbar, p))
         worker.returned.connect(self._opened)
         worker.errored.connect(lambda exc: show_error(f"Cannot segment {self._source.name}: {exc}"))

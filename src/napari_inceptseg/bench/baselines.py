@@ -17,34 +17,49 @@ Parameters (also in docs/benchmarks.md):
 
 from __future__ import annotations
 
-from typing import List, Optional, Tuple
-
 import numpy as np
 
-from ..labels import consecutive_labels
 from ..image import prepare_image
+from ..labels import consecutive_labels
 
-BASELINES = ("kmeans3", "kmeans5", "felzenszwalb", "slic", "kmeans2", "otsu", "li", "felzenszwalb-sweep")
+BASELINES = (
+    "kmeans3",
+    "kmeans5",
+    "felzenszwalb",
+    "slic",
+    "kmeans2",
+    "otsu",
+    "li",
+    "felzenszwalb-sweep",
+)
 #: the scales of ``felzenszwalb-sweep`` (the levels of the region benchmark)
 SWEEP_SCALES = (25, 50, 100, 200, 400, 800, 1600, 3200)
 
 
-def baseline_levels(name: str, image: np.ndarray, *, channel_axis: Optional[int] = None,
-                    seed: int = 0) -> Tuple[np.ndarray, Optional[List[np.ndarray]]]:
+def baseline_levels(
+    name: str, image: np.ndarray, *, channel_axis: int | None = None, seed: int = 0
+) -> tuple[np.ndarray, list[np.ndarray] | None]:
     """``(labels, levels)``: a baseline's labels 1..K and, for ``felzenszwalb-sweep``, its
-    partition at every scale of :data:`SWEEP_SCALES` (None for the others)."""
+    partition at every scale of :data:`SWEEP_SCALES` (None for the others).
+    """
     if name != "felzenszwalb-sweep":
         return run_baseline(name, image, channel_axis=channel_axis, seed=seed), None
     from skimage.segmentation import felzenszwalb
 
     data = prepare_image(image, channel_axis=channel_axis)
     feats = np.moveaxis(data if data.shape[0] in (1, 3) else data[:3], 0, -1)
-    levels = [consecutive_labels(felzenszwalb(feats, scale=s, sigma=0.8, min_size=int(s / 4), channel_axis=-1))
-              for s in SWEEP_SCALES]
+    levels = [
+        consecutive_labels(
+            felzenszwalb(feats, scale=s, sigma=0.8, min_size=int(s / 4), channel_axis=-1)
+        )
+        for s in SWEEP_SCALES
+    ]
     return levels[SWEEP_SCALES.index(100)], levels
 
 
-def run_baseline(name: str, image: np.ndarray, *, channel_axis: Optional[int] = None, seed: int = 0) -> np.ndarray:
+def run_baseline(
+    name: str, image: np.ndarray, *, channel_axis: int | None = None, seed: int = 0
+) -> np.ndarray:
     """Labels 1..K of a baseline on a 2D image."""
     if name == "felzenszwalb-sweep":
         return baseline_levels(name, image, channel_axis=channel_axis, seed=seed)[0]
@@ -70,14 +85,26 @@ def run_baseline(name: str, image: np.ndarray, *, channel_axis: Optional[int] = 
     if name == "felzenszwalb":
         from skimage.segmentation import felzenszwalb
 
-        lab = felzenszwalb(feats if feats.shape[-1] in (1, 3) else feats[..., :3], scale=100, sigma=0.5, min_size=50,
-                           channel_axis=-1)
+        lab = felzenszwalb(
+            feats if feats.shape[-1] in (1, 3) else feats[..., :3],
+            scale=100,
+            sigma=0.5,
+            min_size=50,
+            channel_axis=-1,
+        )
         return consecutive_labels(lab)
     if name == "slic":
         from skimage.segmentation import slic
 
         rgb = feats.shape[-1] == 3
-        lab = slic(feats, n_segments=250, compactness=10 if rgb else 0.1, sigma=1, start_label=0,
-                   channel_axis=-1, convert2lab=rgb)
+        lab = slic(
+            feats,
+            n_segments=250,
+            compactness=10 if rgb else 0.1,
+            sigma=1,
+            start_label=0,
+            channel_axis=-1,
+            convert2lab=rgb,
+        )
         return consecutive_labels(lab)
     raise ValueError(f"unknown baseline {name!r}: choose one of {', '.join(BASELINES)}")

@@ -7,9 +7,9 @@ No torch, no napari.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 
@@ -27,9 +27,9 @@ class Item:
     #: "mat" (BSDS500, several annotators), "png" (one label map) or "instances" (one id
     #: per object, 0 = background: scored as objects vs background, and object by object)
     kind: str
-    ignore_index: Optional[int]
+    ignore_index: int | None
 
-    def load(self) -> Tuple[np.ndarray, List[np.ndarray]]:
+    def load(self) -> tuple[np.ndarray, list[np.ndarray]]:
         """``(image, [ground truth, ...])``; raises ValueError when unreadable."""
         from ..io import read_image
 
@@ -40,7 +40,8 @@ class Item:
         for gt in gts:
             if gt.shape != image.shape[:2]:
                 raise ValueError(
-                    f"{self.gt_path}: ground truth {gt.shape} does not match image {image.shape[:2]}"
+                    f"{self.gt_path}: ground truth {gt.shape} does not match image "
+                    f"{image.shape[:2]}"
                 )
         return image, gts
 
@@ -52,21 +53,29 @@ def read_label_png(path) -> np.ndarray:
     try:
         with Image.open(path) as im:
             if im.mode not in ("P", "L", "I", "I;16", "1"):
-                raise ValueError(f"{path}: a label map must be a palette or single-channel image, got mode {im.mode}")
+                raise ValueError(
+                    f"{path}: a label map must be a palette or single-channel image, got "
+                    f"mode {im.mode}"
+                )
             return np.array(im).astype(np.int32)
     except (OSError, SyntaxError) as exc:
         raise ValueError(f"{path}: not a readable label map ({exc})") from None
 
 
-def read_bsds_mat(path) -> List[np.ndarray]:
+def read_bsds_mat(path) -> list[np.ndarray]:
     """Every annotator's segmentation of a BSDS500 ``groundTruth`` .mat file."""
     from scipy.io import loadmat
 
     try:
         cells = loadmat(path)["groundTruth"]
-        return [np.asarray(cells[0, k]["Segmentation"][0, 0]).astype(np.int32) for k in range(cells.shape[1])]
+        return [
+            np.asarray(cells[0, k]["Segmentation"][0, 0]).astype(np.int32)
+            for k in range(cells.shape[1])
+        ]
     except Exception as exc:
-        raise ValueError(f"{path}: not a BSDS500 groundTruth file ({type(exc).__name__}: {exc})") from None
+        raise ValueError(
+            f"{path}: not a BSDS500 groundTruth file ({type(exc).__name__}: {exc})"
+        ) from None
 
 
 def _need(path: Path, what: str) -> Path:
@@ -75,49 +84,79 @@ def _need(path: Path, what: str) -> Path:
     return path
 
 
-def _bsds500(root: Path, split: str) -> List[Item]:
+def _bsds500(root: Path, split: str) -> list[Item]:
     images = _need(root / "images" / split, "expected ROOT/images/SPLIT/*.jpg (BSDS500 layout)")
-    gts = _need(root / "groundTruth" / split, "expected ROOT/groundTruth/SPLIT/*.mat (BSDS500 layout)")
-    return [Item(p.stem, p, gts / f"{p.stem}.mat", "mat", None) for p in sorted(images.glob("*.jpg"))]
+    gts = _need(
+        root / "groundTruth" / split, "expected ROOT/groundTruth/SPLIT/*.mat (BSDS500 layout)"
+    )
+    return [
+        Item(p.stem, p, gts / f"{p.stem}.mat", "mat", None) for p in sorted(images.glob("*.jpg"))
+    ]
 
 
-def _voc(root: Path, split: str) -> List[Item]:
+def _voc(root: Path, split: str) -> list[Item]:
     for cand in (root, root / "VOC2012", root / "VOCdevkit" / "VOC2012"):
         if (cand / "ImageSets" / "Segmentation").is_dir():
             root = cand
             break
     else:
-        raise ValueError(f"{root}: no ImageSets/Segmentation found (give VOC2012 or VOCdevkit as ROOT)")
+        raise ValueError(
+            f"{root}: no ImageSets/Segmentation found (give VOC2012 or VOCdevkit as ROOT)"
+        )
     listing = root / "ImageSets" / "Segmentation" / f"{split}.txt"
     if not listing.is_file():
         raise ValueError(f"{listing} not found: split {split!r} does not exist")
     names = [line.strip() for line in listing.read_text().splitlines() if line.strip()]
-    return [Item(n, root / "JPEGImages" / f"{n}.jpg", root / "SegmentationClass" / f"{n}.png", "png", 255) for n in names]
+    return [
+        Item(
+            n, root / "JPEGImages" / f"{n}.jpg", root / "SegmentationClass" / f"{n}.png", "png", 255
+        )
+        for n in names
+    ]
 
 
-def _cocostuff(root: Path, split: str) -> List[Item]:
-    images = _need(root / "images" / f"{split}2017", "expected ROOT/images/SPLIT2017/*.jpg (COCO-Stuff layout)")
-    ann = _need(root / "annotations" / f"{split}2017", "expected ROOT/annotations/SPLIT2017/*.png (stuffthingmaps)")
-    return [Item(p.stem, p, ann / f"{p.stem}.png", "png", 255) for p in sorted(images.glob("*.jpg"))]
+def _cocostuff(root: Path, split: str) -> list[Item]:
+    images = _need(
+        root / "images" / f"{split}2017", "expected ROOT/images/SPLIT2017/*.jpg (COCO-Stuff layout)"
+    )
+    ann = _need(
+        root / "annotations" / f"{split}2017",
+        "expected ROOT/annotations/SPLIT2017/*.png (stuffthingmaps)",
+    )
+    return [
+        Item(p.stem, p, ann / f"{p.stem}.png", "png", 255) for p in sorted(images.glob("*.jpg"))
+    ]
 
 
-def _camvid(root: Path, split: str) -> List[Item]:
+def _camvid(root: Path, split: str) -> list[Item]:
     images = _need(root / split, "expected ROOT/SPLIT/*.png (CamVid SegNet layout)")
     ann = _need(root / f"{split}annot", "expected ROOT/SPLITannot/*.png (CamVid SegNet layout)")
     return [Item(p.stem, p, ann / p.name, "png", 11) for p in sorted(images.glob("*.png"))]
 
 
-def _dsb2018(root: Path, split: str) -> List[Item]:
-    images = _need(root / "images", "expected ROOT/images/*.png beside ROOT/labels/*.png (DSB2018 instance maps)")
-    labels = _need(root / "labels", "expected ROOT/labels/*.png: 16-bit instance maps, 0 = background")
-    return [Item(p.stem, p, labels / p.name, "instances", None) for p in sorted(images.glob("*.png"))
-            if (labels / p.name).exists()]
+def _dsb2018(root: Path, split: str) -> list[Item]:
+    images = _need(
+        root / "images",
+        "expected ROOT/images/*.png beside ROOT/labels/*.png (DSB2018 instance maps)",
+    )
+    labels = _need(
+        root / "labels", "expected ROOT/labels/*.png: 16-bit instance maps, 0 = background"
+    )
+    return [
+        Item(p.stem, p, labels / p.name, "instances", None)
+        for p in sorted(images.glob("*.png"))
+        if (labels / p.name).exists()
+    ]
 
 
-def _folder(images: Path, labels: Path, ignore_index: Optional[int], instances: bool = False) -> List[Item]:
+def _folder(
+    images: Path, labels: Path, ignore_index: int | None, instances: bool = False
+) -> list[Item]:
     _need(images, "the images folder")
     _need(labels, "the labels folder")
-    by_stem: Dict[str, Path] = {p.stem: p for p in labels.iterdir() if p.suffix.lower() in (".png", ".tif", ".tiff", ".mat")}
+    by_stem: dict[str, Path] = {
+        p.stem: p for p in labels.iterdir() if p.suffix.lower() in (".png", ".tif", ".tiff", ".mat")
+    }
     items = []
     for p in sorted(images.iterdir()):
         if p.suffix.lower() in IMAGE_EXTS and p.stem in by_stem:
@@ -125,7 +164,9 @@ def _folder(images: Path, labels: Path, ignore_index: Optional[int], instances: 
             kind = "mat" if gt.suffix == ".mat" else ("instances" if instances else "png")
             items.append(Item(p.stem, p, gt, kind, ignore_index))
     if not items:
-        raise ValueError(f"no image in {images} has a label map with the same file stem in {labels}")
+        raise ValueError(
+            f"no image in {images} has a label map with the same file stem in {labels}"
+        )
     return items
 
 
@@ -136,12 +177,16 @@ def list_items(
     *,
     images=None,
     labels=None,
-    ignore_index: Optional[int] = None,
+    ignore_index: int | None = None,
     instances: bool = False,
-) -> List[Item]:
+) -> list[Item]:
     """The images of a dataset in its distributed layout (see module docs)."""
-    readers: Dict[str, Callable[[Path, str], List[Item]]] = {
-        "bsds500": _bsds500, "voc": _voc, "cocostuff": _cocostuff, "camvid": _camvid, "dsb2018": _dsb2018,
+    readers: dict[str, Callable[[Path, str], list[Item]]] = {
+        "bsds500": _bsds500,
+        "voc": _voc,
+        "cocostuff": _cocostuff,
+        "camvid": _camvid,
+        "dsb2018": _dsb2018,
     }
     if dataset == "folder":
         if images is None or labels is None:

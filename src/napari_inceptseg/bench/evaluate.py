@@ -14,30 +14,45 @@ No Qt, no napari. Runs sequentially, or over a Dask distributed cluster.
 
 from __future__ import annotations
 
-import json
 import os
 import time
 import zlib
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Any
 
 import numpy as np
 
-from ..metrics import instance_scores, region_scores, score
-from ..params import ARCHITECTURES, PRESETS, SegmentParams, preset_params
+from ..metrics import region_scores, score
+from ..object_metrics import instance_scores
+from ..params import ARCHITECTURES, SegmentParams
+from ..presets import PRESETS, preset_params
 from .baselines import BASELINES, baseline_levels
-from .region_benchmark import LEVEL_FILE_COLUMNS, level_rows
 from .datasets import Item
-from .tables import (BASE_COLUMNS, INSTANCE_METRICS, METRICS, POOL_COLUMNS, PROTOCOLS, REGION_METRICS,
-                     RESULT_FILES, Appender, metric_columns, read_rows, write_summary)
+from .output import LEVELS_KEY, SKIP_COLUMNS, prepare_output, record_answers
+from .region_benchmark import level_rows
+from .tables import (
+    BASE_COLUMNS,
+    INSTANCE_METRICS,
+    METRICS,
+    POOL_COLUMNS,
+    PROTOCOLS,
+    REGION_METRICS,
+    metric_columns,
+    read_rows,
+    write_summary,
+)
 
 #: presets, the papers' networks by name (aliases of their presets), and the baselines
 METHODS = tuple(PRESETS) + ARCHITECTURES + BASELINES
-def method_params(method: str, overrides: Dict[str, Any]) -> SegmentParams:
+
+
+def method_params(method: str, overrides: dict[str, Any]) -> SegmentParams:
     """The settings a network method runs with: its preset (``vanilla`` and
-    ``inception`` are the paper presets) with the user's ``overrides`` on top."""
+    ``inception`` are the paper presets) with the user's ``overrides`` on top.
+    """
     preset = f"paper-{method}" if method in ARCHITECTURES else method
     return preset_params(preset, **overrides)
 
@@ -47,17 +62,23 @@ def image_seed(base: int, name: str) -> int:
     return (zlib.crc32(name.encode()) ^ int(base)) % (2**31)
 
 
-def _resize(array: np.ndarray, shape: Tuple[int, int], labels: bool) -> np.ndarray:
+def _resize(array: np.ndarray, shape: tuple[int, int], labels: bool) -> np.ndarray:
     from skimage.transform import resize
 
     out_shape = tuple(shape) + array.shape[2:]
     if labels:
-        return resize(array, out_shape, order=0, preserve_range=True, anti_aliasing=False).astype(array.dtype)
+        return resize(array, out_shape, order=0, preserve_range=True, anti_aliasing=False).astype(
+            array.dtype
+        )
     out = resize(array, out_shape, order=1, preserve_range=True, anti_aliasing=True)
-    return np.round(out).astype(array.dtype) if array.dtype.kind in "iu" else out.astype(array.dtype)
+    return (
+        np.round(out).astype(array.dtype) if array.dtype.kind in "iu" else out.astype(array.dtype)
+    )
 
 
-def evaluate_one(item: Item, method: str, overrides: Dict[str, Any], scale: float = 1.0) -> Dict[str, Any]:
+def evaluate_one(
+    item: Item, method: str, overrides: dict[str, Any], scale: float = 1.0
+) -> dict[str, Any]:
     """Segment one image with one method and score it; returns the CSV row, whose
     ``LEVELS_KEY`` holds its rows of the region benchmark (``region_levels.csv``).
 
@@ -85,58 +106,78 @@ def evaluate_one(item: Item, method: str, overrides: Dict[str, Any], scale: floa
         raise ValueError(f"unknown method {method!r}: choose from {', '.join(METHODS)}")
     seconds = time.perf_counter() - t0
     labels, levels = _at_shape(labels, levels, (h, w))
-    row: Dict[str, Any] = {"image": item.name, "method": method, "seed": seed, "seconds": round(seconds, 3),
-                           "n_iter": n_iter, "n_clusters": int(np.unique(labels).size)}
+    row: dict[str, Any] = {
+        "image": item.name,
+        "method": method,
+        "seed": seed,
+        "seconds": round(seconds, 3),
+        "n_iter": n_iter,
+        "n_clusters": int(np.unique(labels).size),
+    }
     row[LEVELS_KEY] = level_rows(item.name, method, labels, levels, gts, item.ignore_index)
     return {**row, **score_row(labels, gts, item.ignore_index, item.kind == "instances")}
 
 
 #: the key of an evaluation row that carries its region benchmark rows
-LEVELS_KEY = "_levels"
 
 
-def _at_shape(labels: np.ndarray, levels, shape: Tuple[int, int]):
+def _at_shape(labels: np.ndarray, levels, shape: tuple[int, int]):
     """Labels (and a hierarchy's regions, or a sweep's partitions) at the ground truth's shape."""
     if labels.shape == tuple(shape):
         return labels, levels
     labels = _resize(labels, shape, labels=True)
     if isinstance(levels, list):
         return labels, [_resize(part, shape, labels=True) for part in levels]
-    return labels, None if levels is None else levels.with_base(_resize(levels.base, shape, labels=True))
+    return labels, None if levels is None else levels.with_base(
+        _resize(levels.base, shape, labels=True)
+    )
 
 
-def score_row(labels: np.ndarray, gts: List[np.ndarray], ignore_index: Optional[int],
-              instances: bool = False) -> Dict[str, Any]:
+def score_row(
+    labels: np.ndarray, gts: list[np.ndarray], ignore_index: int | None, instances: bool = False
+) -> dict[str, Any]:
     """Every score column of one prediction. With ``instances`` (one id per object, 0 =
     background) the class scores compare with objects vs background (two classes), the
-    region scores with each object as its own segment, and the object scores are added."""
+    region scores with each object as its own segment, and the object scores are added.
+    """
     classes = [(gt > 0).astype(np.int32) for gt in gts] if instances else gts
-    scores = {p: [score(labels, gt, ignore_index=ignore_index, protocol=p, regions=False) for gt in classes]
-              for p in PROTOCOLS}
+    scores = {
+        p: [
+            score(labels, gt, ignore_index=ignore_index, protocol=p, regions=False)
+            for gt in classes
+        ]
+        for p in PROTOCOLS
+    }
     regions = [region_scores(labels, gt, ignore_index=ignore_index) for gt in gts]
-    row: Dict[str, Any] = {"n_regions": regions[0]["n_regions"], "n_annotators": len(gts)}
+    row: dict[str, Any] = {"n_regions": regions[0]["n_regions"], "n_annotators": len(gts)}
     for protocol in PROTOCOLS:
         _mean_and_best(row, f"{protocol}_", scores[protocol], METRICS)
     _mean_and_best(row, "", regions, REGION_METRICS)
     for c in POOL_COLUMNS:
         row[c] = float(sum(s[c] for s in regions))
     if instances:
-        row.update({k: v for k, v in instance_scores(labels, gts[0]).items() if k in INSTANCE_METRICS})
+        row.update(
+            {k: v for k, v in instance_scores(labels, gts[0]).items() if k in INSTANCE_METRICS}
+        )
     return row
 
 
-def _mean_and_best(row: Dict[str, Any], prefix: str, per: List[Dict[str, Any]], metrics) -> None:
+def _mean_and_best(row: dict[str, Any], prefix: str, per: list[dict[str, Any]], metrics) -> None:
     """Each metric's mean over annotators and the best annotator's (the same with one:
-    a data set may mix images with one and with several annotators)."""
+    a data set may mix images with one and with several annotators).
+    """
     for m in metrics:
         vals = [s[m] for s in per]
         row[f"{prefix}{m}"] = float(np.mean(vals))
         row[f"{prefix}{m}_best"] = float(np.min(vals) if m == "voi" else np.max(vals))
 
 
-def _safe_evaluate_one(item: Item, method: str, params: Dict[str, Any], scale: float, threads: int = 0):
+def _safe_evaluate_one(
+    item: Item, method: str, params: dict[str, Any], scale: float, threads: int = 0
+):
     """``(row, None)`` or ``((image, method), reason)``: bad images, and images a method
-    refuses (too large for the memory, a diverged run), never stop a run."""
+    refuses (too large for the memory, a diverged run), never stop a run.
+    """
     from ..engine.results import SegmentationError
 
     if threads:
@@ -146,15 +187,19 @@ def _safe_evaluate_one(item: Item, method: str, params: Dict[str, Any], scale: f
     try:
         return evaluate_one(item, method, params, scale), None
     except (ValueError, OSError, SegmentationError, MemoryError) as exc:
-        return (item.name, method), f"{type(exc).__name__}: {exc}" if isinstance(exc, MemoryError) else str(exc)
+        return (item.name, method), f"{type(exc).__name__}: {exc}" if isinstance(
+            exc, MemoryError
+        ) else str(exc)
 
 
-def _safe_pair(pair, params: Dict[str, Any], scale: float):
+def _safe_pair(pair, params: dict[str, Any], scale: float):
     item, method = pair
     return _safe_evaluate_one(item, method, params, scale)
 
 
-def _safe_evaluate_batch(pairs, params: Dict[str, Any], scale: float, batch: int, threads: int = 0) -> list:
+def _safe_evaluate_batch(
+    pairs, params: dict[str, Any], scale: float, batch: int, threads: int = 0
+) -> list:
     """The answers of :func:`_safe_evaluate_one` for several pairs, ``batch`` side by side."""
     if threads:
         import torch
@@ -163,11 +208,12 @@ def _safe_evaluate_batch(pairs, params: Dict[str, Any], scale: float, batch: int
     return list(_side_by_side(pairs, params, scale, batch))
 
 
-def _side_by_side(pairs, params: Dict[str, Any], scale: float, batch: int) -> Iterator[tuple]:
+def _side_by_side(pairs, params: dict[str, Any], scale: float, batch: int) -> Iterator[tuple]:
     from ..engine.batch import map_side_by_side
 
-    for _, answer, exc in map_side_by_side(partial(_safe_pair, params=params, scale=scale), pairs, batch,
-                                           params.get("device", "auto")):
+    for _, answer, exc in map_side_by_side(
+        partial(_safe_pair, params=params, scale=scale), pairs, batch, params.get("device", "auto")
+    ):
         if exc is not None:
             raise exc
         yield answer
@@ -184,13 +230,17 @@ def _execute(todo, params, scale, workers, scheduler, batch: int = 1) -> Iterato
         client = Client(scheduler)
         threads = 0
     else:
-        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None)
+        cluster = LocalCluster(
+            n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None
+        )
         client = Client(cluster)
         threads = max(1, (os.cpu_count() or 1) // workers)
     try:  # each worker takes a batch of pairs at a time
-        chunks = [todo[k:k + batch] for k in range(0, len(todo), max(1, batch))]
-        futures = [client.submit(_safe_evaluate_batch, chunk, params, scale, batch, threads, pure=False)
-                   for chunk in chunks]
+        chunks = [todo[k : k + batch] for k in range(0, len(todo), max(1, batch))]
+        futures = [
+            client.submit(_safe_evaluate_batch, chunk, params, scale, batch, threads, pure=False)
+            for chunk in chunks
+        ]
         for fut in as_completed(futures):
             yield from fut.result()
     finally:
@@ -199,9 +249,12 @@ def _execute(todo, params, scale, workers, scheduler, batch: int = 1) -> Iterato
             cluster.close()
 
 
-def auto_batch(items: Sequence[Item], methods: Sequence[str], params: Dict[str, Any], scale: float = 1.0) -> int:
+def auto_batch(
+    items: Sequence[Item], methods: Sequence[str], params: dict[str, Any], scale: float = 1.0
+) -> int:
     """``batch=0``: as many runs side by side as the device's free memory holds for the
-    first readable image (see ``engine.batch.auto_batch``; 1 for the baselines alone)."""
+    first readable image (see ``engine.batch.auto_batch``; 1 for the baselines alone).
+    """
     from ..engine.batch import auto_batch as engine_auto
 
     nets = [m for m in methods if m in PRESETS or m in ARCHITECTURES]
@@ -218,72 +271,21 @@ def auto_batch(items: Sequence[Item], methods: Sequence[str], params: Dict[str, 
     return 1
 
 
-#: the columns of skipped.csv
-SKIP_COLUMNS = ("image", "method", "reason")
-
-
-def _record(answers, out: Path, columns, bar, log) -> Tuple[int, int]:
-    """Write each answer as it comes: a scored row (its region benchmark rows first, then
-    the row that marks the pair done) or a skipped pair. Returns ``(n_new, n_skipped)``."""
-    results = Appender(out / "results.csv", columns)
-    skips = Appender(out / "skipped.csv", SKIP_COLUMNS)
-    levels = Appender(out / "region_levels.csv", LEVEL_FILE_COLUMNS)
-    n_new = n_skip = 0
-    try:
-        for row, error in answers:
-            if error is None:
-                for level_row in row.pop(LEVELS_KEY):
-                    levels.write(level_row, sync=False)
-                results.write(row)
-                n_new += 1
-                bar.set_postfix(last=f"{row['image']}/{row['method']}", refresh=False)
-            else:
-                (name, method) = row
-                skips.write({"image": name, "method": method, "reason": error})
-                n_skip += 1
-                log(f"skipped {name} ({method}): {error}")
-            bar.update(1)
-    finally:
-        for f in (results, skips, levels):
-            f.close()
-    return n_new, n_skip
-
-
 @dataclass
 class EvaluationReport:
+    """What one ``evaluate`` run wrote: its folder, tables and summary."""
+
     out: Path
-    summary: Dict[str, Any]
+    summary: dict[str, Any]
     n_done_before: int
     n_new: int
     n_skipped: int
 
 
-def prepare_output(out: Path, config: Dict[str, Any], overwrite: bool) -> None:
-    """Create ``out`` for this run; refuse to mix with another run's results."""
-    out.mkdir(parents=True, exist_ok=True)
-    cfg = out / "config.json"
-    ours = [out / f for f in RESULT_FILES if (out / f).exists()]
-    if cfg.exists():
-        old = json.loads(cfg.read_text())
-        same = {k: v for k, v in old.items() if k not in ("methods", "limit")} == {
-            k: v for k, v in config.items() if k not in ("methods", "limit")
-        }
-        if not same and not overwrite:
-            raise ValueError(
-                f"{out} holds results of a different run (see its config.json); "
-                "choose another out=DIR, or overwrite=True to replace them"
-            )
-    elif ours and not overwrite:
-        raise ValueError(f"{out} holds result files but no config.json; choose another out=DIR or overwrite=True")
-    if overwrite:
-        for f in ours:
-            f.unlink()
-    cfg.write_text(json.dumps(config, indent=2, default=str) + "\n")
-
-
-def _checked_request(methods: Sequence[str], params, scale: float) -> Dict[str, Any]:
+def _checked_request(methods: Sequence[str], params, scale: float) -> dict[str, Any]:
     """The engine settings as a dict, once every method and setting is known good
-    (a bad one fails here, before any image)."""
+    (a bad one fails here, before any image).
+    """
     for m in methods:
         if m not in METHODS:
             raise ValueError(f"unknown method {m!r}: choose from {', '.join(METHODS)}")
@@ -293,21 +295,24 @@ def _checked_request(methods: Sequence[str], params, scale: float) -> Dict[str, 
         if m in PRESETS or m in ARCHITECTURES:
             method_params(m, params)
     if not 0 < scale <= 1:
-        raise ValueError(f"scale must be in (0, 1] (0.25 segments a copy a quarter the size per side), got {scale}")
+        raise ValueError(
+            "scale must be in (0, 1] (0.25 segments a copy a quarter the size per side), "
+            f"got {scale}"
+        )
     return params
 
 
 def run_evaluation(
     items: Sequence[Item],
     methods: Sequence[str],
-    params: Dict[str, Any],
+    params: dict[str, Any],
     out,
     *,
-    config: Dict[str, Any],
+    config: dict[str, Any],
     scale: float = 1.0,
     overwrite: bool = False,
-    workers: Optional[int] = None,
-    scheduler: Optional[str] = None,
+    workers: int | None = None,
+    scheduler: str | None = None,
     batch: int = 1,
     progress: bool = True,
     log=print,
@@ -316,7 +321,8 @@ def run_evaluation(
     ``params`` are engine settings applied on top of each network method's preset
     (a dict of :class:`SegmentParams` fields; a ``SegmentParams`` is taken whole).
     ``batch`` images go side by side (per Dask worker with ``workers``/``scheduler``;
-    0: as many as the device's memory holds, see :func:`auto_batch`)."""
+    0: as many as the device's memory holds, see :func:`auto_batch`).
+    """
     params = _checked_request(methods, params, scale)
     batch = batch if batch > 0 else auto_batch(items, methods, params, scale)
     out = Path(out)
@@ -328,13 +334,24 @@ def run_evaluation(
     todo = [(i, m) for i in items for m in methods if (i.name, m) not in done | skipped]
     n_before = len(items) * len(methods) - len(todo)
     if n_before:
-        log(f"resuming: {n_before} of {len(items) * len(methods)} (image, method) pairs already in {out}")
+        log(
+            f"resuming: {n_before} of {len(items) * len(methods)} (image, method) pairs "
+            f"already in {out}"
+        )
 
     from tqdm import tqdm
 
-    bar = tqdm(total=len(items) * len(methods), initial=n_before, unit="run", disable=not progress, dynamic_ncols=True)
+    bar = tqdm(
+        total=len(items) * len(methods),
+        initial=n_before,
+        unit="run",
+        disable=not progress,
+        dynamic_ncols=True,
+    )
     try:
-        n_new, n_skip = _record(_execute(todo, params, scale, workers, scheduler, batch), out, columns, bar, log)
+        n_new, n_skip = record_answers(
+            _execute(todo, params, scale, workers, scheduler, batch), out, columns, bar, log
+        )
     finally:
         bar.close()
     summary = write_summary(out, config, columns)

@@ -19,12 +19,13 @@ image's best level. A method with a single partition has ODS = OIS.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
 from ..labels import connected_regions, dense_ids
+from ..metrics import pair_iou
 
 #: the per-image, per-level numbers :func:`ods_ois` pools
 LEVEL_COLUMNS = ("cnt_r", "sum_r", "pri", "voi")
@@ -41,6 +42,7 @@ class LevelScores:
 
     @property
     def covering(self) -> float:
+        """Segmentation covering of the ground truth by the machine's regions."""
         return self.cnt_r / self.sum_r if self.sum_r else 0.0
 
 
@@ -52,18 +54,22 @@ def _table_scores(tables: Sequence[np.ndarray]) -> LevelScores:
         t = t.astype(np.float64)
         a, b = t.sum(1), t.sum(0)
         n = t.sum()
-        union = a[:, None] + b[None, :] - t
-        best = (t / np.maximum(union, 1)).max(0)
+        best = pair_iou(t, a, b).max(0)
         cnt += float((best * b).sum())
         tot += float(b.sum())
         pairs = n * (n - 1) / 2
-        ris.append(1.0 - (0.5 * (a * a).sum() + 0.5 * (b * b).sum() - (t * t).sum()) / pairs if pairs else 1.0)
+        ris.append(
+            1.0 - (0.5 * (a * a).sum() + 0.5 * (b * b).sum() - (t * t).sum()) / pairs
+            if pairs
+            else 1.0
+        )
         vois.append(_voi_bits(t, a, b, n))
     return LevelScores(cnt, tot, float(np.mean(ris)), float(np.mean(vois)))
 
 
 def _voi_bits(t: np.ndarray, a: np.ndarray, b: np.ndarray, n: float) -> float:
     """H(machine) + H(human) - 2 I, in bits."""
+
     def entropy(p):
         p = p[p > 0] / n
         return float(-(p * np.log2(p)).sum())
@@ -74,7 +80,9 @@ def _voi_bits(t: np.ndarray, a: np.ndarray, b: np.ndarray, n: float) -> float:
     return max(entropy(a) + entropy(b) - 2 * mi, 0.0)
 
 
-def _tables(regions: np.ndarray, gts: Sequence[np.ndarray], ignore_index: Optional[int]) -> List[np.ndarray]:
+def _tables(
+    regions: np.ndarray, gts: Sequence[np.ndarray], ignore_index: int | None
+) -> list[np.ndarray]:
     """One contingency table (regions x human regions) per annotator."""
     r_ids, r_idx = dense_ids(regions.ravel())
     out = []
@@ -88,17 +96,25 @@ def _tables(regions: np.ndarray, gts: Sequence[np.ndarray], ignore_index: Option
     return out
 
 
-def partition_scores(labels, gts: Sequence[np.ndarray], ignore_index: Optional[int] = None) -> LevelScores:
+def partition_scores(
+    labels, gts: Sequence[np.ndarray], ignore_index: int | None = None
+) -> LevelScores:
     """The benchmark's scores of one partition (its connected regions are its segments)
-    against every annotator's segmentation ``gts``."""
+    against every annotator's segmentation ``gts``.
+    """
     return _table_scores(_tables(connected_regions(np.asarray(labels)), gts, ignore_index))
 
 
-def levels_scores(base: np.ndarray, luts: Sequence[np.ndarray], gts: Sequence[np.ndarray],
-                  ignore_index: Optional[int] = None) -> List[LevelScores]:
+def levels_scores(
+    base: np.ndarray,
+    luts: Sequence[np.ndarray],
+    gts: Sequence[np.ndarray],
+    ignore_index: int | None = None,
+) -> list[LevelScores]:
     """The scores of several partitions that each group the connected regions of
     ``base``: level ``k`` gives region ``i`` of ``base`` the id ``luts[k][i]``. The tables
-    are built once from ``base`` and summed per level, so a hierarchy's levels cost little."""
+    are built once from ``base`` and summed per level, so a hierarchy's levels cost little.
+    """
     base_tables = _tables(base, gts, ignore_index)
     ids = np.unique(base)
     out = []
@@ -114,9 +130,10 @@ def levels_scores(base: np.ndarray, luts: Sequence[np.ndarray], gts: Sequence[np
     return out
 
 
-def ods_ois(per_image: Dict[str, List[LevelScores]]) -> Dict[str, float]:
+def ods_ois(per_image: dict[str, list[LevelScores]]) -> dict[str, float]:
     """Covering, PRI and VoI at ODS and OIS from each image's scores at every level (the
-    same level list for every image), and the ODS level's index."""
+    same level list for every image), and the ODS level's index.
+    """
     images = sorted(per_image)
     n_levels = {len(per_image[i]) for i in images}
     if len(n_levels) != 1:
@@ -129,12 +146,15 @@ def ods_ois(per_image: Dict[str, List[LevelScores]]) -> Dict[str, float]:
     best = (cnt / np.maximum(tot, 1)).argmax(1)
     rows = np.arange(len(images))
     return {
-        "covering_ods": float(cov_levels.max()), "covering_ois": float(cnt[rows, best].sum() / tot[rows, best].sum()),
-        "pri_ods": float(pri.mean(0).max()), "pri_ois": float(pri.max(1).mean()),
-        "voi_ods": float(voi.mean(0).min()), "voi_ois": float(voi.min(1).mean()),
-        "ods_level": int(cov_levels.argmax()), "n_images": len(images),
+        "covering_ods": float(cov_levels.max()),
+        "covering_ois": float(cnt[rows, best].sum() / tot[rows, best].sum()),
+        "pri_ods": float(pri.mean(0).max()),
+        "pri_ois": float(pri.max(1).mean()),
+        "voi_ods": float(voi.mean(0).min()),
+        "voi_ois": float(voi.min(1).mean()),
+        "ods_level": int(cov_levels.argmax()),
+        "n_images": len(images),
     }
-
 
 
 # -- the benchmark in ``evaluate``: one row per image, method and level -----------------------
@@ -147,43 +167,88 @@ LEVEL_FILE_COLUMNS = ("image", "method", "level", "value", "n_regions", *LEVEL_C
 OWN_CUT = "cut"
 
 
-def _row(image: str, method: str, level, value, n_regions: int, s: LevelScores) -> Dict[str, object]:
-    return {"image": image, "method": method, "level": level, "value": value, "n_regions": n_regions,
-            "cnt_r": s.cnt_r, "sum_r": s.sum_r, "pri": s.pri, "voi": s.voi}
+def _row(
+    image: str, method: str, level, value, n_regions: int, s: LevelScores
+) -> dict[str, object]:
+    return {
+        "image": image,
+        "method": method,
+        "level": level,
+        "value": value,
+        "n_regions": n_regions,
+        "cnt_r": s.cnt_r,
+        "sum_r": s.sum_r,
+        "pri": s.pri,
+        "voi": s.voi,
+    }
 
 
-def level_rows(image: str, method: str, labels: np.ndarray, levels, gts: Sequence[np.ndarray],
-               ignore_index: Optional[int] = None) -> List[Dict[str, object]]:
+def level_rows(
+    image: str,
+    method: str,
+    labels: np.ndarray,
+    levels,
+    gts: Sequence[np.ndarray],
+    ignore_index: int | None = None,
+) -> list[dict[str, object]]:
     """The rows of ``region_levels.csv`` for one image and method: its own labels (the
     default cut), then, when it has levels, each of them. ``levels`` is a hierarchy (cut
     at :data:`HIERARCHY_LEVELS`), a list of partitions (a classical method swept over a
-    parameter) or None; everything at the ground truth's shape."""
-    rows = [_row(image, method, OWN_CUT, -1, int(np.unique(labels).size),
-                 partition_scores(labels, gts, ignore_index))]
+    parameter) or None; everything at the ground truth's shape.
+    """
+    rows = [
+        _row(
+            image,
+            method,
+            OWN_CUT,
+            -1,
+            int(np.unique(labels).size),
+            partition_scores(labels, gts, ignore_index),
+        )
+    ]
     if levels is None:
         return rows
     if isinstance(levels, (list, tuple)):
         for k, part in enumerate(levels):
-            rows.append(_row(image, method, k, k, int(np.unique(part).size), partition_scores(part, gts, ignore_index)))
+            rows.append(
+                _row(
+                    image,
+                    method,
+                    k,
+                    k,
+                    int(np.unique(part).size),
+                    partition_scores(part, gts, ignore_index),
+                )
+            )
         return rows
     luts = [np.concatenate([[0], levels.region_ids(v)]) for v in HIERARCHY_LEVELS]
-    for k, (v, lut, s) in enumerate(zip(HIERARCHY_LEVELS, luts, levels_scores(levels.base, luts, gts, ignore_index))):
+    for k, (v, lut, s) in enumerate(
+        zip(
+            HIERARCHY_LEVELS,
+            luts,
+            levels_scores(levels.base, luts, gts, ignore_index),
+            strict=False,
+        )
+    ):
         rows.append(_row(image, method, k, v, int(lut.max()), s))
     return rows
 
 
-def summarise_levels(rows: Sequence[Dict[str, str]]) -> Dict[str, Dict[str, float]]:
+def summarise_levels(rows: Sequence[dict[str, str]]) -> dict[str, dict[str, float]]:
     """Per method: the benchmark at ODS and OIS over its levels (methods without levels:
     their own labels, ODS = OIS), its own labels' figures (``cut_*``) and, with levels,
-    the ODS level's value and median regions there."""
-    by: Dict[str, Dict[str, Dict[str, Dict[str, str]]]] = {}
+    the ODS level's value and median regions there.
+    """
+    by: dict[str, dict[str, dict[str, dict[str, str]]]] = {}
     for r in rows:  # (the last row of a repeated image, method and level wins)
         by.setdefault(r["method"], {}).setdefault(r["image"], {})[r["level"]] = r
     out = {}
     for method, images in by.items():
         own = {i: [_scores(lv[OWN_CUT])] for i, lv in images.items() if OWN_CUT in lv}
-        graded = {i: [_scores(lv[k]) for k in sorted((k for k in lv if k != OWN_CUT), key=int)]
-                  for i, lv in images.items()}
+        graded = {
+            i: [_scores(lv[k]) for k in sorted((k for k in lv if k != OWN_CUT), key=int)]
+            for i, lv in images.items()
+        }
         if own:
             out[method] = {f"cut_{k}": v for k, v in ods_ois(own).items() if k.endswith("_ods")}
         if graded and all(graded.values()):
@@ -191,9 +256,11 @@ def summarise_levels(rows: Sequence[Dict[str, str]]) -> Dict[str, Dict[str, floa
             k = summary["ods_level"]
             values = [float(images[i][str(k)]["value"]) for i in images if str(k) in images[i]]
             counts = [int(images[i][str(k)]["n_regions"]) for i in images if str(k) in images[i]]
-            out.setdefault(method, {}).update(summary, ods_value=values[0], ods_median_regions=float(np.median(counts)))
+            out.setdefault(method, {}).update(
+                summary, ods_value=values[0], ods_median_regions=float(np.median(counts))
+            )
     return out
 
 
-def _scores(row: Dict[str, str]) -> LevelScores:
+def _scores(row: dict[str, str]) -> LevelScores:
     return LevelScores(*(float(row[c]) for c in LEVEL_COLUMNS))

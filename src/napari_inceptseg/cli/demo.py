@@ -1,5 +1,6 @@
 """``napari-inceptseg demo``: segment the bundled samples, print their scores, and open
-napari with the plugin when there is a display."""
+napari with the plugin when there is a display.
+"""
 
 from __future__ import annotations
 
@@ -19,11 +20,11 @@ def _has_display() -> bool:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    """``napari-inceptseg demo``: segment the bundled samples, open napari if it can."""
     from skimage.transform import resize
 
     from ..engine.runtime import resolve_device
-    from ..image import colour_overlay
-    from ..io import write_labels, write_png
+    from ..io import colour_overlay, write_labels, write_png
     from ..metrics import score
     from ..sample_data import natural_image, synthetic_regions
 
@@ -35,7 +36,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         run_dir = Path(args.out) / time.strftime(f"run-%Y%m%d-%H%M%S-{k}")
     image, gt = synthetic_regions()
     photo = (resize(natural_image(), (192, 192), anti_aliasing=True) * 255).astype("uint8")
-    from ..params import preset_params
+    from ..presets import preset_params
 
     extra = {} if args.max_iter is None else {"max_iter": args.max_iter}
     base = preset_params(args.preset, device=args.device, seed=args.seed, **extra)
@@ -46,7 +47,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
         write_labels(run_dir / f"{key}_labels.png", res.labels)
         write_png(run_dir / f"{key}_overlay.png", colour_overlay(img, res.labels))
         kind = "regions" if res.regions else "clusters"
-        print(f"{key}: {res.n_labels} {kind}, {res.n_iter} iterations, {res.seconds:.1f} s on {res.device}")
+        print(
+            f"{key}: {res.n_labels} {kind}, {res.n_iter} iterations, {res.seconds:.1f} s on "
+            f"{res.device}"
+        )
     one = score(results["synthetic"].labels, gt)
     many = score(results["synthetic"].labels, gt, matching="majority")
     print("\nScores of the synthetic sample against its ground truth:")
@@ -71,12 +75,18 @@ def _open_viewer(image, gt, photo, results) -> int:
     viewer = napari.Viewer(title="napari-inceptseg demo")
     kind = {k: "regions" if r.regions else "clusters" for k, r in results.items()}
     viewer.add_image(photo, name="astronaut", rgb=True)
-    viewer.add_labels(results["astronaut"].labels, name=f"astronaut {kind['astronaut']}",
-                      metadata=results["astronaut"].metadata())
+    viewer.add_labels(
+        results["astronaut"].labels,
+        name=f"astronaut {kind['astronaut']}",
+        metadata=results["astronaut"].metadata(),
+    )
     viewer.add_image(image, name="synthetic", rgb=True)
     viewer.add_labels(gt, name="synthetic ground truth", visible=False)
-    viewer.add_labels(results["synthetic"].labels, name=f"synthetic {kind['synthetic']}",
-                      metadata=results["synthetic"].metadata())
+    viewer.add_labels(
+        results["synthetic"].labels,
+        name=f"synthetic {kind['synthetic']}",
+        metadata=results["synthetic"].metadata(),
+    )
     viewer.window.add_plugin_dock_widget("napari-inceptseg", "Unsupervised segmentation")
     viewer.window.add_plugin_dock_widget("napari-inceptseg", "Score against ground truth")
     napari.run()

@@ -1,6 +1,7 @@
 """The command line: ``napari-inceptseg segment | evaluate | demo`` (``python -m
 napari_inceptseg``). Bad options end in one line on stderr and exit 2; Ctrl+C and
-SIGTERM stop with exit 130, keeping the work already written."""
+SIGTERM stop with exit 130, keeping the work already written.
+"""
 
 from __future__ import annotations
 
@@ -11,15 +12,15 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import List, Optional
 
 from .parser import build_parser, overrides
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
+    """``napari-inceptseg evaluate``: score methods on a data set with ground truth."""
     from ..bench.datasets import list_items
-    from ..engine.runtime import resolve_device
     from ..bench.evaluate import run_evaluation
+    from ..engine.runtime import resolve_device
 
     options = overrides(args)
     resolve_device(options.get("device", "auto"))
@@ -29,32 +30,61 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         raise ValueError("--workers must be >= 1")
     if args.batch < 0:
         raise ValueError("--batch must be >= 0 (0: as many as the device's memory holds)")
-    items = list_items(args.dataset, args.root, args.split, images=args.images, labels=args.labels,
-                       ignore_index=args.ignore_index, instances=args.instances)
+    items = list_items(
+        args.dataset,
+        args.root,
+        args.split,
+        images=args.images,
+        labels=args.labels,
+        ignore_index=args.ignore_index,
+        instances=args.instances,
+    )
     items = items[: args.limit] if args.limit else items
     if not items:
-        raise ValueError(f"no images found for --dataset {args.dataset} in {args.root or args.images}")
+        raise ValueError(
+            f"no images found for --dataset {args.dataset} in {args.root or args.images}"
+        )
     config = {
         "dataset": args.dataset,
         "root": str(Path(args.root).resolve()) if args.root else None,
-        "images": args.images, "labels": args.labels, "split": args.split,
-        "ignore_index": args.ignore_index, "instances": args.instances, "scale": args.scale, "limit": args.limit,
-        "methods": list(args.method), "params": options,
+        "images": args.images,
+        "labels": args.labels,
+        "split": args.split,
+        "ignore_index": args.ignore_index,
+        "instances": args.instances,
+        "scale": args.scale,
+        "limit": args.limit,
+        "methods": list(args.method),
+        "params": options,
     }
     t0 = time.perf_counter()
-    report = run_evaluation(items, args.method, options, args.out, config=config, scale=args.scale,
-                            overwrite=args.overwrite, workers=args.workers, scheduler=args.scheduler, batch=args.batch,
-                            progress=not args.quiet)
+    report = run_evaluation(
+        items,
+        args.method,
+        options,
+        args.out,
+        config=config,
+        scale=args.scale,
+        overwrite=args.overwrite,
+        workers=args.workers,
+        scheduler=args.scheduler,
+        batch=args.batch,
+        progress=not args.quiet,
+    )
     print((Path(args.out) / "summary.md").read_text())
-    print(f"{report.n_new} new, {report.n_done_before} already done, {report.n_skipped} skipped "
-          f"in {time.perf_counter() - t0:.0f} s; results in {Path(args.out).resolve()}")
+    print(
+        f"{report.n_new} new, {report.n_done_before} already done, {report.n_skipped} skipped "
+        f"in {time.perf_counter() - t0:.0f} s; results in {Path(args.out).resolve()}"
+    )
     return 0
 
 
 def as_flags(message: str) -> str:
     """A library message in the command line's words: ``overwrite=True`` -> ``--overwrite``,
     ``root=DIR`` -> ``--root DIR``, ``channel_axis=0`` -> ``--channel-axis 0``, ``scale``
-    stays as it is (the library names its keyword arguments, the CLI its flags)."""
+    stays as it is (the library names its keyword arguments, the CLI its flags).
+    """
+
     def flag(m: re.Match) -> str:
         name = "--" + m.group(1).replace("_", "-")
         return name if m.group(2) == "True" else f"{name} {m.group(2)}"
@@ -66,7 +96,8 @@ def _interrupt(signum, frame):
     raise KeyboardInterrupt
 
 
-def main(argv: Optional[List[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
+    """The ``napari-inceptseg`` command; returns its exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
     # a SIGTERM (``kill``, a batch system's time limit) stops like Ctrl+C: work already

@@ -1,6 +1,7 @@
 """``napari-inceptseg segment``: image files in, label files out. Everything that can be
 checked is checked before the first image trains; an interrupted or diverged image
-keeps its last good clusters."""
+keeps its last good clusters.
+"""
 
 from __future__ import annotations
 
@@ -9,11 +10,10 @@ import dataclasses
 import sys
 import time
 from pathlib import Path
-from typing import Dict, List, Optional
 
 import numpy as np
 
-from ..image import colour_overlay
+from ..io import colour_overlay
 from .parser import params_from_args
 
 
@@ -23,7 +23,15 @@ class _Bar:
     def __init__(self, total: int, desc: str, disable: bool):
         from tqdm import tqdm
 
-        self._bar = tqdm(total=total, desc=desc, unit="it", leave=True, disable=disable, file=sys.stderr, dynamic_ncols=True)
+        self._bar = tqdm(
+            total=total,
+            desc=desc,
+            unit="it",
+            leave=True,
+            disable=disable,
+            file=sys.stderr,
+            dynamic_ncols=True,
+        )
 
     def __call__(self, p) -> None:
         if p.part is not None:  # the tile-by-tile final pass
@@ -48,6 +56,7 @@ class _Bar:
 
 
 def run_one(image, params, channel_axis, desc, quiet, **kw):
+    """Segment one image with a progress bar (none when ``quiet``); returns the result."""
     from ..engine.loop import segment_iter
     from ..engine.results import RunInterrupted, run_to_end
 
@@ -58,23 +67,27 @@ def run_one(image, params, channel_axis, desc, quiet, **kw):
     except KeyboardInterrupt as exc:
         if isinstance(exc, RunInterrupted):
             raise
-        gen.throw(exc)  # it landed outside the engine (in the bar): the engine hands over its clusters
+        # it landed outside the engine (in the bar): the engine hands over its clusters
+        gen.throw(exc)
         raise
     finally:
         bar.close()
 
 
-def _per_image(template: Optional[str], src: Path, n_images: int, option: str) -> Optional[Path]:
+def _per_image(template: str | None, src: Path, n_images: int, option: str) -> Path | None:
     if template is None:
         return None
     if n_images > 1 and "{name}" not in template:
-        raise ValueError(f"{option} with {n_images} images needs {{name}} in the path (the image's file stem)")
+        raise ValueError(
+            f"{option} with {n_images} images needs {{name}} in the path (the image's file stem)"
+        )
     return Path(template.replace("{name}", src.stem))
 
 
-def _check_output_folder(out: Path, images: List[str]) -> None:
+def _check_output_folder(out: Path, images: list[str]) -> None:
     """Before the first image trains: ``out`` is (or becomes) a writable folder, and no
-    two inputs would write the same output files."""
+    two inputs would write the same output files.
+    """
     import tempfile
 
     if out.exists() and not out.is_dir():
@@ -84,29 +97,36 @@ def _check_output_folder(out: Path, images: List[str]) -> None:
         with tempfile.TemporaryFile(dir=out):
             pass
     except OSError as exc:
-        raise ValueError(f"cannot write to the output folder {out} ({exc.strerror or exc}): choose another -o") from None
-    stems: Dict[str, str] = {}
+        raise ValueError(
+            f"cannot write to the output folder {out} ({exc.strerror or exc}): choose another -o"
+        ) from None
+    stems: dict[str, str] = {}
     for name in images:
         stem = Path(name).stem
         if stem in stems:
-            raise ValueError(f"{stems[stem]} and {name} would write the same outputs ({stem}_labels...): "
-                             "rename one, or segment them into different folders")
+            raise ValueError(
+                f"{stems[stem]} and {name} would write the same outputs ({stem}_labels...): "
+                "rename one, or segment them into different folders"
+            )
         stems[stem] = name
 
 
 def is_zarr(path) -> bool:
     """Whether ``path`` is a zarr store (an OME-Zarr image or a plain zarr array)."""
     path = Path(path)
-    return path.is_dir() and any((path / f).exists() for f in (".zattrs", ".zarray", ".zgroup", "zarr.json"))
+    return path.is_dir() and any(
+        (path / f).exists() for f in (".zattrs", ".zarray", ".zgroup", "zarr.json")
+    )
 
 
 def cmd_segment(args: argparse.Namespace) -> int:
+    """``napari-inceptseg segment``: images, folders or an OME-Zarr to label images."""
     from ..engine.results import SegmentationError
 
     if any(is_zarr(name) for name in args.images):
         return cmd_segment_zarr(args)
     params, model, out = _segment_setup(args)
-    failed: List[str] = []
+    failed: list[str] = []
     done = 0
     for i, name in enumerate(args.images, 1):
         job = _Job(Path(name), out, args)
@@ -124,7 +144,10 @@ def cmd_segment(args: argparse.Namespace) -> int:
             continue
         done += 1
         print(line, flush=True)
-    print(f"{done} of {len(args.images)} image(s) segmented into {out}" + (f"; {len(failed)} failed" if failed else ""))
+    print(
+        f"{done} of {len(args.images)} image(s) segmented into {out}"
+        + (f"; {len(failed)} failed" if failed else "")
+    )
     return 1 if failed else 0
 
 
@@ -137,10 +160,20 @@ def cmd_segment_zarr(args: argparse.Namespace) -> int:
     if len(args.images) != 1:
         raise ValueError("segment one zarr image at a time (-o names its OME-Zarr output)")
     if args.model or args.scribbles or args.save_model:
-        raise ValueError("--model, --scribbles and --save-model are for image files, not zarr images")
+        raise ValueError(
+            "--model, --scribbles and --save-model are for image files, not zarr images"
+        )
     bar = _Bar(0, f"{Path(args.images[0]).name}", args.quiet)
-    gen = segment_zarr_iter(args.images[0], args.out, scheduler=args.scheduler, workers=args.workers,
-                            block=args.block, overwrite=args.overwrite, preset=args.preset, **overrides(args))
+    gen = segment_zarr_iter(
+        args.images[0],
+        args.out,
+        scheduler=args.scheduler,
+        workers=args.workers,
+        block=args.block,
+        overwrite=args.overwrite,
+        preset=args.preset,
+        **overrides(args),
+    )
     try:
         out = run_to_end(gen, bar.stage)
     finally:
@@ -159,7 +192,9 @@ def _segment_setup(args: argparse.Namespace):
     if args.warm_start and not args.model:
         raise ValueError("--warm-start needs --model FILE")
     if args.model and args.save_model and not args.warm_start:
-        raise ValueError("--save-model with --model saves nothing new: add --warm-start to train from the model")
+        raise ValueError(
+            "--save-model with --model saves nothing new: add --warm-start to train from the model"
+        )
     model = load_model(args.model) if args.model else None  # a bad file fails here, in one line
     out = Path(args.out)
     _check_output_folder(out, args.images)
@@ -180,14 +215,16 @@ class _Job:
     src: Path
     out: dataclasses.InitVar[Path]
     args: dataclasses.InitVar[argparse.Namespace]
-    targets: Dict[str, Path] = dataclasses.field(init=False)
-    image: Optional[np.ndarray] = None
+    targets: dict[str, Path] = dataclasses.field(init=False)
+    image: np.ndarray | None = None
     writing: bool = False  # its outputs are being written
 
     def __post_init__(self, out: Path, args: argparse.Namespace) -> None:
-        self.targets = {"labels": out / f"{self.src.stem}_labels.{args.format}",
-                        "overlay": out / f"{self.src.stem}_overlay.png",
-                        "run": out / f"{self.src.stem}_run.json"}
+        self.targets = {
+            "labels": out / f"{self.src.stem}_labels.{args.format}",
+            "overlay": out / f"{self.src.stem}_overlay.png",
+            "run": out / f"{self.src.stem}_run.json",
+        }
         save_to = _per_image(args.save_model, self.src, len(args.images), "--save-model")
         if save_to is not None:
             self.targets["model"] = save_to
@@ -199,29 +236,52 @@ def _segment_file(job: _Job, counter: str, args, params, model) -> str:
 
     existing = [str(p) for p in job.targets.values() if p.exists()]
     if existing and not args.overwrite:
-        raise FileExistsError(f"output exists ({', '.join(existing)}); pass --overwrite to replace it")
+        raise FileExistsError(
+            f"output exists ({', '.join(existing)}); pass --overwrite to replace it"
+        )
     job.image = image = _read(job.src)
     if model is not None and not args.warm_start:
         t0 = time.perf_counter()
         labels = apply_to_image(model, image, args.channel_axis, params.device, params.tile_size)
-        info = {"image": str(job.src), "model": str(args.model), "applied": True, "n_iter": 0,
-                "n_labels": int(len(np.unique(labels[labels > 0]))),
-                "seconds": round(time.perf_counter() - t0, 3), "model_params": model.params.to_dict()}
-        summary = f"{info['n_labels']} clusters with {args.model} (no training, {info['seconds']:.1f} s)"
+        info = {
+            "image": str(job.src),
+            "model": str(args.model),
+            "applied": True,
+            "n_iter": 0,
+            "n_labels": int(len(np.unique(labels[labels > 0]))),
+            "seconds": round(time.perf_counter() - t0, 3),
+            "model_params": model.params.to_dict(),
+        }
+        summary = (
+            f"{info['n_labels']} clusters with {args.model} (no training, {info['seconds']:.1f} s)"
+        )
     else:
         scr_path = _per_image(args.scribbles, job.src, len(args.images), "--scribbles")
         scribbles = _read(scr_path) if scr_path is not None else None
-        result = run_one(image, params, args.channel_axis, f"{counter} {job.src.name}", args.quiet,
-                          scribbles=scribbles, spacing=args.spacing, init_model=model)
+        result = run_one(
+            image,
+            params,
+            args.channel_axis,
+            f"{counter} {job.src.name}",
+            args.quiet,
+            scribbles=scribbles,
+            spacing=args.spacing,
+            init_model=model,
+        )
         labels = result.labels
-        info = {"image": str(job.src), **result.metadata(),
-                **({"scribbles": str(scr_path)} if scr_path is not None else {}),
-                **({"warm_start_model": str(args.model)} if model is not None else {})}
+        info = {
+            "image": str(job.src),
+            **result.metadata(),
+            **({"scribbles": str(scr_path)} if scr_path is not None else {}),
+            **({"warm_start_model": str(args.model)} if model is not None else {}),
+        }
         if "model" in job.targets:
             result.save_model(job.targets["model"], overwrite=args.overwrite)
             info["saved_model"] = str(job.targets["model"])
-        summary = (f"{result.n_labels} {'regions' if result.regions else 'clusters'} after "
-                   f"{result.n_iter} iterations ({result.seconds:.1f} s, {result.device}; {result.plan})")
+        summary = (
+            f"{result.n_labels} {'regions' if result.regions else 'clusters'} after "
+            f"{result.n_iter} iterations ({result.seconds:.1f} s, {result.device}; {result.plan})"
+        )
     _write_outputs(job, labels, info, args)
     return f"{job.src}: {summary} -> {job.targets['labels']}"
 
@@ -240,23 +300,41 @@ def _write_outputs(job: _Job, labels: np.ndarray, info: dict, args) -> None:
     if labels.ndim > 2 and job.targets["labels"].suffix == ".png":  # PNG holds one plane
         job.targets["labels"] = job.targets["labels"].with_suffix(".tif")
         if job.targets["labels"].exists() and not args.overwrite:
-            raise FileExistsError(f"output exists ({job.targets['labels']}); pass --overwrite to replace it")
+            raise FileExistsError(
+                f"output exists ({job.targets['labels']}); pass --overwrite to replace it"
+            )
     write_labels(job.targets["labels"], labels, overwrite=args.overwrite)
-    write_png(job.targets["overlay"], colour_overlay(job.image, labels, args.channel_axis), overwrite=args.overwrite)
+    write_png(
+        job.targets["overlay"],
+        colour_overlay(job.image, labels, args.channel_axis),
+        overwrite=args.overwrite,
+    )
     write_json(job.targets["run"], info, overwrite=args.overwrite)
 
 
 def _keep_partial(job: _Job, stop: BaseException, how: str, args, params) -> str:
     """Write the last good clusters of a run that was ``how`` ('interrupted' or 'diverged'),
-    with ``how: true`` in its run.json; say what was (or was not) written."""
+    with ``how: true`` in its run.json; say what was (or was not) written.
+    """
     labels, iteration = getattr(stop, "labels", None), getattr(stop, "iteration", None)
     if job.writing:
-        return f"{job.src}: {how} while its outputs were written; they may be incomplete (no {job.targets['run'].name})"
+        return (
+            f"{job.src}: {how} while its outputs were written; they may be incomplete (no "
+            f"{job.targets['run'].name})"
+        )
     if labels is None or job.image is None:
         return f"{job.src}: {how} before any clusters were ready; nothing was written for it"
-    info = {"image": str(job.src), how: True, "n_iter": iteration, "n_labels": int(labels.max()),
-            "labels": "clusters", "params": params.to_dict(),
-            **({"error": str(stop)} if how == "diverged" else {})}
+    info = {
+        "image": str(job.src),
+        how: True,
+        "n_iter": iteration,
+        "n_labels": int(labels.max()),
+        "labels": "clusters",
+        "params": params.to_dict(),
+        **({"error": str(stop)} if how == "diverged" else {}),
+    }
     _write_outputs(job, labels, info, args)
-    return (f"{job.src}: {how}; the clusters of iteration {iteration} were written to "
-            f"{job.targets['labels']} ('{how}': true in {job.targets['run'].name})")
+    return (
+        f"{job.src}: {how}; the clusters of iteration {iteration} were written to "
+        f"{job.targets['labels']} ('{how}': true in {job.targets['run'].name})"
+    )

@@ -2,7 +2,8 @@
 cluster (or a LocalCluster). :func:`segment_zarr` / :func:`segment_zarr_iter` are the API,
 ``napari-inceptseg segment IN.ome.zarr -o OUT.ome.zarr`` the command; docs/distributed.md
 says how to run on SLURM (dask-jobqueue) and Kubernetes. Needs the ``distributed`` extra
-(``pip install "napari-inceptseg[distributed]"``)."""
+(``pip install "napari-inceptseg[distributed]"``).
+"""
 
 from __future__ import annotations
 

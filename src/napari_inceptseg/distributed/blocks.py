@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, Tuple
 
 import numpy as np
 
@@ -24,7 +23,12 @@ HALO = 16
 #: the rest sets BatchNorm's statistics on a copy that a 2 GB worker holds)
 COPY_PIXELS = 1_000_000
 #: the face strips a block keeps: (name, index along Y, index along X) of its outer rows/cols
-FACES = {"top": (0, slice(None)), "bottom": (-1, slice(None)), "left": (slice(None), 0), "right": (slice(None), -1)}
+FACES = {
+    "top": (0, slice(None)),
+    "bottom": (-1, slice(None)),
+    "left": (slice(None), 0),
+    "right": (slice(None), -1),
+}
 
 
 @dataclass(frozen=True)
@@ -32,33 +36,50 @@ class Block:
     """One block: a plane (the leading index over t and z) and a Y-X window."""
 
     index: int
-    plane: Tuple[int, ...]
-    y: Tuple[int, int]
-    x: Tuple[int, int]
+    plane: tuple[int, ...]
+    y: tuple[int, int]
+    x: tuple[int, int]
 
     @property
-    def shape(self) -> Tuple[int, int]:
+    def shape(self) -> tuple[int, int]:
+        """The block's spatial shape without its halo."""
         return self.y[1] - self.y[0], self.x[1] - self.x[0]
 
 
-def plane_blocks(shape_yx: Tuple[int, int], planes, block: int):
+def plane_blocks(shape_yx: tuple[int, int], planes, block: int):
     """Every block of every plane, in order."""
     out = []
     for plane in planes:
         for y0 in range(0, shape_yx[0], block):
             for x0 in range(0, shape_yx[1], block):
-                out.append(Block(len(out), tuple(plane), (y0, min(y0 + block, shape_yx[0])),
-                                 (x0, min(x0 + block, shape_yx[1]))))
+                out.append(
+                    Block(
+                        len(out),
+                        tuple(plane),
+                        (y0, min(y0 + block, shape_yx[0])),
+                        (x0, min(x0 + block, shape_yx[1])),
+                    )
+                )
     return out
 
 
-def read_window(image, plane: Tuple[int, ...], y: Tuple[int, int], x: Tuple[int, int]) -> np.ndarray:
+def read_window(
+    image, plane: tuple[int, ...], y: tuple[int, int], x: tuple[int, int]
+) -> np.ndarray:
     """The window of one plane of a :class:`~.ngff.ZarrImage`'s finest level, channels last
-    (or no channel axis), read from zarr (only the chunks it touches)."""
+    (or no channel axis), read from zarr (only the chunks it touches).
+    """
     sel, lead = [], iter(plane)
     for axis in image.axes:
-        sel.append(slice(*y) if axis == "y" else slice(*x) if axis == "x" else
-                   slice(None) if axis == "c" else next(lead))
+        sel.append(
+            slice(*y)
+            if axis == "y"
+            else slice(*x)
+            if axis == "x"
+            else slice(None)
+            if axis == "c"
+            else next(lead)
+        )
     window = np.asarray(image.levels[0][tuple(sel)])
     if "c" in image.axes and not image.rgb:
         c = [a for a in image.axes if a in "cyx"].index("c")
@@ -66,9 +87,10 @@ def read_window(image, plane: Tuple[int, ...], y: Tuple[int, int], x: Tuple[int,
     return window
 
 
-def train_network(path: str, plane: Tuple[int, ...], params: dict, out: str) -> str:
+def train_network(path: str, plane: tuple[int, ...], params: dict, out: str) -> str:
     """Train the default method on a copy of one plane of at most :data:`COPY_PIXELS`
-    pixels (averaged down, chunk by chunk) and save the network to ``out``."""
+    pixels (averaged down, chunk by chunk) and save the network to ``out``.
+    """
     import dask.array as da
 
     from ..engine.loop import segment
@@ -82,7 +104,9 @@ def train_network(path: str, plane: Tuple[int, ...], params: dict, out: str) -> 
     plane_data = lazy[sel]
     kept = [a for a in image.axes if a not in "tz"]
     factors = {i: factor for i, a in enumerate(kept) if a in "yx"}
-    copy = da.coarsen(np.mean, plane_data, factors, trim_excess=True).compute(scheduler="synchronous")
+    copy = da.coarsen(np.mean, plane_data, factors, trim_excess=True).compute(
+        scheduler="synchronous"
+    )
     if "c" in kept and not image.rgb:
         copy = np.moveaxis(copy, kept.index("c"), -1)
     channel_axis = -1 if ("c" in kept and not image.rgb) else None
@@ -93,16 +117,18 @@ def train_network(path: str, plane: Tuple[int, ...], params: dict, out: str) -> 
     return out
 
 
-def _leading(axes: str, plane: Tuple[int, ...]):
+def _leading(axes: str, plane: tuple[int, ...]):
     """The plane's index for each axis (None where the axis is not t or z)."""
     lead = iter(plane)
     return [next(lead) if a in "tz" else None for a in axes]
 
 
-def block_regions(path: str, network: str, block: Block, scratch: str, stats_dir: str,
-                  params: dict) -> Dict[str, np.ndarray]:
+def block_regions(
+    path: str, network: str, block: Block, scratch: str, stats_dir: str, params: dict
+) -> dict[str, np.ndarray]:
     """One block's regions (written to ``scratch``) and numbers (written to ``stats_dir``
-    and returned); nothing is done twice when both are there already."""
+    and returned); nothing is done twice when both are there already.
+    """
     done = Path(stats_dir) / f"{block.index}.npz"
     if done.exists():
         return dict(np.load(done))
@@ -130,7 +156,9 @@ def _regions_of(image, network: str, block: Block, params: dict):
     window = read_window(image, block.plane, (y0, y1), (x0, x1))
     model = load_model(network)
     channel_axis = -1 if ("c" in image.axes and not image.rgb) else None
-    data, response = respond(model, window, channel_axis=channel_axis, device=params.get("device", "cpu"))
+    data, response = respond(
+        model, window, channel_axis=channel_axis, device=params.get("device", "cpu")
+    )
     clusters = superpixel_vote(response.argmax(0), data)
     inner = (slice(block.y[0] - y0, block.y[1] - y0), slice(block.x[0] - x0, block.x[1] - x0))
     clusters = clusters[inner]
@@ -138,14 +166,22 @@ def _regions_of(image, network: str, block: Block, params: dict):
     pieces = connected_regions(clusters, connectivity=1)
     kept = absorb_thin_pixels(pieces, data)
     labels = consecutive_labels(kept)
-    clusters = _region_clusters(labels, clusters, kept == pieces)[labels]  # rim pixels: their new region's
+    # rim pixels: their new region's
+    clusters = _region_clusters(labels, clusters, kept == pieces)[labels]
     n = int(labels.max())
     resp_edges, img_edges = channel_edges(response), channel_edges(data)
     a, b, length, resp_contrast = region_adjacency(labels, resp_edges)
     img_contrast = region_adjacency(labels, img_edges)[3]
-    stats = {"n": np.array(n), "size": np.bincount(labels.ravel(), minlength=n + 1)[1:],
-             "sums": region_sums(labels, response, n + 1)[1:], "a": a - 1, "b": b - 1, "length": length,
-             "resp_contrast": resp_contrast, "img_contrast": img_contrast}
+    stats = {
+        "n": np.array(n),
+        "size": np.bincount(labels.ravel(), minlength=n + 1)[1:],
+        "sums": region_sums(labels, response, n + 1)[1:],
+        "a": a - 1,
+        "b": b - 1,
+        "length": length,
+        "resp_contrast": resp_contrast,
+        "img_contrast": img_contrast,
+    }
     for face, index in FACES.items():
         stats[f"{face}_ids"] = labels[index] - 1
         stats[f"{face}_clusters"] = clusters[index]
@@ -156,7 +192,8 @@ def _regions_of(image, network: str, block: Block, params: dict):
 
 def _region_clusters(labels: np.ndarray, clusters: np.ndarray, own: np.ndarray) -> np.ndarray:
     """Each region's cluster (read from the pixels that kept their own region, ``own``),
-    so that regions meet across a block face by their clusters, rim pixels included."""
+    so that regions meet across a block face by their clusters, rim pixels included.
+    """
     out = np.zeros(int(labels.max()) + 1, dtype=clusters.dtype)
     out[labels[own]] = clusters[own]
     return out
@@ -172,7 +209,8 @@ def _write_scratch(scratch: str, block: Block, labels: np.ndarray) -> None:
 def write_block(scratch: str, output: str, block: Block, lut: np.ndarray, stats_dir: str) -> int:
     """The block's final labels: its block-local ids through ``lut`` (its slice of the
     global table, ``lut[0]`` unused), written to the output's finest level; a marker
-    beside its numbers says so, and a rerun skips it."""
+    beside its numbers says so, and a rerun skips it.
+    """
     import zarr
 
     marker = Path(stats_dir) / f"{block.index}.written"

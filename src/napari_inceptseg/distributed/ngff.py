@@ -13,8 +13,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import List, Optional, Tuple
-
 
 #: the axis types of NGFF and the names this reader understands for them
 AXIS_TYPES = {"time": "t", "channel": "c", "space": "zyx"}
@@ -27,15 +25,17 @@ class ZarrImage:
     path: Path
     axes: str  # one letter per axis: t, c, z, y, x
     levels: list
-    scales: List[Tuple[float, ...]]  # per level, one per axis
+    scales: list[tuple[float, ...]]  # per level, one per axis
     rgb: bool = False  # a plain array whose last axis is colour
 
     @property
-    def shape(self) -> Tuple[int, ...]:
+    def shape(self) -> tuple[int, ...]:
+        """The full-resolution array's shape."""
         return tuple(self.levels[0].shape)
 
     @property
-    def channel_axis(self) -> Optional[int]:
+    def channel_axis(self) -> int | None:
+        """The axis holding channels, or None."""
         return self.axes.index("c") if "c" in self.axes else None
 
     @property
@@ -51,7 +51,8 @@ def _refuse(path, why: str) -> ValueError:
 def open_image(path) -> ZarrImage:
     """The OME-Zarr image or plain zarr array at ``path``, checked: a ValueError that
     says what is wrong for anything else (not zarr, a group without ``multiscales``,
-    axes this reader does not know)."""
+    axes this reader does not know).
+    """
     import zarr
 
     path = Path(path)
@@ -66,8 +67,11 @@ def open_image(path) -> ZarrImage:
     attrs = dict(node.attrs)
     multiscales = attrs.get("ome", attrs).get("multiscales")
     if not multiscales:
-        raise _refuse(path, "a zarr group without OME-Zarr 'multiscales' metadata: give the image's group "
-                            "(or one of its arrays)")
+        raise _refuse(
+            path,
+            "a zarr group without OME-Zarr 'multiscales' metadata: give the image's group "
+            "(or one of its arrays)",
+        )
     return _multiscale(path, node, multiscales[0])
 
 
@@ -76,7 +80,10 @@ def _plain_array(path: Path, array) -> ZarrImage:
     rgb = ndim == 3 and array.shape[-1] in (3, 4)
     axes = {2: "yx", 3: "yxc" if rgb else "cyx" if array.shape[0] <= 4 else "zyx"}.get(ndim)
     if axes is None:
-        raise _refuse(path, f"a plain zarr array of {ndim} axes: give an OME-Zarr image, whose metadata names them")
+        raise _refuse(
+            path,
+            f"a plain zarr array of {ndim} axes: give an OME-Zarr image, whose metadata names them",
+        )
     return ZarrImage(path, axes, [array], [(1.0,) * ndim], rgb=rgb)
 
 
@@ -85,24 +92,43 @@ def _multiscale(path: Path, group, meta: dict) -> ZarrImage:
     for axis in meta.get("axes", []):
         name = axis["name"] if isinstance(axis, dict) else str(axis)
         kind = axis.get("type") if isinstance(axis, dict) else None
-        if name not in "tczyx" or len(name) != 1 or (kind is not None and name not in AXIS_TYPES.get(kind, "")):
-            raise _refuse(path, f"unknown axis {axis!r}: this reader knows t (time), c (channel), z, y, x (space)")
+        if (
+            name not in "tczyx"
+            or len(name) != 1
+            or (kind is not None and name not in AXIS_TYPES.get(kind, ""))
+        ):
+            raise _refuse(
+                path,
+                f"unknown axis {axis!r}: this reader knows t (time), c (channel), z, y, x (space)",
+            )
         axes += name
     if not axes.endswith("yx") or len(set(axes)) != len(axes):
-        raise _refuse(path, f"axes {axes!r}: an image needs y and x as its last axes, each axis once")
+        raise _refuse(
+            path, f"axes {axes!r}: an image needs y and x as its last axes, each axis once"
+        )
     levels, scales = [], []
     for ds in meta.get("datasets", []):
         try:
             levels.append(group[ds["path"]])
         except (KeyError, TypeError) as exc:
-            raise _refuse(path, f"multiscales names a level {ds!r} that is not there ({exc})") from None
-        scale = next((t["scale"] for t in ds.get("coordinateTransformations", []) if t.get("type") == "scale"),
-                     [1.0] * len(axes))
+            raise _refuse(
+                path, f"multiscales names a level {ds!r} that is not there ({exc})"
+            ) from None
+        scale = next(
+            (
+                t["scale"]
+                for t in ds.get("coordinateTransformations", [])
+                if t.get("type") == "scale"
+            ),
+            [1.0] * len(axes),
+        )
         scales.append(tuple(float(v) for v in scale))
     if not levels:
         raise _refuse(path, "multiscales lists no datasets")
     if any(lv.ndim != len(axes) for lv in levels):
-        raise _refuse(path, f"the axes {axes!r} do not match the arrays' {levels[0].ndim} dimensions")
+        raise _refuse(
+            path, f"the axes {axes!r} do not match the arrays' {levels[0].ndim} dimensions"
+        )
     return ZarrImage(path, axes, levels, scales)
 
 
@@ -112,14 +138,16 @@ def check_output(path, overwrite: bool) -> Path:
 
     path = Path(path)
     if path.exists() and not overwrite:
-        raise ValueError(f"{path} exists: choose another output, or pass overwrite=True to replace it")
+        raise ValueError(
+            f"{path} exists: choose another output, or pass overwrite=True to replace it"
+        )
     if path.exists() and not path.is_dir():
         raise ValueError(f"{path} is a file, not an OME-Zarr folder: choose another output")
     check_folder_takes_files(path, "output")
     return path
 
 
-def label_pyramid_shapes(shape: Tuple[int, ...], smallest: int = 256) -> List[Tuple[int, ...]]:
+def label_pyramid_shapes(shape: tuple[int, ...], smallest: int = 256) -> list[tuple[int, ...]]:
     """Level shapes: Y and X halved (rounded up) until the plane is at most ``smallest``."""
     shapes = [tuple(shape)]
     while max(shapes[-1][-2:]) > smallest:
@@ -128,10 +156,11 @@ def label_pyramid_shapes(shape: Tuple[int, ...], smallest: int = 256) -> List[Tu
     return shapes
 
 
-def create_labels(path, image: ZarrImage, chunks: Tuple[int, ...], name: str = "inceptseg regions"):
+def create_labels(path, image: ZarrImage, chunks: tuple[int, ...], name: str = "inceptseg regions"):
     """The output group with an empty int32 array per pyramid level and NGFF 0.4
     ``multiscales`` / ``image-label`` metadata; returns the zarr arrays, finest first.
-    An existing group of the same shape and chunks is reopened as it is (a resumed run)."""
+    An existing group of the same shape and chunks is reopened as it is (a resumed run).
+    """
     import zarr
 
     axes = image.label_axes
@@ -142,18 +171,47 @@ def create_labels(path, image: ZarrImage, chunks: Tuple[int, ...], name: str = "
     group = zarr.open_group(str(path), mode="a", zarr_format=2)
     arrays = []
     for k, level_shape in enumerate(shapes):
-        level_chunks = tuple(min(c, s) for c, s in zip(chunks, level_shape))
+        level_chunks = tuple(min(c, s) for c, s in zip(chunks, level_shape, strict=False))
         if str(k) in group and group[str(k)].shape == level_shape:
             arrays.append(group[str(k)])
             continue
-        arrays.append(group.create_array(str(k), shape=level_shape, chunks=level_chunks, dtype="int32",
-                                         fill_value=0, overwrite=True))
-    datasets = [{"path": str(k), "coordinateTransformations": [{"type": "scale", "scale": [
-        v * (2 ** k if a in "yx" else 1) for v, a in zip(scale0, axes)]}]} for k in range(len(shapes))]
+        arrays.append(
+            group.create_array(
+                str(k),
+                shape=level_shape,
+                chunks=level_chunks,
+                dtype="int32",
+                fill_value=0,
+                overwrite=True,
+            )
+        )
+    datasets = [
+        {
+            "path": str(k),
+            "coordinateTransformations": [
+                {
+                    "type": "scale",
+                    "scale": [
+                        v * (2**k if a in "yx" else 1) for v, a in zip(scale0, axes, strict=False)
+                    ],
+                }
+            ],
+        }
+        for k in range(len(shapes))
+    ]
     types = {"t": "time", "z": "space", "y": "space", "x": "space"}
-    group.attrs.update({
-        "multiscales": [{"version": "0.4", "name": name, "axes": [{"name": a, "type": types[a]} for a in axes],
-                         "datasets": datasets, "type": "nearest"}],
-        "image-label": {"version": "0.4", "source": {"image": str(image.path)}},
-    })
+    group.attrs.update(
+        {
+            "multiscales": [
+                {
+                    "version": "0.4",
+                    "name": name,
+                    "axes": [{"name": a, "type": types[a]} for a in axes],
+                    "datasets": datasets,
+                    "type": "nearest",
+                }
+            ],
+            "image-label": {"version": "0.4", "source": {"image": str(image.path)}},
+        }
+    )
     return arrays

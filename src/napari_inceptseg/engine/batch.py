@@ -21,8 +21,9 @@ import math
 import numbers
 import queue
 import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
+from typing import Any
 
 from ..params import SegmentParams
 from .results import SegmentationError, stop_when
@@ -38,8 +39,10 @@ def auto_batch(params: SegmentParams, shape: Sequence[int], in_channels: int = 3
     """How many runs of ``shape`` to keep side by side: as many as the free memory holds,
     at most ``MAX_BATCH`` on a GPU and ``CPU_BATCH`` on the CPU (measured on 2 cores:
     2 side by side took 15-25% less time than one by one for the default method, whose
-    region step is single-threaded, and 7-9% less for ``paper-vanilla``; 3 gained no more)."""
-    from .plan import BASE_BYTES, SAFETY_FRACTION, plan_image
+    region step is single-threaded, and 7-9% less for ``paper-vanilla``; 3 gained no more).
+    """
+    from .footprint import BASE_BYTES, SAFETY_FRACTION
+    from .plan import plan_image
     from .runtime import available_bytes, resolve_device
 
     device = resolve_device(params.device)
@@ -72,8 +75,9 @@ def own_stream(device: str):
     stream.synchronize()
 
 
-def map_side_by_side(fn: Callable[[Any], Any], items: Iterable[Any], batch: int,
-                     device: str = "auto") -> Iterator[Tuple[int, Any, Optional[BaseException]]]:
+def map_side_by_side(
+    fn: Callable[[Any], Any], items: Iterable[Any], batch: int, device: str = "auto"
+) -> Iterator[tuple[int, Any, BaseException | None]]:
     """``fn(item)`` for every item, ``batch`` at a time side by side (each in its own
     thread and CUDA stream); yields ``(index, result, None)`` or ``(index, None, error)``
     as they finish. ``batch <= 1`` runs them one by one in this thread.
@@ -81,7 +85,8 @@ def map_side_by_side(fn: Callable[[Any], Any], items: Iterable[Any], batch: int,
     When this thread is interrupted (Ctrl+C, or SIGTERM in the CLI) or the consumer
     stops early, the runs under way stop at their next iteration (``fn`` must drain
     the engine with :func:`~.results.run_to_end`), no queued item starts, and those
-    that had already finished are still yielded before the interruption goes on."""
+    that had already finished are still yielded before the interruption goes on.
+    """
     items = list(items)
     if batch <= 1:
         for k, item in enumerate(items):
@@ -130,7 +135,7 @@ def map_side_by_side(fn: Callable[[Any], Any], items: Iterable[Any], batch: int,
             stop.set()
 
 
-def _finished_before(finished) -> Iterator[Tuple[int, Any, None]]:
+def _finished_before(finished) -> Iterator[tuple[int, Any, None]]:
     """The runs that had finished well when the batch was interrupted."""
     while True:
         try:
@@ -143,26 +148,36 @@ def _finished_before(finished) -> Iterator[Tuple[int, Any, None]]:
 
 class BatchError(SegmentationError):
     """Some images of :func:`segment_batch` failed: ``results`` holds every result in
-    order (None where an image failed) and ``errors`` each failure by image index."""
+    order (None where an image failed) and ``errors`` each failure by image index.
+    """
 
-    def __init__(self, results: List[Optional[SegmentationResult]], errors: Dict[int, BaseException]):
+    def __init__(self, results: list[SegmentationResult | None], errors: dict[int, BaseException]):
         lines = "; ".join(f"image {k}: {exc}" for k, exc in sorted(errors.items()))
-        super().__init__(f"{len(errors)} of {len(results)} image(s) failed ({lines}); "
-                         "the others' results are in this error's .results")
+        super().__init__(
+            f"{len(errors)} of {len(results)} image(s) failed ({lines}); "
+            "the others' results are in this error's .results"
+        )
         self.results, self.errors = results, errors
 
 
-def segment_batch(images: Sequence[Any], *, batch: int = 0, seeds: Optional[Sequence[int]] = None,
-                  preset: str = "default", channel_axis: Optional[int] = None,
-                  **params: Any) -> List[SegmentationResult]:
+def segment_batch(
+    images: Sequence[Any],
+    *,
+    batch: int = 0,
+    seeds: Sequence[int] | None = None,
+    preset: str = "default",
+    channel_axis: int | None = None,
+    **params: Any,
+) -> list[SegmentationResult]:
     """Segment several images, ``batch`` of them side by side (0: automatic, see
     :func:`auto_batch`). Image ``k`` runs with ``seeds[k]`` (default: the ``seed``
     keyword for all); each result equals ``segment(images[k], seed=seeds[k], ...)``.
 
     Every image's shape is checked before any run starts (a ValueError names each bad
     one). When runs fail (e.g. diverge), the others still finish and a
-    :class:`BatchError` carries their results and each failure by image index."""
-    from ..params import preset_params
+    :class:`BatchError` carries their results and each failure by image index.
+    """
+    from ..presets import preset_params
     from .loop import segment
 
     settings = preset_params(preset, **params)
@@ -177,10 +192,12 @@ def segment_batch(images: Sequence[Any], *, batch: int = 0, seeds: Optional[Sequ
         batch = auto_batch(settings, _spatial(images[0], channel_axis)) if len(images) else 1
 
     def one(k):
-        return segment(images[k], preset=preset, channel_axis=channel_axis, **{**params, "seed": seeds[k]})
+        return segment(
+            images[k], preset=preset, channel_axis=channel_axis, **{**params, "seed": seeds[k]}
+        )
 
-    results: List[Optional[SegmentationResult]] = [None] * len(images)
-    errors: Dict[int, BaseException] = {}
+    results: list[SegmentationResult | None] = [None] * len(images)
+    errors: dict[int, BaseException] = {}
     for k, res, exc in map_side_by_side(one, range(len(images)), int(batch), settings.device):
         results[k] = res
         if exc is not None:
@@ -206,7 +223,7 @@ def _check_images(images: Sequence[Any], channel_axis, dims: int) -> None:
         raise ValueError("; ".join(bad) + " (no image was segmented)")
 
 
-def _spatial(image, channel_axis) -> Tuple[int, ...]:
+def _spatial(image, channel_axis) -> tuple[int, ...]:
     import numpy as np
 
     from ..image import spatial_layout

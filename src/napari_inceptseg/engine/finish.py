@@ -21,10 +21,11 @@ from .tiles import calibrate_tiled, predict_tiled, windows
 
 def _upscale_nearest(array: np.ndarray, shape) -> np.ndarray:
     """``array`` resized to ``shape`` by nearest neighbour (each output pixel takes
-    the input pixel it falls in)."""
+    the input pixel it falls in).
+    """
     if tuple(array.shape) == tuple(shape):
         return array
-    index = np.ix_(*[(np.arange(n) * a) // n for a, n in zip(array.shape, shape)])
+    index = np.ix_(*[(np.arange(n) * a) // n for a, n in zip(array.shape, shape, strict=False)])
     return array[index]
 
 
@@ -39,12 +40,21 @@ def regions_pass(model, x_host, data, params, device, fmt, stage):
     ``ANALYSIS_PIXELS`` per plane for larger ones, and no larger than the free memory
     allows) that sets BatchNorm's statistics and gives the response; the finest regions
     from its clusters; their hierarchy and its cut (:mod:`napari_inceptseg.regions`).
-    Returns ``(channel ids, labels, hierarchy)``, all of the image's spatial shape."""
+    Returns ``(channel ids, labels, hierarchy)``, all of the image's spatial shape.
+    """
     yield stage(REGION_STAGES[0])
     raw, response, image = _analysis_pass(model, x_host, data, params, device, fmt)
     labels, hierarchy = yield from relay(
-        region_stages(raw, response, image, merge_threshold=params.merge_threshold, level=params.level,
-                      n_clusters=params.n_clusters), wrap=stage)
+        region_stages(
+            raw,
+            response,
+            image,
+            merge_threshold=params.merge_threshold,
+            level=params.level,
+            n_clusters=params.n_clusters,
+        ),
+        wrap=stage,
+    )
     spatial = tuple(x_host.shape[2:])
     if hierarchy.base.shape != spatial:
         hierarchy = hierarchy.with_base(_upscale_nearest(hierarchy.base, spatial))
@@ -60,8 +70,14 @@ def _analysis_pass(model, x_host, data, params, device, fmt):
     spatial = tuple(x_host.shape[2:])
     shape = training_size(spatial, ANALYSIS_PIXELS)
     try:  # the pass needs less than a training step, so a shape that could train fits
-        fit = plan_run(shape, x_host.shape[1], params.replace(tile_size=0), str(device), guided=True,
-                       full_shape=spatial)
+        fit = plan_run(
+            shape,
+            x_host.shape[1],
+            params.replace(tile_size=0),
+            str(device),
+            guided=True,
+            full_shape=spatial,
+        )
     except MemoryError as exc:
         raise SegmentationError(str(exc)) from None
     if fit.tiled:  # as many pixels per plane as the largest tile that fits holds
@@ -69,7 +85,9 @@ def _analysis_pass(model, x_host, data, params, device, fmt):
     image = data
     if shape != spatial:
         x_host = torch.nn.functional.interpolate(x_host, size=shape, mode="area")
-        image = torch.nn.functional.interpolate(torch.from_numpy(data)[None], size=shape, mode="area")[0].numpy()
+        image = torch.nn.functional.interpolate(
+            torch.from_numpy(data)[None], size=shape, mode="area"
+        )[0].numpy()
     with torch.no_grad(), autocast(device, params.precision), calibrating_batchnorm(model):
         response = model.fast_forward(x_host.to(device).contiguous(memory_format=fmt)).float()[0]
     return response.argmax(0).to("cpu", torch.int32).numpy(), response.cpu().numpy(), image
@@ -93,7 +111,8 @@ def final_clusters(model, x_host, full, plan, lean_step, device, fmt, params, ti
     ``n_clusters`` asks for merging and the image was one pass, the response), by the
     path the memory plan chose: whole image, memory-lean step or tiles. A generator:
     the tiled path yields ``tiles(done, of)`` after each tile (so a run can be cancelled
-    within one tile) and returns ``(channel ids, response or None)``."""
+    within one tile) and returns ``(channel ids, response or None)``.
+    """
     import torch
 
     from .networks import calibrating_batchnorm
@@ -102,11 +121,14 @@ def final_clusters(model, x_host, full, plan, lean_step, device, fmt, params, ti
     tile = plan.tile if plan.tiled else None
     if tuple(full.shape) != spatial:  # trained on a smaller copy: the full image may need tiles
         try:
-            tile = plan_run(spatial, x_host.shape[1], params, str(device), guided=True).tile or spatial
+            tile = (
+                plan_run(spatial, x_host.shape[1], params, str(device), guided=True).tile or spatial
+            )
         except MemoryError as exc:
             raise SegmentationError(str(exc)) from None
     if tile is not None:  # statistics over tiles covering the image, then tile by tile
-        n = 2 * sum(1 for _ in windows(spatial, tile))  # (the prediction's windows are as many or more)
+        # (the prediction's windows are as many or more)
+        n = 2 * sum(1 for _ in windows(spatial, tile))
         done = 0
         with calibrating_batchnorm(model):
             for _ in calibrate_tiled(model, x_host, tile, device, fmt, params.precision):

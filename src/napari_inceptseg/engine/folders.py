@@ -1,26 +1,36 @@
 """Apply a saved network to image files: one file (the CLI) or a folder of them (the
-dock's "Apply to folder"), writing labels next to nothing the user made (no Qt)."""
+dock's "Apply to folder"), writing labels next to nothing the user made (no Qt).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Generator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Generator, List, Optional
 
 import numpy as np
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 
 
-def apply_to_image(model, image, channel_axis: Optional[int] = None, device: str = "auto",
-                   tile_size: int = 0) -> np.ndarray:
+def apply_to_image(
+    model, image, channel_axis: int | None = None, device: str = "auto", tile_size: int = 0
+) -> np.ndarray:
     """A saved network's labels for one image array (plane by plane for stacks; RGB(A)
-    is detected when the network takes three channels)."""
+    is detected when the network takes three channels).
+    """
     from .stack import apply_stack
 
     image = np.asarray(image)
-    rgb = channel_axis is None and image.ndim >= 3 and image.shape[-1] in (3, 4) and model.in_channels == 3
-    return apply_stack(model, image, channel_axis=channel_axis, rgb=rgb, device=device, tile_size=tile_size)
+    rgb = (
+        channel_axis is None
+        and image.ndim >= 3
+        and image.shape[-1] in (3, 4)
+        and model.in_channels == 3
+    )
+    return apply_stack(
+        model, image, channel_axis=channel_axis, rgb=rgb, device=device, tile_size=tile_size
+    )
 
 
 def new_output_folder(folder: Path) -> Path:
@@ -36,24 +46,33 @@ def new_output_folder(folder: Path) -> Path:
 
 @dataclass
 class FolderReport:
+    """What labelling a folder did: files written, skipped and failed."""
+
     out: Path
-    written: List[Path] = field(default_factory=list)
-    failed: List[str] = field(default_factory=list)  # "file: why"
+    written: list[Path] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)  # "file: why"
 
 
-def apply_to_folder_iter(model, folder, out: Optional[Path] = None, device: str = "auto",
-                         ) -> Generator[tuple, None, FolderReport]:
+def apply_to_folder_iter(
+    model,
+    folder,
+    out: Path | None = None,
+    device: str = "auto",
+) -> Generator[tuple, None, FolderReport]:
     """Label every image file in ``folder`` (not its subfolders) with ``model`` into
     ``out`` (default: a new ``<folder>-labels``), as ``<stem>_labels.png`` (``.tif`` for
     stacks), never overwriting. Yields ``(done, total, file)`` after each file; a file
     that cannot be read or labelled is reported in the returned :class:`FolderReport`
-    and the others go on."""
+    and the others go on.
+    """
     from ..io import read_image, write_labels
 
     folder = Path(folder)
     if not folder.is_dir():
         raise ValueError(f"{folder} is not a folder")
-    files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    files = sorted(
+        p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+    )
     if not files:
         raise ValueError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {folder}")
     report = FolderReport(Path(out) if out is not None else new_output_folder(folder))

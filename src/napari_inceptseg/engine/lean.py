@@ -16,144 +16,24 @@ is a contiguous ``(1, H, W, C)`` view and a block of rows is a contiguous slab.
 
 from __future__ import annotations
 
-from typing import Iterable, List, NamedTuple, Optional, Tuple
+from collections import deque
+from typing import NamedTuple
 
 import torch
-import torch.nn.functional as F
 
+from .lean_ops import (
+    affine,
+    bn_backward_inplace,
+    bn_stats,
+    conv3x3,
+    conv3x3_input_grad,
+    conv3x3_weight_grad,
+    hwc,
+    moments,
+    rows,
+    update_running,
+)
 from .loss import add_continuity_grad_, similarity_grad
-
-#: rows per block for the blockwise passes (bounded extra memory: rows x W x C floats)
-BLOCK_PIXELS = 1 << 16
-
-
-def _hwc(t: torch.Tensor) -> torch.Tensor:
-    """(1, C, H, W) channels-last -> (H, W, C) view."""
-    return t.permute(0, 2, 3, 1)[0]
-
-
-#: output pixels per block of the blocked 3x3 convolutions: oneDNN reorders its
-#: operands into blocked layouts, which for a whole plane would cost two more planes
-CONV_BLOCK_PIXELS = 1 << 18
-
-
-def _rows(h: int, w: int, pixels: Optional[int] = None, min_rows: int = 1):
-    """``(first, end)`` row ranges of about ``pixels`` pixels (default ``BLOCK_PIXELS``)."""
-    step = max(min_rows, (pixels or BLOCK_PIXELS) // max(1, w))
-    for a in range(0, h, step):
-        yield a, min(h, a + step)
-
-
-def _conv_rows(h: int, w: int):
-    return _rows(h, w, CONV_BLOCK_PIXELS, min_rows=4)
-
-
-def _padded_rows(t: torch.Tensor, a: int, b: int) -> torch.Tensor:
-    """Rows a-1 .. b of a (1, C, H, W) tensor, zero-padded by one pixel on every
-    side where that is outside the image: the input of rows a .. b-1 of a 3x3 conv."""
-    h = t.shape[2]
-    lo, hi = max(0, a - 1), min(h, b + 1)
-    return F.pad(t[:, :, lo:hi], (1, 1, 1 if a == 0 else 0, 1 if b == h else 0))
-
-
-def conv3x3(inp: torch.Tensor, conv) -> torch.Tensor:
-    """``conv(inp)`` (3x3, padding 1) computed in blocks of rows, channels-last out."""
-    _, _, h, w = inp.shape
-    out = torch.empty((1, conv.out_channels, h, w), dtype=inp.dtype, device=inp.device, memory_format=torch.channels_last)
-    for a, b in _conv_rows(h, w):
-        out[:, :, a:b] = F.conv2d(_padded_rows(inp, a, b), conv.weight, conv.bias)
-    return out
-
-
-def conv3x3_weight_grad(grad: torch.Tensor, inp: torch.Tensor, conv):
-    """dL/dW and dL/db of a 3x3 conv (padding 1), in blocks of rows."""
-    _, _, h, w = inp.shape
-    gw = torch.zeros_like(conv.weight)
-    gb = torch.zeros_like(conv.bias)
-    for a, b in _conv_rows(h, w):
-        _, gwb, gbb = torch.ops.aten.convolution_backward(
-            grad[:, :, a:b], _padded_rows(inp, a, b), conv.weight, [conv.out_channels],
-            [1, 1], [0, 0], [1, 1], False, [0, 0], 1, [False, True, True],
-        )
-        gw += gwb
-        gb += gbb
-    return gw, gb
-
-
-def conv3x3_input_grad(grad: torch.Tensor, conv) -> torch.Tensor:
-    """dL/d(input) of a 3x3 conv (padding 1), in blocks of rows: input rows a..b-1
-    depend on output rows a-1..b only."""
-    _, _, h, w = grad.shape
-    out = torch.empty((1, conv.in_channels, h, w), dtype=grad.dtype, device=grad.device, memory_format=torch.channels_last)
-    for a, b in _conv_rows(h, w):
-        lo, hi = max(0, a - 1), min(h, b + 1)
-        part = torch.nn.grad.conv2d_input((1, conv.in_channels, hi - lo, w), conv.weight, grad[:, :, lo:hi], padding=1)
-        out[:, :, a:b] = part[:, :, a - lo:b - lo]
-        del part
-    return out
-
-
-def _moments(blocks: Iterable[torch.Tensor], c: int, n: int, device) -> Tuple[torch.Tensor, torch.Tensor]:
-    """Mean and biased variance per channel over ``(pixels, c)`` blocks of ``n``
-    pixels in all, in one pass: sum and sum of squares (the inputs are ReLU or
-    BatchNorm-bound outputs, of one magnitude, so nothing cancels badly)."""
-    total = torch.zeros(c, device=device)
-    squares = torch.zeros(c, device=device)
-    for blk in blocks:
-        total += blk.sum(0)
-        squares += torch.linalg.vector_norm(blk, 2, dim=0).square_()
-    mean = total / n
-    return mean, (squares / n - mean * mean).clamp_(min=0)
-
-
-def _update_running(bn, mean: torch.Tensor, var: torch.Tensor, n: int) -> None:
-    """``bn``'s running statistics, updated as ``nn.BatchNorm2d`` does in training."""
-    if bn.track_running_stats and bn.running_mean is not None:
-        m = bn.momentum if bn.momentum is not None else 1.0 / float(bn.num_batches_tracked + 1)
-        bn.running_mean.mul_(1 - m).add_(mean, alpha=m)
-        bn.running_var.mul_(1 - m).add_(var * (n / max(1, n - 1)), alpha=m)
-        bn.num_batches_tracked.add_(1)
-
-
-def _bn_stats(a_hwc: torch.Tensor, bn) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Batch mean, biased variance and 1/std per channel of a (H, W, C) tensor;
-    updates ``bn``'s running statistics."""
-    h, w, c = a_hwc.shape
-    mean, var = _moments((a_hwc[a:b].reshape(-1, c) for a, b in _rows(h, w)), c, h * w, a_hwc.device)
-    _update_running(bn, mean, var, h * w)
-    return mean, var, torch.rsqrt(var + bn.eps)
-
-
-def _affine(bn, mean, invstd):
-    """BatchNorm as y = a * scale + shift."""
-    scale = bn.weight * invstd
-    return scale, bn.bias - mean * scale
-
-
-def _bn_backward_inplace(g_hwc, a_hwc, mean, invstd, bn, relu_mask: bool):
-    """Turn dL/dy (``g_hwc``, in place) into dL/d(BN input) -- and through the
-    preceding ReLU when ``relu_mask`` (``a`` is that ReLU's output) -- and
-    return (dL/dgamma, dL/dbeta)."""
-    h, w, c = g_hwc.shape
-    n = h * w
-    s1 = g_hwc.new_zeros(c)
-    sga = g_hwc.new_zeros(c)
-    for a, b in _rows(h, w):
-        g = g_hwc[a:b].reshape(-1, c)
-        s1 += g.sum(0)
-        sga += (g * a_hwc[a:b].reshape(-1, c)).sum(0)
-    s2 = (sga - mean * s1) * invstd  # sum of g * normalised input
-    # dL/da = k (g - s1/n - xhat s2/n) with xhat = (a - mean) invstd, i.e. k g + alpha a + beta
-    k = bn.weight * invstd
-    alpha = -k * invstd * s2 / n
-    beta = -k * s1 / n - alpha * mean
-    for a, b in _rows(h, w):
-        g = g_hwc[a:b].reshape(-1, c)
-        av = a_hwc[a:b].reshape(-1, c)
-        g.mul_(k).addcmul_(av, alpha).add_(beta)
-        if relu_mask:
-            g.masked_fill_(av <= 0, 0)
-    return s2, s1
 
 
 class _Head(NamedTuple):
@@ -173,7 +53,8 @@ class _Head(NamedTuple):
 
 def _loss_and_grad_(g_hwc: torch.Tensor, w_sim: float, w_con: float):
     """The loss of the response ``g_hwc`` (``(H, W, C)``) and dL/dr in place over it,
-    block by block; returns ``(loss, loss_sim, loss_con, target)``."""
+    block by block; returns ``(loss, loss_sim, loss_con, target)``.
+    """
     h, w, c = g_hwc.shape
     n, device = h * w, g_hwc.device
     target = torch.empty(h, w, dtype=torch.long, device=device)
@@ -184,7 +65,7 @@ def _loss_and_grad_(g_hwc: torch.Tensor, w_sim: float, w_con: float):
     ay = w_con / ny if ny else 0.0
     ax = w_con / nx if nx else 0.0
     carry = None  # sign(r[a] - r[a-1]) from the block above, to add to row a
-    for a, b in _rows(h, w):
+    for a, b in rows(h, w):
         r = g_hwc[a:b]
         grad, tgt, nll = similarity_grad(r, -1, w_sim / n)
         target[a:b] = tgt[..., 0]
@@ -212,7 +93,8 @@ class LeanVanillaStep:
     """One optimisation step of :class:`~napari_inceptseg.engine.networks.VanillaNet`
     (training-mode BatchNorm) on the clustering loss. ``__call__`` sets every
     parameter's ``.grad`` and returns ``(loss, loss_sim, loss_con, target)``
-    like ``loss.cluster_loss``."""
+    like ``loss.cluster_loss``.
+    """
 
     def __init__(self, model):
         self.model = model
@@ -221,41 +103,46 @@ class LeanVanillaStep:
         """The 3x3 layers in training mode: yields, per layer, its ReLU output ``a``
         and BatchNorm's ``(mean, invstd, scale, shift)`` (running statistics
         updated). The next layer's input ``BN(a)`` is a fresh plane, freed after
-        its convolution."""
+        its convolution.
+        """
         m = self.model
-        layers = [(m.conv1, m.bn1)] + list(zip(m.conv2, m.bn2))
+        layers = [(m.conv1, m.bn1)] + list(zip(m.conv2, m.bn2, strict=False))
         inp = x
         for k, (conv, bn) in enumerate(layers):
             z = conv3x3(inp, conv)
             inp = None  # freed before the next plane is made
             z.relu_()
-            mean, _var, invstd = _bn_stats(_hwc(z), bn)
-            scale, shift = _affine(bn, mean, invstd)
+            mean, _var, invstd = bn_stats(hwc(z), bn)
+            scale, shift = affine(bn, mean, invstd)
             yield z, mean, invstd, scale, shift
             if k + 1 < len(layers):
-                inp = torch.addcmul(shift, _hwc(z), scale).permute(2, 0, 1)[None]
+                inp = torch.addcmul(shift, hwc(z), scale).permute(2, 0, 1)[None]
             del z
 
     @torch.no_grad()
     def __call__(self, x: torch.Tensor, w_sim: float, w_con: float):
+        """One training step: ``(loss, loss_sim, loss_con, target)``, gradients left in place."""
         acts, stats, head = self._forward(x)
         loss, loss_sim, loss_con, target = _loss_and_grad_(head.g_hwc, w_sim, w_con)
-        self._head_backward(head, _hwc(acts[-1]))
+        self._head_backward(head, hwc(acts[-1]))
         self._layers_backward(x, acts, stats, head.g_hwc)
         return loss, loss_sim, loss_con, target
 
     def _forward(self, x: torch.Tensor):
         """The forward pass, keeping only the ReLU outputs ``a_k``, the BN statistics and
         what conv3's backward needs; returns ``(acts, stats, head)`` with the response
-        in ``head.g_hwc`` (``(H, W, C)``)."""
+        in ``head.g_hwc`` (``(H, W, C)``).
+        """
         m = self.model
         _, _, h, w = x.shape
-        acts: List[torch.Tensor] = []
+        acts: list[torch.Tensor] = []
         stats = []
-        for z, mean, invstd, scale_l, shift_l in self._layers_forward(x):
+        scale_l = shift_l = None  # the last layer's BatchNorm affine, folded into conv3
+        for z, mean, invstd, scale, shift in self._layers_forward(x):
             acts.append(z)
             stats.append((mean, invstd))
-        a_last = _hwc(acts[-1])
+            scale_l, shift_l = scale, shift
+        a_last = hwc(acts[-1])
         c = m.conv3.out_channels
         w3 = m.conv3.weight.reshape(c, -1)
         # conv3(BN(a)) = a @ (W3 * scale)^T + (W3 @ shift + b3)
@@ -265,28 +152,29 @@ class LeanVanillaStep:
         c_in = a_last.shape[-1]
         gram = w3.new_zeros(c_in, c_in)  # a^T a and sum(a), for conv3's backward
         a_sum = w3.new_zeros(c_in)
-        for a, b in _rows(h, w):
+        for a, b in rows(h, w):
             blk = a_last[a:b].reshape(-1, c_in)
             gram.addmm_(blk.t(), blk)
             a_sum += blk.sum(0)
         del blk  # a view keeps the whole plane alive
         g_hwc = plane.view(h, w, c)
-        mean3, _var3, invstd3 = _bn_stats(g_hwc, m.bn3)
-        scale3, shift3 = _affine(m.bn3, mean3, invstd3)
+        mean3, _var3, invstd3 = bn_stats(g_hwc, m.bn3)
+        scale3, shift3 = affine(m.bn3, mean3, invstd3)
         plane.mul_(scale3).add_(shift3)  # the response r
         head = _Head(g_hwc, w3, w3f, b3f, gram, a_sum, mean3, invstd3, scale_l, shift_l)
         return acts, stats, head
 
-    def _head_backward(self, head: "_Head", a_last: torch.Tensor) -> None:
+    def _head_backward(self, head: _Head, a_last: torch.Tensor) -> None:
         """BN3 (input z3 = a @ w3f^T + b3f) and conv3, without recomputing z3: every sum
         over pixels that involves z3 is expressed with M = g^T a, a^T a and sum(a). Sets
-        their gradients and turns ``head.g_hwc`` (dL/dr) into dL/dy in place."""
+        their gradients and turns ``head.g_hwc`` (dL/dr) into dL/dy in place.
+        """
         m, g_hwc = self.model, head.g_hwc
         h, w, c = g_hwc.shape
         n, c_in = h * w, a_last.shape[-1]
         s1 = g_hwc.new_zeros(c)
         mga = head.w3.new_zeros(c, c_in)
-        for a, b in _rows(h, w):
+        for a, b in rows(h, w):
             g = g_hwc[a:b].reshape(-1, c)
             s1 += g.sum(0)
             mga.addmm_(g.t(), a_last[a:b].reshape(-1, c_in))
@@ -299,16 +187,19 @@ class LeanVanillaStep:
         # dL/dz3 = k3 g + alpha z3 + beta = k3 g + a @ w_alpha^T + c0
         w_alpha = alpha[:, None] * head.w3f
         c0 = alpha * head.b3f + beta
-        gz_a = k3[:, None] * mga + w_alpha @ head.gram + torch.outer(c0, head.a_sum)  # sum of dL/dz3^T a
+        # sum of dL/dz3^T a
+        gz_a = k3[:, None] * mga + w_alpha @ head.gram + torch.outer(c0, head.a_sum)
         gsum = k3 * s1 + w_alpha @ head.a_sum + n * c0  # sum of dL/dz3
         # y = a * scale_l + shift_l  ->  dL/dW3 = (dz3^T a) * scale_l + sum(dz3) (x) shift_l
-        m.conv3.weight.grad = (gz_a * head.scale_l + torch.outer(gsum, head.shift_l)).reshape(m.conv3.weight.shape)
+        m.conv3.weight.grad = (gz_a * head.scale_l + torch.outer(gsum, head.shift_l)).reshape(
+            m.conv3.weight.shape
+        )
         m.conv3.bias.grad = gsum
         # dL/dy = dL/dz3 @ W3 = g @ (k3 W3) + a @ (w_alpha^T W3) + c0 @ W3, in place block by block
         k1 = k3[:, None] * head.w3
         k2 = w_alpha.t() @ head.w3
         c1 = c0 @ head.w3
-        for a, b in _rows(h, w):
+        for a, b in rows(h, w):
             g = g_hwc[a:b].reshape(-1, c)
             out = torch.addmm(c1, g, k1)
             out.addmm_(a_last[a:b].reshape(-1, c_in), k2)
@@ -317,24 +208,26 @@ class LeanVanillaStep:
 
     def _layers_backward(self, x, acts, stats, g_hwc) -> None:
         """The 3x3 layers' gradients, last to first; each conv's input is recomputed and
-        each ReLU output freed as soon as it is used (three planes alive at most)."""
+        each ReLU output freed as soon as it is used (three planes alive at most).
+        """
         m = self.model
-        layers = [(m.conv1, m.bn1)] + list(zip(m.conv2, m.bn2))
+        layers = [(m.conv1, m.bn1)] + list(zip(m.conv2, m.bn2, strict=False))
         grad_plane = g_hwc.permute(2, 0, 1)[None]  # (1, C, H, W) channels-last view
         for k in range(len(layers) - 1, -1, -1):
             conv, bn = layers[k]
             mean, invstd = stats[k]
             a_k = acts[k]
-            bn.weight.grad, bn.bias.grad = _bn_backward_inplace(
-                _hwc(grad_plane), _hwc(a_k), mean, invstd, bn, relu_mask=True
-            )  # grad_plane is now dL/dz_k
+            # grad_plane becomes dL/dz_k
+            bn.weight.grad, bn.bias.grad = bn_backward_inplace(
+                hwc(grad_plane), hwc(a_k), mean, invstd, bn, relu_mask=True
+            )
             acts[k] = None  # free a_k before the conv input is recomputed: three planes at most
             del a_k
             if k == 0:
                 inp = x
             else:  # this conv's input: BN of the previous layer, recomputed
-                pscale, pshift = _affine(layers[k - 1][1], *stats[k - 1])
-                inp = torch.addcmul(pshift, _hwc(acts[k - 1]), pscale).permute(2, 0, 1)[None]
+                pscale, pshift = affine(layers[k - 1][1], *stats[k - 1])
+                inp = torch.addcmul(pshift, hwc(acts[k - 1]), pscale).permute(2, 0, 1)[None]
             conv.weight.grad, conv.bias.grad = conv3x3_weight_grad(grad_plane, inp, conv)
             if k == 0:
                 break
@@ -344,30 +237,32 @@ class LeanVanillaStep:
     @torch.no_grad()
     def predict(self, x: torch.Tensor) -> torch.Tensor:
         """The argmax ``(H, W)`` of a training-mode forward pass (BatchNorm on batch
-        statistics, running statistics updated), with the same memory bound."""
+        statistics, running statistics updated), with the same memory bound.
+        """
         m = self.model
         _, _, h, w = x.shape
-        for z, _mean, _invstd, scale, shift in self._layers_forward(x):
-            pass
-        a_last = _hwc(z)
+        # the last layer's outputs only: every earlier one is freed as the generator runs on
+        z, _mean, _invstd, scale, shift = deque(self._layers_forward(x), maxlen=1)[0]
+        a_last = hwc(z)
         del z
         c = m.conv3.out_channels
         w3 = m.conv3.weight.reshape(c, -1)
         w3f = w3 * scale
         b3f = w3 @ shift + m.conv3.bias
         c_in = a_last.shape[-1]
+
         # BN3's statistics from blocks of z3, then the argmax of each block
         def z3_blocks():
-            for a, b in _rows(h, w):
+            for a, b in rows(h, w):
                 yield torch.addmm(b3f, a_last[a:b].reshape(-1, c_in), w3f.t())
 
         n = h * w
-        mean3, var3 = _moments(z3_blocks(), c, n, x.device)
+        mean3, var3 = moments(z3_blocks(), c, n, x.device)
         bn3 = m.bn3
-        _update_running(bn3, mean3, var3, n)
-        scale3, shift3 = _affine(bn3, mean3, torch.rsqrt(var3 + bn3.eps))
+        update_running(bn3, mean3, var3, n)
+        scale3, shift3 = affine(bn3, mean3, torch.rsqrt(var3 + bn3.eps))
         target = torch.empty(h, w, dtype=torch.long, device=x.device)
-        for a, b in _rows(h, w):
+        for a, b in rows(h, w):
             zb = torch.addmm(b3f, a_last[a:b].reshape(-1, c_in), w3f.t())
             target[a:b] = torch.addcmul(shift3, zb, scale3).argmax(-1).view(b - a, w)
         return target

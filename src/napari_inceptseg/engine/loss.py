@@ -30,8 +30,16 @@ class ClusterLoss(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, response: torch.Tensor, w_sim: float, w_con: float,  # type: ignore[override]
-                axis_weights=None, scribbles=None, w_scr: float = 0.0):
+    def forward(
+        ctx,
+        response: torch.Tensor,
+        w_sim: float,
+        w_con: float,  # type: ignore[override]
+        axis_weights=None,
+        scribbles=None,
+        w_scr: float = 0.0,
+    ):
+        """The losses of a response; the gradient is computed here and kept for backward."""
         n_px = response.numel() // response.shape[1]
         with torch.no_grad():
             loss_scr = None
@@ -47,7 +55,9 @@ class ClusterLoss(torch.autograd.Function):
                 # is 1 pixel long; no neighbours, no loss
                 pairs = response.numel() // response.shape[dim] * (response.shape[dim] - 1)
                 if pairs and weight:
-                    loss_con += add_continuity_grad_(grad, response, dim, w_con * weight / pairs) * (weight / pairs)
+                    loss_con += add_continuity_grad_(
+                        grad, response, dim, w_con * weight / pairs
+                    ) * (weight / pairs)
             loss = loss_sim * w_sim + loss_con * w_con
             if loss_scr is not None:
                 loss = loss + loss_scr * w_scr
@@ -58,6 +68,7 @@ class ClusterLoss(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_loss, *_unused):  # type: ignore[override]
+        """The kept gradient, scaled by the incoming one."""
         (grad,) = ctx.saved_tensors
         return grad.mul_(grad_loss), None, None, None, None, None
 
@@ -65,7 +76,8 @@ class ClusterLoss(torch.autograd.Function):
 def _scribble_grad(response: torch.Tensor, scribbles: torch.Tensor, w_sim: float, w_scr: float):
     """Gradient of ``w_sim * mean CE(unscribbled, argmax) + w_scr * mean CE(scribbled,
     scribble channel)`` (either mean is 0 over an empty set); returns
-    ``(grad, argmax, loss_sim, loss_scr)``."""
+    ``(grad, argmax, loss_sim, loss_scr)``.
+    """
     target = response.argmax(1, keepdim=True)
     mask = scribbles >= 0
     n_scr = mask.sum()
@@ -85,7 +97,8 @@ def _scribble_grad(response: torch.Tensor, scribbles: torch.Tensor, w_sim: float
 def similarity_grad(response: torch.Tensor, dim: int, scale: float):
     """``scale * (softmax - one-hot of the argmax)`` along ``dim``, the gradient of
     the summed cross-entropy of ``response`` against its own argmax. Returns
-    ``(grad, target, nll)``: the argmax (``dim`` kept) and the summed -log p."""
+    ``(grad, target, nll)``: the argmax (``dim`` kept) and the summed -log p.
+    """
     target = response.argmax(dim, keepdim=True)
     grad = torch.log_softmax(response, dim)
     picked = grad.gather(dim, target)
@@ -96,9 +109,12 @@ def similarity_grad(response: torch.Tensor, dim: int, scale: float):
     return grad, target, nll
 
 
-def add_continuity_grad_(grad: torch.Tensor, response: torch.Tensor, dim: int, scale: float) -> torch.Tensor:
+def add_continuity_grad_(
+    grad: torch.Tensor, response: torch.Tensor, dim: int, scale: float
+) -> torch.Tensor:
     """Add ``scale`` times the gradient of ``sum |r[i+1] - r[i]|`` along ``dim`` to
-    ``grad`` (in place); return that sum."""
+    ``grad`` (in place); return that sum.
+    """
     size = response.shape[dim]
     if size < 2:
         return response.new_zeros(())
@@ -110,17 +126,27 @@ def add_continuity_grad_(grad: torch.Tensor, response: torch.Tensor, dim: int, s
     return total
 
 
-def cluster_loss(response: torch.Tensor, w_sim: float, w_con: float, axis_weights=None,
-                 scribbles=None, w_scr: float = 0.0):
+def cluster_loss(
+    response: torch.Tensor,
+    w_sim: float,
+    w_con: float,
+    axis_weights=None,
+    scribbles=None,
+    w_scr: float = 0.0,
+):
     """``(loss, loss_sim, loss_con, target)``; see :class:`ClusterLoss`."""
-    return ClusterLoss.apply(response, float(w_sim), float(w_con), axis_weights, scribbles, float(w_scr))
+    return ClusterLoss.apply(
+        response, float(w_sim), float(w_con), axis_weights, scribbles, float(w_scr)
+    )
 
 
 # -- the reference: the same losses as plain torch ops (Kim et al.'s code), for tests and ablations
 
+
 def continuity_loss(response: torch.Tensor) -> torch.Tensor:
     """Mean |vertical differences| + mean |horizontal differences| of an
-    ``(N, C, H, W)`` response (the L1 losses against zero of the reference)."""
+    ``(N, C, H, W)`` response (the L1 losses against zero of the reference).
+    """
     dy = response[:, :, 1:, :] - response[:, :, :-1, :]
     dx = response[:, :, :, 1:] - response[:, :, :, :-1]
     return dy.abs().mean() + dx.abs().mean()

@@ -2,8 +2,9 @@
 
 Both map an ``(N, in_ch, H, W)`` image to an ``(N, n_channels, H, W)`` response of
 the same spatial size (any H, W); with ``dims=3`` they are the same networks with
-3D convolutions, BatchNorm and max-pooling, for ``(N, in_ch, D, H, W)`` volumes. Layer order follows the published code exactly;
-BatchNorm is meant to stay in training mode (batch statistics) for every pass.
+3D convolutions, BatchNorm and max-pooling, for ``(N, in_ch, D, H, W)`` volumes. Layer
+order follows the published code exactly; BatchNorm is meant to stay in training mode
+(batch statistics) for every pass.
 
 ``forward`` is the reference definition, layer by layer as published.
 ``fast_forward`` computes the same function with less memory traffic (the engine
@@ -17,7 +18,6 @@ identity there).
 from __future__ import annotations
 
 from functools import partial
-from typing import List
 
 import torch
 import torch.nn.functional as F
@@ -58,9 +58,12 @@ class VanillaNet(nn.Module):
         return n_conv
 
     @staticmethod
-    def step_bytes_per_pixel(n_channels: int, n_conv: int, in_channels: int, lean: bool = False) -> float:
+    def step_bytes_per_pixel(
+        n_channels: int, n_conv: int, in_channels: int, lean: bool = False
+    ) -> float:
         """Peak bytes per pixel of one training step (``lean``: the memory-lean step of
-        ``lean.py``), fitted to measured peaks (``benchmarks/memory_plan.py``)."""
+        ``lean.py``), fitted to measured peaks (``benchmarks/memory_plan.py``).
+        """
         c, n = n_channels, n_conv
         if lean:
             # ReLU outputs of the 3x3 layers and the response/gradient plane (at least
@@ -79,18 +82,25 @@ class VanillaNet(nn.Module):
     def n_weights(n_channels: int, n_conv: int, in_channels: int, dims: int = 2) -> int:
         """Learnable values: 3x3 layers, the 1x1 layer and BatchNorm (weights, biases)."""
         c, k = n_channels, 3**dims
-        return (in_channels * k + 1) * c + (n_conv - 1) * (c * k + 1) * c + (c + 1) * c + 2 * c * (n_conv + 1)
+        return (
+            (in_channels * k + 1) * c
+            + (n_conv - 1) * (c * k + 1) * c
+            + (c + 1) * c
+            + 2 * c * (n_conv + 1)
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The reference forward pass, layer by layer as published."""
         x = self.bn1(F.relu(self.conv1(x)))
-        for conv, bn in zip(self.conv2, self.bn2):
+        for conv, bn in zip(self.conv2, self.bn2, strict=False):
             x = bn(F.relu(conv(x)))
         return self.bn3(self.conv3(x))
 
     def fast_forward(self, x: torch.Tensor) -> torch.Tensor:
         # a convolution's backward needs its input, not its output: ReLU in place
+        """The same function as :meth:`forward` with less memory traffic."""
         x = self.bn1(F.relu_(self.conv1(x)))
-        for conv, bn in zip(self.conv2, self.bn2):
+        for conv, bn in zip(self.conv2, self.bn2, strict=False):
             x = bn(F.relu_(conv(x)))
         return self.bn3(self.conv3(x))
 
@@ -105,18 +115,21 @@ class ConvBlock(nn.Module):
         self.bn = BN(out_channels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The reference forward pass, layer by layer as published."""
         return F.relu(self.bn(self.conv(x)))
 
     def fast_forward(self, x: torch.Tensor) -> torch.Tensor:
         # BatchNorm's backward needs its input, not its output: ReLU in place
+        """The same function as :meth:`forward` with less memory traffic."""
         return F.relu_(self.bn(self.conv(x)))
 
 
-def _joint_conv_bn_relu(blocks, x: torch.Tensor) -> List[torch.Tensor]:
+def _joint_conv_bn_relu(blocks, x: torch.Tensor) -> list[torch.Tensor]:
     """Several ConvBlocks with 1x1 kernels on the same input, as one convolution
     and one BatchNorm over the stacked channels (BatchNorm is per channel, so this
     is the same function). Each module's running statistics are updated as if it
-    had run alone."""
+    had run alone.
+    """
     convs = [b.conv for b in blocks]
     bns = [b.bn for b in blocks]
     sizes = [c.out_channels for c in convs]
@@ -129,12 +142,18 @@ def _joint_conv_bn_relu(blocks, x: torch.Tensor) -> List[torch.Tensor]:
     if momentum is None:  # cumulative average, as nn.BatchNorm does
         momentum = 1.0 / float(bns[0].num_batches_tracked + 1) if track else 0.0
     y = F.batch_norm(
-        y, mean, var, torch.cat([b.weight for b in bns]), torch.cat([b.bias for b in bns]),
-        bns[0].training or mean is None, momentum, bns[0].eps,
+        y,
+        mean,
+        var,
+        torch.cat([b.weight for b in bns]),
+        torch.cat([b.bias for b in bns]),
+        bns[0].training or mean is None,
+        momentum,
+        bns[0].eps,
     )
     if track and mean is not None:
         with torch.no_grad():
-            for bn, m, v in zip(bns, mean.split(sizes), var.split(sizes)):
+            for bn, m, v in zip(bns, mean.split(sizes), var.split(sizes), strict=False):
                 bn.running_mean.copy_(m)
                 bn.running_var.copy_(v)
                 bn.num_batches_tracked.add_(1)
@@ -153,17 +172,23 @@ class InceptionBlock(nn.Module):
         super().__init__()
         _, _, Pool = _layers(dims)
         self.branch1 = ConvBlock(in_channels, out1, 1, dims)
-        self.branch2 = nn.Sequential(ConvBlock(in_channels, red3, 1, dims), ConvBlock(red3, out3, 3, dims))
-        self.branch3 = nn.Sequential(ConvBlock(in_channels, red5, 1, dims), ConvBlock(red5, out5, 5, dims))
+        self.branch2 = nn.Sequential(
+            ConvBlock(in_channels, red3, 1, dims), ConvBlock(red3, out3, 3, dims)
+        )
+        self.branch3 = nn.Sequential(
+            ConvBlock(in_channels, red5, 1, dims), ConvBlock(red5, out5, 5, dims)
+        )
         self.branch4 = nn.Sequential(
             Pool(kernel_size=3, stride=1, padding=1), ConvBlock(in_channels, out_pool, 1, dims)
         )
         self.out_channels = out1 + out3 + out5 + out_pool
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The reference forward pass, layer by layer as published."""
         return torch.cat([self.branch1(x), self.branch2(x), self.branch3(x), self.branch4(x)], 1)
 
     def fast_forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The same function as :meth:`forward` with less memory traffic."""
         y1, y2, y3 = _joint_conv_bn_relu([self.branch1, self.branch2[0], self.branch3[0]], x)
         y2 = self.branch2[1].fast_forward(y2)
         y3 = self.branch3[1].fast_forward(y3)
@@ -173,7 +198,8 @@ class InceptionBlock(nn.Module):
 
 class InceptionNet(nn.Module):
     """conv1x1(in->15)+ReLU+BN; Inception 15->256 +ReLU+BN; n_conv x [Inception ->128
-    +ReLU+BN]; conv1x1(128->C)+BN."""
+    +ReLU+BN]; conv1x1(128->C)+BN.
+    """
 
     STEM = 15
     FIRST = (160, 96, 64, 16, 16, 16)  # -> 256
@@ -206,11 +232,14 @@ class InceptionNet(nn.Module):
         return 2 * (n_conv + 1)
 
     @staticmethod
-    def step_bytes_per_pixel(n_channels: int, n_conv: int, in_channels: int, lean: bool = False) -> float:
+    def step_bytes_per_pixel(
+        n_channels: int, n_conv: int, in_channels: int, lean: bool = False
+    ) -> float:
         """Peak bytes per pixel of one training step (there is no lean step: ``lean`` is
         ignored): the first block (15 -> 256), the second (256 -> 128), later ones
         (128 -> 128), in float32 values per pixel including max-pool indices (int64),
-        plus the head."""
+        plus the head.
+        """
         return 4.0 * (1250 + 1376 + 1000 * (n_conv - 1) + 4 * n_channels + in_channels) * 1.02
 
     @staticmethod
@@ -221,14 +250,21 @@ class InceptionNet(nn.Module):
     @classmethod
     def n_weights(cls, n_channels: int, n_conv: int, in_channels: int, dims: int = 2) -> int:
         """Learnable values: the stem, the Inception blocks and the head (weights,
-        biases and BatchNorm's scale and shift)."""
+        biases and BatchNorm's scale and shift).
+        """
 
         def unit(cin, cout, k):  # ConvBlock, or a conv with its BatchNorm
             return (cin * k**dims + 1) * cout + 2 * cout
 
         def block(cin, out1, red3, out3, red5, out5, out_pool):
-            return (unit(cin, out1, 1) + unit(cin, red3, 1) + unit(red3, out3, 3) + unit(cin, red5, 1)
-                    + unit(red5, out5, 5) + unit(cin, out_pool, 1)), out1 + out3 + out5 + out_pool
+            return (
+                unit(cin, out1, 1)
+                + unit(cin, red3, 1)
+                + unit(red3, out3, 3)
+                + unit(cin, red5, 1)
+                + unit(red5, out5, 5)
+                + unit(cin, out_pool, 1)
+            ), out1 + out3 + out5 + out_pool
 
         total, width = block(cls.STEM, *cls.FIRST)
         total += unit(in_channels, cls.STEM, 1) + 2 * width
@@ -238,17 +274,19 @@ class InceptionNet(nn.Module):
         return total + unit(width, n_channels, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The reference forward pass, layer by layer as published."""
         x = self.bn1(F.relu(self.conv1(x)))
         x = self.bn_i1(F.relu(self.inception1(x)))
-        for block, bn in zip(self.inception2, self.bn_i2):
+        for block, bn in zip(self.inception2, self.bn_i2, strict=False):
             x = bn(F.relu(block(x)))
         return self.bn3(self.conv3(x))
 
     def fast_forward(self, x: torch.Tensor) -> torch.Tensor:
         # every branch ends in a ReLU, so ReLU(cat(branches)) is cat(branches)
+        """The same function as :meth:`forward` with less memory traffic."""
         x = self.bn1(F.relu_(self.conv1(x)))
         x = self.bn_i1(self.inception1.fast_forward(x))
-        for block, bn in zip(self.inception2, self.bn_i2):
+        for block, bn in zip(self.inception2, self.bn_i2, strict=False):
             x = bn(block.fast_forward(x))
         return self.bn3(self.conv3(x))
 
@@ -262,7 +300,8 @@ class calibrating_batchnorm:
     """Within this block, the BatchNorm layers of ``model`` forget their running
     statistics and average the batches that pass (momentum None): after one
     training-mode pass over an image, or over tiles covering it, the running
-    statistics are that image's, so eval mode reproduces the training result."""
+    statistics are that image's, so eval mode reproduces the training result.
+    """
 
     def __init__(self, model: nn.Module):
         self.bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
@@ -275,23 +314,30 @@ class calibrating_batchnorm:
         return self
 
     def __exit__(self, *exc):
-        for b, m in zip(self.bns, self.momenta):
+        for b, m in zip(self.bns, self.momenta, strict=False):
             b.momentum = m
         return False
 
 
 def build_model(
-    arch: str, in_channels: int, n_channels: int = 100, n_conv: int = 2, init: str = "default",
+    arch: str,
+    in_channels: int,
+    n_channels: int = 100,
+    n_conv: int = 2,
+    init: str = "default",
     dims: int = 2,
 ) -> nn.Module:
     """Create a network by name. ``init='xavier'`` re-initialises conv weights
     with Xavier-uniform and zero biases (the paper's text); ``'default'`` keeps
     PyTorch's initialisation (the published code). ``dims=3`` builds the 3D
-    (Conv3d) version for volumes."""
+    (Conv3d) version for volumes.
+    """
     try:
         cls = NETWORKS[arch]
     except KeyError:
-        raise ValueError(f"unknown architecture {arch!r}: choose one of {', '.join(NETWORKS)}") from None
+        raise ValueError(
+            f"unknown architecture {arch!r}: choose one of {', '.join(NETWORKS)}"
+        ) from None
     model = cls(in_channels, n_channels=n_channels, n_conv=n_conv, dims=dims)
     if init == "xavier":
         for m in model.modules():

@@ -7,28 +7,29 @@ stalls napari's event loop once); tests compare the two step for step.
 
 from __future__ import annotations
 
-from typing import List
-
 import torch
 
 
 class MomentumSGD:
     """``torch.optim.SGD(params, lr, momentum)`` (no dampening, no Nesterov, no
     weight decay): ``buf = momentum * buf + grad`` (``buf = grad`` at the first
-    step), ``param -= lr * buf``."""
+    step), ``param -= lr * buf``.
+    """
 
     def __init__(self, params, lr: float, momentum: float = 0.9):
-        self.params: List[torch.Tensor] = [p for p in params if p.requires_grad]
+        self.params: list[torch.Tensor] = [p for p in params if p.requires_grad]
         self.lr = float(lr)
         self.momentum = float(momentum)
-        self.buffers: List[torch.Tensor] = []
+        self.buffers: list[torch.Tensor] = []
 
     def zero_grad(self) -> None:
+        """Drop every parameter's gradient."""
         for p in self.params:
             p.grad = None
 
     @torch.no_grad()
     def step(self) -> None:
+        """One SGD step with momentum on every parameter."""
         params = [p for p in self.params if p.grad is not None]
         grads = [p.grad for p in params]
         if not self.buffers:

@@ -15,83 +15,41 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass
-from typing import Optional, Tuple
 
 from ..image import MIN_SIZE
 from ..params import SegmentParams
+from .footprint import (
+    BASE_BYTES,
+    HEAP_ALLOWANCE,
+    MARGIN,
+    SAFETY_FRACTION,
+    WEIGHT_COPIES,
+    bytes_per_pixel,
+    estimate_bytes,
+    gb,
+    input_bytes,
+    pass_bytes_per_pixel,
+    weight_bytes,
+)
 from .runtime import available_bytes, fast_heap_possible
-
-#: process overhead beyond the activations (PyTorch's libraries, the network)
-BASE_BYTES = 0.3e9
-#: measured peaks are at most this much above the model (THP rounding, allocator slack)
-MARGIN = 1.15
-#: a run plans for this part of the free memory, leaving the rest to napari, the
-#: system and other programs (``memory_gb`` sets the budget outright)
-SAFETY_FRACTION = 0.8
-#: bytes per pixel and channel while the image is prepared (its float copies and the
-#: colour conversion's float64 temporaries), and kept during the run (two float32
-#: copies); plus the int32 outputs (channel ids, labels), all at full resolution
-PREPARE_BYTES_PER_VALUE = 27.0
-KEPT_BYTES_PER_VALUE = 8.0
-OUTPUT_BYTES_PER_PIXEL = 8.0
-#: on the CPU, the fast heap may keep this many steps' worth of freed memory before
-#: it is trimmed back (``runtime.heap_allocator``)
-HEAP_ALLOWANCE = 0.5
-
 
 #: the memory-lean vanilla step is used when the regular one would need more than this
 LEAN_ABOVE_BYTES = 4e9
 
 
-def bytes_per_pixel(params: SegmentParams, in_channels: int = 3, lean: bool = False) -> float:
-    """Peak bytes per pixel of one optimisation step (``lean``: the memory-lean
-    ``vanilla`` step of ``lean.py``); each network knows its own (``networks.py``)."""
-    from .networks import NETWORKS
-
-    return NETWORKS[params.arch].step_bytes_per_pixel(params.n_channels, params.n_conv, in_channels, lean)
-
-
-def pass_bytes_per_pixel(params: SegmentParams, in_channels: int = 3) -> float:
-    """Peak bytes per pixel of the final forward pass (no gradients): a few layers'
-    outputs, the response and its argmax; the regions' edge map adds a little."""
-    from .networks import NETWORKS
-
-    floats = NETWORKS[params.arch].pass_floats_per_pixel(params.n_channels, in_channels)
-    return 4.0 * floats + (16 if params.regions else 0)
-
-
-#: float32 values kept per learnable value of the network: the weight, its gradient and
-#: the optimiser's momentum
-WEIGHT_COPIES = 3
-
-
-def weight_bytes(params: SegmentParams, in_channels: int = 3, dims: int = 2) -> float:
-    """The network's learnable values, their gradients and momentum, in bytes."""
-    from .networks import NETWORKS
-
-    n = NETWORKS[params.arch].n_weights(params.n_channels, params.n_conv, in_channels, dims)
-    return 4.0 * WEIGHT_COPIES * n
-
-
-def input_bytes(full_shape, in_channels: int, preparing: bool = False) -> float:
-    """The image's copies and the outputs at full resolution (``preparing``: the
-    larger amount while the image is normalised and converted)."""
-    per_value = PREPARE_BYTES_PER_VALUE if preparing else KEPT_BYTES_PER_VALUE
-    return float(math.prod(full_shape)) * (in_channels * per_value + OUTPUT_BYTES_PER_PIXEL)
-
-
-def estimate_bytes(h: int, w: int, in_channels: int, params: SegmentParams, lean: bool = False) -> float:
-    """Peak memory of a run on an ``h x w`` image, in bytes (without the margin)."""
-    return BASE_BYTES + h * w * bytes_per_pixel(params, in_channels, lean)
-
-
-def use_lean(h: int, w: int, in_channels: int, params: SegmentParams, device: str,
-             have: Optional[float] = None) -> bool:
+def use_lean(
+    h: int, w: int, in_channels: int, params: SegmentParams, device: str, have: float | None = None
+) -> bool:
     """Whether a run takes the memory-lean ``vanilla`` step: when the regular step
     would need more than ``LEAN_ABOVE_BYTES`` or more than half of the free memory.
     It is slower per iteration (it recomputes cheap layers and works block by
-    block). NAPARI_INCEPTSEG_LEAN=0 / 1 forces it off / on."""
-    if params.arch != "vanilla" or params.precision != "float32" or str(device).split(":")[0] not in ("cpu", "cuda"):
+    block). NAPARI_INCEPTSEG_LEAN=0 / 1 forces it off / on.
+    """
+    if (
+        params.arch != "vanilla"
+        or params.precision != "float32"
+        or str(device).split(":")[0] not in ("cpu", "cuda")
+    ):
         return False
     mode = os.environ.get("NAPARI_INCEPTSEG_LEAN", "auto")
     if mode in ("0", "1"):
@@ -100,10 +58,6 @@ def use_lean(h: int, w: int, in_channels: int, params: SegmentParams, device: st
     if have is None:
         have = available_bytes(device)
     return need > LEAN_ABOVE_BYTES or (have is not None and need > have / 2)
-
-
-def _gb(n: float) -> str:
-    return f"{n / 1e9:.1f} GB"
 
 
 # -- planning a run: the whole image, the memory-lean step, or tiles ---------------------
@@ -123,6 +77,7 @@ def receptive_radius(params: SegmentParams) -> int:
 
 
 def min_tile_side(params: SegmentParams) -> int:
+    """The smallest tile side worth training on: a few receptive fields."""
     return max(MIN_TILE, 2 * receptive_radius(params) + 8)
 
 
@@ -130,10 +85,10 @@ def min_tile_side(params: SegmentParams) -> int:
 class RunPlan:
     """How a run will use memory: ``tile`` is None for the whole image at once."""
 
-    shape: Tuple[int, ...]
+    shape: tuple[int, ...]
     lean: bool
-    tile: Optional[Tuple[int, ...]]
-    budget_bytes: Optional[float]
+    tile: tuple[int, ...] | None
+    budget_bytes: float | None
     reason: str
     #: the whole run's estimated peak: process, image copies, and the larger of one
     #: training step (with the fast heap's allowance) and the final pass
@@ -144,6 +99,7 @@ class RunPlan:
 
     @property
     def tiled(self) -> bool:
+        """Whether the run trains on tiles."""
         return self.tile is not None
 
     def describe(self) -> str:
@@ -155,7 +111,7 @@ def _xs(shape) -> str:
     return " x ".join(str(int(s)) for s in shape)
 
 
-def _fit_tile(shape: Tuple[int, ...], max_px: float) -> Tuple[int, ...]:
+def _fit_tile(shape: tuple[int, ...], max_px: float) -> tuple[int, ...]:
     """The most cube-like tile of at most ``max_px`` pixels inside ``shape``."""
     tile = [1] * len(shape)
     if max_px < 1:
@@ -169,18 +125,31 @@ def _fit_tile(shape: Tuple[int, ...], max_px: float) -> Tuple[int, ...]:
     return tuple(tile)
 
 
-def plan_image(spatial: Tuple[int, ...], in_channels: int, params: SegmentParams, device: str,
-               guided: bool = False) -> RunPlan:
+def plan_image(
+    spatial: tuple[int, ...],
+    in_channels: int,
+    params: SegmentParams,
+    device: str,
+    guided: bool = False,
+) -> RunPlan:
     """The plan of a run on an image of ``spatial`` shape: training on its copy of at
     most ``train_pixels`` (see :func:`training_size`), then the final pass. The engine
-    and the widget both ask this."""
-    return plan_run(training_size(spatial, params.train_pixels), in_channels, params, device, guided,
-                    full_shape=spatial)
+    and the widget both ask this.
+    """
+    return plan_run(
+        training_size(spatial, params.train_pixels),
+        in_channels,
+        params,
+        device,
+        guided,
+        full_shape=spatial,
+    )
 
 
 def training_size(shape, max_pixels: int):
     """The spatial size of the training copy: Y and X shrunk together (Z kept) so that
-    a plane has at most ``max_pixels`` pixels; ``shape`` itself when 0 or small enough."""
+    a plane has at most ``max_pixels`` pixels; ``shape`` itself when 0 or small enough.
+    """
     plane = shape[-2] * shape[-1]
     if not max_pixels or plane <= max_pixels:
         return tuple(shape)
@@ -193,11 +162,17 @@ def coarse_size(shape, scale: float):
     least = [MIN_SIZE] * len(shape)
     if len(shape) == 3:
         least[0] = 2
-    return tuple(max(lo, min(s, round(s * scale))) for s, lo in zip(shape, least))
+    return tuple(max(lo, min(s, round(s * scale))) for s, lo in zip(shape, least, strict=False))
 
 
-def plan_run(shape: Tuple[int, ...], in_channels: int, params: SegmentParams, device: str,
-             guided: bool = False, full_shape: Optional[Tuple[int, ...]] = None) -> RunPlan:
+def plan_run(
+    shape: tuple[int, ...],
+    in_channels: int,
+    params: SegmentParams,
+    device: str,
+    guided: bool = False,
+    full_shape: tuple[int, ...] | None = None,
+) -> RunPlan:
     """Choose between the whole image (regular or memory-lean step) and tiles for the
     training steps on ``shape`` (the image's, or its training copy's, of an image of
     ``full_shape``), and estimate the whole run's peak.
@@ -214,10 +189,13 @@ def plan_run(shape: Tuple[int, ...], in_channels: int, params: SegmentParams, de
     weights = weight_bytes(params, in_channels, len(shape))
     if budget is not None and weights * MARGIN > max(budget / 2, budget - BASE_BYTES * MARGIN):
         raise MemoryError(
-            f"the {params.arch!r} network with n_channels={params.n_channels} and n_conv={params.n_conv} "
-            f"has {weights / 4 / WEIGHT_COPIES / 1e6:,.0f} million weights, which with their gradients "
-            f"need about {_gb(weights)}: more than the about {_gb(budget)} available on {device}; "
-            "use fewer channels (n_channels) or fewer layers (n_conv)")
+            f"the {params.arch!r} network with n_channels={params.n_channels} and "
+            f"n_conv={params.n_conv} "
+            f"has {weights / 4 / WEIGHT_COPIES / 1e6:,.0f} million weights, which with their "
+            "gradients "
+            f"need about {gb(weights)}: more than the about {gb(budget)} available on {device}; "
+            "use fewer channels (n_channels) or fewer layers (n_conv)"
+        )
     fixed = BASE_BYTES + input_bytes(full_shape, in_channels) + weights
     room = None if budget is None else budget - fixed * MARGIN  # for the steps and the final pass
     try:
@@ -225,22 +203,38 @@ def plan_run(shape: Tuple[int, ...], in_channels: int, params: SegmentParams, de
     except MemoryError as exc:
         if shape == full_shape:
             raise
-        raise MemoryError(f"{exc} (it is the training copy of a {_xs(full_shape)} image, whose own copies "
-                          f"take about {_gb(input_bytes(full_shape, in_channels))} of that)") from None
+        raise MemoryError(
+            f"{exc} (it is the training copy of a {_xs(full_shape)} image, whose own copies "
+            f"take about {gb(input_bytes(full_shape, in_channels))} of that)"
+        ) from None
     step_px = math.prod(tile) if tile else math.prod(shape)
     step_bytes = step_px * bytes_per_pixel(params, in_channels, lean)
-    heap = (fast_heap_possible(device) and not lean and budget is not None
-            and fixed + step_bytes * (1 + HEAP_ALLOWANCE) <= budget / 2)
+    heap = (
+        fast_heap_possible(device)
+        and not lean
+        and budget is not None
+        and fixed + step_bytes * (1 + HEAP_ALLOWANCE) <= budget / 2
+    )
     final = _final_pass_bytes(shape, full_shape, in_channels, params, guided, tile, lean, room)
-    peak = max(BASE_BYTES + input_bytes(full_shape, in_channels, preparing=True),
-               fixed + max(step_bytes * (1 + (HEAP_ALLOWANCE if heap else 0)), final))
-    avail = "" if budget is None else f"; about {_gb(budget)} available to it"
-    return RunPlan(shape, lean, tile, budget, f"{why} (needs about {_gb(peak)}{avail})",
-                   peak_bytes=peak, step_bytes=step_bytes, heap=heap)
+    peak = max(
+        BASE_BYTES + input_bytes(full_shape, in_channels, preparing=True),
+        fixed + max(step_bytes * (1 + (HEAP_ALLOWANCE if heap else 0)), final),
+    )
+    avail = "" if budget is None else f"; about {gb(budget)} available to it"
+    return RunPlan(
+        shape,
+        lean,
+        tile,
+        budget,
+        f"{why} (needs about {gb(peak)}{avail})",
+        peak_bytes=peak,
+        step_bytes=step_bytes,
+        heap=heap,
+    )
 
 
-def _budget(params: SegmentParams, device: str) -> Optional[float]:
-    budget: Optional[float] = None
+def _budget(params: SegmentParams, device: str) -> float | None:
+    budget: float | None = None
     if not os.environ.get("NAPARI_INCEPTSEG_NO_MEMORY_CHECK"):
         have = available_bytes(device)
         budget = None if have is None else float(have) * SAFETY_FRACTION
@@ -253,46 +247,87 @@ def _plan_step(shape, in_channels, params, device, guided, room):
     """``(tile or None, lean, words)`` for the training steps, within ``room`` bytes."""
     dims = len(shape)
     n_px = float(math.prod(shape))
-    lean = (dims == 2 and not guided and room is not None
-            and use_lean(shape[0], shape[1], in_channels, params, device, room))
+    lean = (
+        dims == 2
+        and not guided
+        and room is not None
+        and use_lean(shape[0], shape[1], in_channels, params, device, room)
+    )
     per_px = bytes_per_pixel(params, in_channels) * MARGIN
     room_px = float("inf") if room is None else room / per_px
     smallest = min_tile_side(params)
     if params.tile_size and params.tile_size < smallest:
-        raise ValueError(f"tile_size must be 0 (automatic) or at least {smallest} for {params.arch!r} "
-                         f"with n_conv={params.n_conv}, got {params.tile_size}")
+        raise ValueError(
+            f"tile_size must be 0 (automatic) or at least {smallest} for {params.arch!r} "
+            f"with n_conv={params.n_conv}, got {params.tile_size}"
+        )
     if params.tile_size and any(s > params.tile_size for s in shape):
-        tile = tuple(min(s, params.tile_size) for s in shape)
-        if math.prod(tile) > room_px:
-            raise MemoryError(
-                f"a tile of {_xs(tile)} needs about {_gb(BASE_BYTES * MARGIN + math.prod(tile) * per_px)} "
-                f"of memory with {params.arch!r} but about {_gb(room + BASE_BYTES * MARGIN)} is available "
-                f"on {device}: use a smaller tile_size (at most about {int(max(room_px, 0) ** (1 / dims))})")
-        return tile, False, f"tiles of {_xs(tile)} (tile_size {params.tile_size}), predicted tile by tile"
+        return _asked_tiles(shape, params, device, per_px, room)
     if room is None or n_px * bytes_per_pixel(params, in_channels, lean) * MARGIN <= room:
-        return None, lean, "the whole image at once" + (", with the memory-lean step" if lean else "")
+        return (
+            None,
+            lean,
+            "the whole image at once" + (", with the memory-lean step" if lean else ""),
+        )
     max_px = min(room_px, AUTO_TILE_PIXELS[dims])
     tile = _fit_tile(shape, max_px)
-    if max_px <= 0 or any(t < min(smallest, s) for t, s in zip(tile, shape)):
+    if max_px <= 0 or any(t < min(smallest, s) for t, s in zip(tile, shape, strict=False)):
         need = (BASE_BYTES + n_px * bytes_per_pixel(params, in_channels, lean)) * MARGIN
-        hint = ("free some memory" if room_px < 1
-                else f"a tile of {_xs(_fit_tile(shape, room_px))} is all that fits")
-        if params.arch == "inception":
-            hint += ", or use arch='vanilla'"
-        if params.n_channels > 16:
-            hint += ", or use fewer channels (n_channels)"
+        raise _nothing_fits(shape, params, device, need, room, room_px)
+    return (
+        tile,
+        False,
+        (
+            f"tiles of {_xs(tile)}: the whole image does not fit; one network is "
+            "trained on tiles and predicts tile by tile"
+        ),
+    )
+
+
+def _asked_tiles(shape, params, device, per_px, room):
+    """The plan for tiles of the asked ``tile_size``, or why they do not fit."""
+    tile = tuple(min(s, params.tile_size) for s in shape)
+    room_px = float("inf") if room is None else room / per_px
+    if math.prod(tile) > room_px:
         raise MemoryError(
-            f"a {_xs(shape)} image needs about {_gb(need)} of memory with {params.arch!r} "
-            f"({params.n_channels} channels) and not even a {smallest}-pixel tile fits in the "
-            f"about {_gb(max(room, 0) + BASE_BYTES * MARGIN)} available on {device}: {hint}")
-    return tile, False, (f"tiles of {_xs(tile)}: the whole image does not fit; one network is "
-                         "trained on tiles and predicts tile by tile")
+            f"a tile of {_xs(tile)} needs about "
+            f"{gb(BASE_BYTES * MARGIN + math.prod(tile) * per_px)} "
+            f"of memory with {params.arch!r} but about {gb(room + BASE_BYTES * MARGIN)} "
+            "is available "
+            f"on {device}: use a smaller tile_size (at most about "
+            f"{int(max(room_px, 0) ** (1 / len(shape)))})"
+        )
+    return (
+        tile,
+        False,
+        f"tiles of {_xs(tile)} (tile_size {params.tile_size}), predicted tile by tile",
+    )
+
+
+def _nothing_fits(shape, params, device, need, room, room_px) -> MemoryError:
+    """The error for an image of which not even the smallest tile fits, with what would."""
+    hint = (
+        "free some memory"
+        if room_px < 1
+        else f"a tile of {_xs(_fit_tile(shape, room_px))} is all that fits"
+    )
+    if params.arch == "inception":
+        hint += ", or use arch='vanilla'"
+    if params.n_channels > 16:
+        hint += ", or use fewer channels (n_channels)"
+    return MemoryError(
+        f"a {_xs(shape)} image needs about {gb(need)} of memory with {params.arch!r} "
+        f"({params.n_channels} channels) and not even a {min_tile_side(params)}-pixel tile "
+        f"fits in the about {gb(max(room, 0) + BASE_BYTES * MARGIN)} available on {device}: "
+        f"{hint}"
+    )
 
 
 def _final_pass_bytes(shape, full_shape, in_channels, params, guided, tile, lean, room) -> float:
     """The final pass's estimate: the default method's regions on an analysis copy of
     at most ``ANALYSIS_PIXELS`` per plane, else the clusters of the whole image (or tile
-    by tile, or with the lean step, as the steps were planned)."""
+    by tile, or with the lean step, as the steps were planned).
+    """
     from ..regions import ANALYSIS_PIXELS
 
     full_px = float(math.prod(full_shape))

@@ -21,8 +21,9 @@ import ctypes.util
 import os
 import sys
 import threading
+from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator, List, Optional, Tuple
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -35,8 +36,21 @@ CUDA_SYNC_EVERY = 8
 
 # -- devices and precision -----------------------------------------------------------------
 
-def available_devices() -> List[str]:
-    """Devices present on this machine, best first (always ends with 'cpu')."""
+
+def available_devices() -> list[str]:
+    """The devices present on this machine, best first.
+
+    Returns
+    -------
+    list of str
+        ``'cuda'`` and ``'mps'`` when present, then always ``'cpu'``.
+
+    Examples
+    --------
+    >>> from napari_inceptseg import available_devices
+    >>> available_devices()[-1]
+    'cpu'
+    """
     import torch
 
     found = []
@@ -48,7 +62,7 @@ def available_devices() -> List[str]:
     return found + ["cpu"]
 
 
-def resolve_device(device: str = "auto") -> "torch.device":
+def resolve_device(device: str = "auto") -> torch.device:
     """Turn 'auto' / 'cuda' / 'cuda:N' / 'mps' / 'cpu' into a torch.device.
 
     Asking for a device that is absent raises a ValueError that says what is.
@@ -61,9 +75,7 @@ def resolve_device(device: str = "auto") -> "torch.device":
         return torch.device(present[0])
     kind, _, index = name.partition(":")
     if kind not in ("cuda", "mps", "cpu") or (index and not index.isdigit()):
-        raise ValueError(
-            f"unknown device {device!r}: use 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'"
-        )
+        raise ValueError(f"unknown device {device!r}: use 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'")
     if kind not in present:
         raise ValueError(
             f"device {device!r} was requested but is not available here "
@@ -88,7 +100,7 @@ def autocast(device, precision: str):
     return torch.autocast(device_type=device.type, dtype=getattr(torch, precision))
 
 
-def memory_format_for(device: "torch.device", dims: int = 2):
+def memory_format_for(device: torch.device, dims: int = 2):
     """Channels-last on CPU and CUDA (oneDNN and cuDNN prefer it), contiguous elsewhere."""
     import torch
 
@@ -97,7 +109,7 @@ def memory_format_for(device: "torch.device", dims: int = 2):
     return torch.channels_last if dims == 2 else torch.channels_last_3d
 
 
-def stats_tuple(*tensors: "torch.Tensor") -> Tuple[float, ...]:
+def stats_tuple(*tensors: torch.Tensor) -> tuple[float, ...]:
     """Several scalar tensors to Python floats with one device synchronisation."""
     import torch
 
@@ -121,7 +133,8 @@ _OOM_WORDS = ("can't allocate memory", "not enough memory", "out of memory")
 
 def is_out_of_memory(exc: BaseException) -> bool:
     """Whether ``exc`` means out of memory: one of :func:`oom_types`, or the plain
-    RuntimeError of PyTorch's CPU (and MPS) allocators."""
+    RuntimeError of PyTorch's CPU (and MPS) allocators.
+    """
     if isinstance(exc, oom_types()):
         return True
     return isinstance(exc, RuntimeError) and any(w in str(exc) for w in _OOM_WORDS)
@@ -129,11 +142,15 @@ def is_out_of_memory(exc: BaseException) -> bool:
 
 # -- free memory ---------------------------------------------------------------------------
 
-def _cgroup_room() -> Optional[int]:
+
+def _cgroup_room() -> int | None:
     """Bytes left under a cgroup v2 / v1 memory limit, if there is one."""
     for limit_file, usage_file in (
         ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
-        ("/sys/fs/cgroup/memory/memory.limit_in_bytes", "/sys/fs/cgroup/memory/memory.usage_in_bytes"),
+        (
+            "/sys/fs/cgroup/memory/memory.limit_in_bytes",
+            "/sys/fs/cgroup/memory/memory.usage_in_bytes",
+        ),
     ):
         try:
             limit = Path(limit_file).read_text().strip()
@@ -145,14 +162,18 @@ def _cgroup_room() -> Optional[int]:
     return None
 
 
-def available_bytes(device: str = "cpu") -> Optional[int]:
-    """Memory a run may use now on ``device`` ('cpu', 'cuda', 'cuda:N', 'mps'), or None if unknown."""
+def available_bytes(device: str = "cpu") -> int | None:
+    """Memory a run may use now on ``device`` ('cpu', 'cuda', 'cuda:N', 'mps'), or None
+    if unknown.
+    """
     kind = str(device).split(":")[0]
     if kind == "cuda":
         import torch
 
         index = torch.device(device).index
-        free, _total = torch.cuda.mem_get_info(index if index is not None else torch.cuda.current_device())
+        free, _total = torch.cuda.mem_get_info(
+            index if index is not None else torch.cuda.current_device()
+        )
         return int(free)
     if kind != "cpu":
         return None  # MPS shares system memory, but reports nothing useful
@@ -188,7 +209,7 @@ def _glibc():
         return None
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        libc.gnu_get_libc_version  # mallopt's parameters below are glibc's
+        _ = libc.gnu_get_libc_version  # mallopt's parameters below are glibc's
         return libc
     except (OSError, AttributeError):
         return None
@@ -208,13 +229,15 @@ class HeapGuard:
     mode, once the process has grown more than ``allowance`` bytes above where it
     started, it gives freed pages back (``malloc_trim``); if that is not enough (small
     live objects pin the freed pages), the rest of the run uses glibc's normal
-    allocator, so that fragmentation cannot make a run grow beyond its plan."""
+    allocator, so that fragmentation cannot make a run grow beyond its plan.
+    """
 
     def __init__(self, libc=None, allowance: float = 0.0):
         self.libc = libc
         self.limit = _rss() + allowance if libc is not None else None
 
     def check(self) -> None:
+        """Trim the heap once the process is past its limit; past it still, stop pinning."""
         if self.libc is None or _rss() <= self.limit:
             return
         self.libc.malloc_trim(0)
@@ -263,6 +286,10 @@ def heap_allocator(enabled: bool = True, allowance: float = float("inf")) -> Ite
 
 def fast_heap_possible(device: str) -> bool:
     """Whether :func:`heap_allocator` can work here (glibc on Linux, the CPU, not
-    turned off with NAPARI_INCEPTSEG_HEAP=0)."""
-    return (str(device).split(":")[0] == "cpu" and sys.platform.startswith("linux")
-            and os.environ.get("NAPARI_INCEPTSEG_HEAP", "1") != "0")
+    turned off with NAPARI_INCEPTSEG_HEAP=0).
+    """
+    return (
+        str(device).split(":")[0] == "cpu"
+        and sys.platform.startswith("linux")
+        and os.environ.get("NAPARI_INCEPTSEG_HEAP", "1") != "0"
+    )

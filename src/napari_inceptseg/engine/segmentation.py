@@ -1,10 +1,11 @@
 """The result of one segmentation: :class:`SegmentationResult` (numpy only; it becomes a
-saved network through ``saved.py``, imported when asked)."""
+saved network through ``saved.py``, imported when asked).
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any
 
 import numpy as np
 
@@ -13,11 +14,53 @@ from ..params import SegmentParams
 
 @dataclass
 class SegmentationResult:
-    """What a finished run returns."""
+    """What a finished run returns.
+
+    Attributes
+    ----------
+    labels : numpy.ndarray
+        int32 labels numbered 1..K at the image's spatial shape: regions (the
+        default method) or clusters (the papers' presets).
+    hierarchy : RegionHierarchy or None
+        The region hierarchy when ``regions``: ``labels`` is its cut at ``level``
+        (unless ``n_clusters`` grouped them further); any other level is one
+        ``hierarchy.cut(level)`` away.
+    n_iter : int
+        Optimisation steps taken.
+    history : dict of list of float
+        ``loss``, ``loss_sim``, ``loss_con`` and ``n_labels`` per step.
+    params : SegmentParams
+        The settings the run used.
+    seed : int
+        The seed of the initial weights (drawn when none was given).
+    device, seconds, stop_reason, plan : str, float, str, str
+        Where and how long it ran, why it stopped and how it used memory.
+    model : torch.nn.Module
+        The trained network (see :meth:`trained_model`).
+    channel_ids, label_map, ranges : numpy.ndarray
+        The network channel of every pixel, the cluster id of every channel and the
+        normalisation ranges.
+
+    References
+    ----------
+    .. [1] W. Kim, A. Kanezaki and M. Tanaka, "Unsupervised learning of image
+           segmentation based on differentiable feature clustering", IEEE Transactions
+           on Image Processing 29, 8055-8068 (2020). doi:10.1109/TIP.2020.3011269
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from napari_inceptseg import segment
+    >>> result = segment(np.eye(32) * 255, seed=0)
+    >>> result.regions, result.level == result.params.level
+    (True, True)
+    >>> bool((result.hierarchy.cut(result.level) == result.labels).all())
+    True
+    """
 
     labels: np.ndarray
     n_iter: int
-    history: Dict[str, List[float]]
+    history: dict[str, list[float]]
     params: SegmentParams
     device: str
     seconds: float
@@ -26,14 +69,14 @@ class SegmentationResult:
     model: Any = field(default=None, repr=False)
     #: the network's channel index of every pixel (0..n_channels-1) before
     #: renumbering; stable across slices when a network is warm-started
-    channel_ids: Optional[np.ndarray] = field(default=None, repr=False)
+    channel_ids: np.ndarray | None = field(default=None, repr=False)
     #: cluster id of every network channel: ``label_map[channel_ids]`` are the
     #: clusters (``labels`` themselves unless ``regions`` or ``n_clusters`` changed them)
-    label_map: Optional[np.ndarray] = field(default=None, repr=False)
+    label_map: np.ndarray | None = field(default=None, repr=False)
     #: per-channel intensity range [lo, hi] the image was normalised with
-    ranges: Optional[np.ndarray] = field(default=None, repr=False)
-    scribble_ids: Tuple[int, ...] = ()
-    spacing: Optional[Tuple[float, ...]] = None
+    ranges: np.ndarray | None = field(default=None, repr=False)
+    scribble_ids: tuple[int, ...] = ()
+    spacing: tuple[float, ...] | None = None
     #: how memory was used: whole image, memory-lean step, or tiles (and why)
     plan: str = "the whole image at once"
     #: True when ``labels`` are connected regions made from the clusters (the default
@@ -45,13 +88,14 @@ class SegmentationResult:
     hierarchy: Any = field(default=None, repr=False)
 
     @property
-    def level(self) -> Optional[float]:
+    def level(self) -> float | None:
         """The level of the hierarchy that ``labels`` is the cut at (None without one)."""
         return self.params.level if self.hierarchy is not None else None
 
     def trained_model(self):
         """The trained network with its parameters, normalisation and id mapping,
-        as a :class:`~napari_inceptseg.TrainedModel` (to save, apply or warm-start)."""
+        as a :class:`~napari_inceptseg.TrainedModel` (to save, apply or warm-start).
+        """
         from .saved import TrainedModel
 
         if self.model is None:
@@ -64,15 +108,17 @@ class SegmentationResult:
 
     @property
     def n_labels(self) -> int:
+        """The number of labels in the result."""
         return int(self.labels.max()) if self.labels.size else 0
 
     @property
-    def final_loss(self) -> Optional[float]:
+    def final_loss(self) -> float | None:
+        """The last iteration's loss, or None when no training ran."""
         return self.history["loss"][-1] if self.history["loss"] else None
 
-    def metadata(self) -> Dict[str, Any]:
+    def metadata(self) -> dict[str, Any]:
         """JSON-friendly description of the run (for napari layer metadata, files)."""
-        from ..params import preset_of
+        from ..presets import preset_of
 
         return {
             "preset": preset_of(self.params),
@@ -85,8 +131,11 @@ class SegmentationResult:
             "stop_reason": self.stop_reason,
             "plan": self.plan,
             "labels": "regions" if self.regions else "clusters",
-            **({"level": self.params.level, "n_regions_finest": self.hierarchy.n_base}
-               if self.hierarchy is not None else {}),
+            **(
+                {"level": self.params.level, "n_regions_finest": self.hierarchy.n_base}
+                if self.hierarchy is not None
+                else {}
+            ),
             **({"scribble_ids": list(self.scribble_ids)} if self.scribble_ids else {}),
             **({"spacing": list(self.spacing)} if self.spacing else {}),
         }

@@ -13,7 +13,7 @@ import collections
 import math
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any
 
 import numpy as np
 
@@ -27,11 +27,12 @@ from .runtime import autocast, stats_tuple
 class LastGood:
     """The last read-back step whose loss was finite, kept for a run that stops early."""
 
-    iteration: Optional[int] = None
+    iteration: int | None = None
     target: Any = None  # int16 channels (1, *shape) at the stage's resolution
     as_labels: Any = None  # target -> labels 1..K at the image's shape
 
-    def labels(self) -> Optional[np.ndarray]:
+    def labels(self) -> np.ndarray | None:
+        """The labels at this stage, if there are any yet."""
         return None if self.target is None else self.as_labels(self.target)
 
 
@@ -40,29 +41,37 @@ class StageContext:
     """What every stage of one run shares."""
 
     params: SegmentParams
-    full_shape: Tuple[int, ...]  # the image's spatial shape (previews come at this size)
-    axis_weights: Tuple[float, ...]
-    scribble_ids: Tuple[int, ...]
+    full_shape: tuple[int, ...]  # the image's spatial shape (previews come at this size)
+    axis_weights: tuple[float, ...]
+    scribble_ids: tuple[int, ...]
     preview_every: int
     sync_every: int
-    history: Dict[str, List[float]]
+    history: dict[str, list[float]]
     last: LastGood = field(default_factory=LastGood)
 
 
-def optimise(model, optimizer, source, steps: int, done_before: int, total: int, ctx: StageContext, lean=None):
+def optimise(
+    model, optimizer, source, steps: int, done_before: int, total: int, ctx: StageContext, lean=None
+):
     """Run up to ``steps`` optimisation steps on ``source`` (a :class:`~.tiles.TrainingSource`),
     yielding :class:`Progress` records numbered from ``done_before + 1`` and appending
     to ``ctx.history``; ``ctx.last`` follows the last good step. Returns ``"min_labels"``
     or ``"max_iter"``. Previews of a coarse stage are upscaled (nearest neighbour) to
     the image's shape; tiled stages have none. ``lean`` is a ``LeanVanillaStep`` to take
     instead of autograd, or None. In tiled stages the stop rule counts the clusters of
-    the last ``source.window`` tiles together."""
+    the last ``source.window`` tiles together.
+    """
     import torch
 
     coarse = tuple(source.shape) != tuple(ctx.full_shape)
     tiled = source.tile is not None
-    as_labels = partial(_target_labels, dims=len(source.shape), full_shape=ctx.full_shape if coarse else None,
-                        n_channels=ctx.params.n_channels, scribble_ids=ctx.scribble_ids)
+    as_labels = partial(
+        _target_labels,
+        dims=len(source.shape),
+        full_shape=ctx.full_shape if coarse else None,
+        n_channels=ctx.params.n_channels,
+        scribble_ids=ctx.scribble_ids,
+    )
     recent = collections.deque(maxlen=source.window)
     pending = []  # (iteration, stats tensors, target) not yet read back from the device
     last_it = done_before + steps
@@ -70,8 +79,13 @@ def optimise(model, optimizer, source, steps: int, done_before: int, total: int,
     for it in range(done_before + 1, last_it + 1):
         stats, target = _step(model, optimizer, source, ctx, lean, recent)
         pending.append((it, stats, target if preview_every and not tiled else None))
-        read_back = len(pending) >= ctx.sync_every or it == last_it or (preview_every and it % preview_every == 0)
-        newest = (it, target.to(torch.int16)) if read_back and not tiled else None  # kept if its loss is finite
+        read_back = (
+            len(pending) >= ctx.sync_every
+            or it == last_it
+            or (preview_every and it % preview_every == 0)
+        )
+        # kept if its loss is finite
+        newest = (it, target.to(torch.int16)) if read_back and not tiled else None
         del stats, target
         if not read_back:
             continue
@@ -84,7 +98,8 @@ def optimise(model, optimizer, source, steps: int, done_before: int, total: int,
 
 def _step(model, optimizer, source, ctx: StageContext, lean, recent):
     """One optimisation step; returns ``((loss, loss_sim, loss_con, n_labels), target)``
-    as tensors on the device (not read back)."""
+    as tensors on the device (not read back).
+    """
     import torch
 
     from .loss import cluster_loss
@@ -97,19 +112,23 @@ def _step(model, optimizer, source, ctx: StageContext, lean, recent):
     else:
         with autocast(x.device, params.precision):
             response = model.fast_forward(x)
-        loss, l_sim, l_con, target = cluster_loss(response.float(), params.w_sim, params.w_con,
-                                                  ctx.axis_weights, scr, params.w_scr)
+        loss, l_sim, l_con, target = cluster_loss(
+            response.float(), params.w_sim, params.w_con, ctx.axis_weights, scr, params.w_scr
+        )
         del response
         loss.backward()
     recent.append(_channel_counts(target, params.n_channels))
-    n_labels = (recent[0] if len(recent) == 1 else torch.stack(tuple(recent)).sum(0)).count_nonzero()
+    n_labels = (
+        recent[0] if len(recent) == 1 else torch.stack(tuple(recent)).sum(0)
+    ).count_nonzero()
     optimizer.step()
     return (loss, l_sim, l_con, n_labels), target
 
 
 def _channel_counts(target, n_channels: int):
     """Pixels per channel, on the target's device. On CUDA without ``bincount``, which
-    reads the largest value back to the host and so would wait for the GPU every step."""
+    reads the largest value back to the host and so would wait for the GPU every step.
+    """
     import torch
 
     flat = target.reshape(-1)
@@ -122,7 +141,8 @@ def _channel_counts(target, n_channels: int):
 def _report(pending, newest, as_labels, ctx: StageContext, total: int):
     """Read the pending steps' numbers back (one device sync), refuse a non-finite loss,
     append them to the history and yield their records. Returns whether the stop rule
-    (``min_labels``) was met."""
+    (``min_labels``) was met.
+    """
     values = stats_tuple(*(t for _, stats, _ in pending for t in stats))
     for k, (i, _, _) in enumerate(pending):
         if not math.isfinite(values[4 * k]):
@@ -132,9 +152,13 @@ def _report(pending, newest, as_labels, ctx: StageContext, total: int):
     done = False
     every = ctx.preview_every
     for k, (i, _, tgt) in enumerate(pending):
-        loss_v, sim_v, con_v, n_v = values[4 * k: 4 * k + 4]
+        loss_v, sim_v, con_v, n_v = values[4 * k : 4 * k + 4]
         n_labels = int(n_v)
-        for key, value in zip(("loss", "loss_sim", "loss_con", "n_labels"), (loss_v, sim_v, con_v, n_labels)):
+        for key, value in zip(
+            ("loss", "loss_sim", "loss_con", "n_labels"),
+            (loss_v, sim_v, con_v, n_labels),
+            strict=False,
+        ):
             ctx.history[key].append(value)
         done = done or n_labels <= ctx.params.min_labels
         preview = None
@@ -147,12 +171,15 @@ def _report(pending, newest, as_labels, ctx: StageContext, total: int):
 def _target_labels(tgt, dims, full_shape, n_channels, scribble_ids):
     """Labels 1..K at the image's shape from a step's target channels (``(1, *shape)``,
     or ``shape`` from the lean step; ``dims`` spatial axes): upscaled (nearest) from a
-    smaller training copy when ``full_shape`` is given."""
+    smaller training copy when ``full_shape`` is given.
+    """
     import torch
 
     tgt = tgt.reshape(tgt.shape[-dims:])
     if full_shape is not None:
-        tgt = torch.nn.functional.interpolate(tgt[None, None].float(), size=tuple(full_shape), mode="nearest")[0, 0]
+        tgt = torch.nn.functional.interpolate(
+            tgt[None, None].float(), size=tuple(full_shape), mode="nearest"
+        )[0, 0]
     raw = tgt.long().cpu().numpy()
     if scribble_ids:
         return make_label_map(channels_present(raw, n_channels), n_channels, scribble_ids)[raw]
@@ -161,8 +188,10 @@ def _target_labels(tgt, dims, full_shape, n_channels, scribble_ids):
 
 def _diverged(iteration, loss, lr, last: LastGood) -> SegmentationError:
     """The error for a non-finite loss, carrying the last good clusters when there are any."""
-    msg = (f"the optimisation diverged: the loss became {loss} at iteration {iteration}; "
-           f"try a lower learning rate (lr is {lr:g})")
+    msg = (
+        f"the optimisation diverged: the loss became {loss} at iteration {iteration}; "
+        f"try a lower learning rate (lr is {lr:g})"
+    )
     if last.target is None:
         return SegmentationError(msg + "; no earlier iteration had labels to keep")
     return SegmentationError(msg, labels=last.labels(), iteration=last.iteration)

@@ -16,7 +16,8 @@ from .runtime import autocast
 
 class TrainingSource:
     """What the optimisation steps of one stage see: the whole image (moved to the
-    device once) or, with ``tile``, a random tile of it per step."""
+    device once) or, with ``tile``, a random tile of it per step.
+    """
 
     def __init__(self, x, scribbles, tile, device, fmt, rng):
         self.tile = tile
@@ -27,14 +28,20 @@ class TrainingSource:
             scribbles = None if scribbles is None else scribbles.to(device)
         self.x, self.scribbles = x, scribbles
         # the stop rule looks at the clusters of this many recent tiles together
-        self.window = 1 if tile is None else int(min(8, math.ceil(math.prod(self.shape) / math.prod(tile))))
+        self.window = (
+            1 if tile is None else int(min(8, math.ceil(math.prod(self.shape) / math.prod(tile))))
+        )
 
     def batch(self):
+        """The tiles trained together in one step."""
         if self.tile is None:
             return self.x, self.scribbles
         sel = (slice(None), slice(None)) + tuple(
-            slice(a, a + t) for a, t in
-            ((int(self.rng.integers(0, s - t + 1)), t) for s, t in zip(self.shape, self.tile))
+            slice(a, a + t)
+            for a, t in (
+                (int(self.rng.integers(0, s - t + 1)), t)
+                for s, t in zip(self.shape, self.tile, strict=False)
+            )
         )
         x = self.x[sel].to(self.device).contiguous(memory_format=self.fmt)
         scr = None if self.scribbles is None else self.scribbles[sel].to(self.device)
@@ -50,8 +57,9 @@ def downscale_scribbles(scr, size):
 
 
 def windows(spatial, step):
-    for starts in itertools.product(*(range(0, s, c) for s, c in zip(spatial, step))):
-        yield starts, [min(s, a + c) for a, s, c in zip(starts, spatial, step)]
+    """``(starts, stops)`` of the windows of side ``step`` that tile ``spatial``."""
+    for starts in itertools.product(*(range(0, s, c) for s, c in zip(spatial, step, strict=False))):
+        yield starts, [min(s, a + c) for a, s, c in zip(starts, spatial, step, strict=False)]
 
 
 def calibrate_tiled(model, x, tile, device, fmt, precision="float32"):
@@ -59,12 +67,13 @@ def calibrate_tiled(model, x, tile, device, fmt, precision="float32"):
     BatchNorm's statistics over the whole image (see ``calibrating_batchnorm``).
     A generator that yields after each tile (drain it with :func:`run_to_end`); it
     never yields inside ``no_grad`` (grad mode is per thread, and a generator left
-    there would switch gradients off for whatever the thread runs next)."""
+    there would switch gradients off for whatever the thread runs next).
+    """
     import torch
 
     model.train()
     for starts, ends in windows(tuple(x.shape[2:]), tile):
-        sel = (slice(None), slice(None), *(slice(a, e) for a, e in zip(starts, ends)))
+        sel = (slice(None), slice(None), *(slice(a, e) for a, e in zip(starts, ends, strict=False)))
         with torch.no_grad(), autocast(torch.device(device), precision):
             model.fast_forward(x[sel].to(device).contiguous(memory_format=fmt))
         yield
@@ -76,7 +85,8 @@ def predict_tiled(model, x, tile, radius, device, fmt, precision="float32"):
     pixels are discarded (zero-padding there would differ from the whole image's
     neighbours), with BatchNorm's running statistics: the same function as one
     pass over the whole image in eval mode, without its memory. A generator that
-    yields after each window and returns the labels (drain it with :func:`run_to_end`)."""
+    yields after each window and returns the labels (drain it with :func:`run_to_end`).
+    """
     import torch
 
     spatial = tuple(x.shape[2:])
@@ -86,12 +96,23 @@ def predict_tiled(model, x, tile, radius, device, fmt, precision="float32"):
     model.eval()
     try:
         for starts, ends in windows(spatial, core):
-            win = [slice(max(0, a - radius), min(s, e + radius)) for a, e, s in zip(starts, ends, spatial)]
-            with torch.no_grad(), autocast(torch.device(device), precision):  # (not across the yield)
+            win = [
+                slice(max(0, a - radius), min(s, e + radius))
+                for a, e, s in zip(starts, ends, spatial, strict=False)
+            ]
+            # (not across the yield)
+            with (
+                torch.no_grad(),
+                autocast(torch.device(device), precision),
+            ):
                 xt = x[(slice(None), slice(None), *win)].to(device).contiguous(memory_format=fmt)
                 lab = model.fast_forward(xt).float().argmax(1)[0]
-            inner = tuple(slice(a - w.start, e - w.start) for a, e, w in zip(starts, ends, win))
-            out[tuple(slice(a, e) for a, e in zip(starts, ends))] = lab[inner].to("cpu", torch.int32)
+            inner = tuple(
+                slice(a - w.start, e - w.start) for a, e, w in zip(starts, ends, win, strict=False)
+            )
+            out[tuple(slice(a, e) for a, e in zip(starts, ends, strict=False))] = lab[inner].to(
+                "cpu", torch.int32
+            )
             yield
     finally:
         model.train(was_training)
