@@ -180,3 +180,35 @@ def test_the_fast_heap_stays_inside_its_allowance():
     # the guard acts after a step, so the peak may pass the allowance by part of one step's growth
     assert 0.75 <= got["plan"] / got["peak"] <= 1.25, got
     assert got["peak"] >= 0.75 * (got["plan"] - planning.HEAP_ALLOWANCE * got["step"]), got
+
+
+def test_a_run_is_planned_once_before_any_work(monkeypatch):
+    """The coarse stage and the final pass are in the one plan made before training:
+    nothing plans again once the first iteration has run, and the plan's final pass is
+    the one the run takes."""
+    made, after_start = [], []
+    real = planning.plan_run
+
+    def counting(*args, **kwargs):
+        (after_start if started else made).append(args[0])
+        return real(*args, **kwargs)
+
+    started = False
+    monkeypatch.setattr(planning, "plan_run", counting)
+
+    def first_record(progress):
+        nonlocal started
+        started = True
+
+    image = np.random.default_rng(0).integers(0, 255, (300, 400, 3), dtype=np.uint8)
+    kw = dict(seed=0, device="cpu", callback=first_record)
+    paper = dict(n_channels=8, max_iter=4, train_pixels=20000, coarse_scale=0.5, coarse_iter=2)
+    clusters = segment(image, preset="paper-vanilla", **paper, **kw)
+    started = False
+    regions = segment(image, **kw)
+    assert not after_start and len(made) >= 4  # training, coarse, final pass; regions' copy
+    plan = planning.plan_image((300, 400), 3, clusters.params, "cpu")
+    assert plan.final_tile == (300, 400) and plan.coarse_tile is None  # one pass, no tiles
+    assert clusters.labels.shape == regions.labels.shape == (300, 400)
+    regions_plan = planning.plan_image((300, 400), 3, regions.params, "cpu")
+    assert regions_plan.analysis_shape == (300, 400) and regions_plan.final_tile is None

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from .inputs import RunInputs
-from .plan import coarse_size, plan_run
+from .plan import coarse_size
 from .results import SegmentationError
 
 # torch's seed is process-wide: two runs (two docks, two threads) must not seed and draw
@@ -109,8 +109,5 @@ def _stages(run: RunInputs, plan, x_host, fmt) -> list[tuple[Any, int]]:
     small = coarse_size(run.train_shape, params.coarse_scale)
     x_small = torch.nn.functional.interpolate(x_train, size=small, mode="area")
     scr_small = None if scr_train is None else downscale_scribbles(scr_train, small)
-    small_plan = checked_plan(
-        plan_run, small, run.net_in.shape[0], params.replace(tile_size=0), str(run.device), True
-    )
-    coarse = TrainingSource(x_small, scr_small, small_plan.tile, run.device, fmt, rng)
+    coarse = TrainingSource(x_small, scr_small, plan.coarse_tile, run.device, fmt, rng)
     return [(coarse, min(params.coarse_iter, params.max_iter)), (full, params.refine_iter)]

@@ -12,9 +12,8 @@ import math
 
 import numpy as np
 
-from ..regions import ANALYSIS_PIXELS, region_stages
-from .plan import plan_run, training_size
-from .results import Progress, SegmentationError, relay
+from ..regions import region_stages
+from .results import Progress, relay
 from .runtime import autocast
 from .tiles import calibrate_tiled, predict_tiled, windows
 
@@ -34,7 +33,7 @@ def _upscale_nearest(array: np.ndarray, shape) -> np.ndarray:
 REGION_STAGES = ("full-resolution pass", "regions", "hierarchy")
 
 
-def regions_pass(model, x_host, data, params, device, fmt, stage):
+def regions_pass(model, x_host, data, params, plan, device, fmt, stage):
     """The default method's last steps, a generator that yields ``stage(name)`` before
     each of :data:`REGION_STAGES`: one forward pass over the image (a copy of at most
     ``ANALYSIS_PIXELS`` per plane for larger ones, and no larger than the free memory
@@ -43,7 +42,7 @@ def regions_pass(model, x_host, data, params, device, fmt, stage):
     Returns ``(channel ids, labels, hierarchy)``, all of the image's spatial shape.
     """
     yield stage(REGION_STAGES[0])
-    raw, response, image = _analysis_pass(model, x_host, data, params, device, fmt)
+    raw, response, image = _analysis_pass(model, x_host, data, params, plan, device, fmt)
     labels, hierarchy = yield from relay(
         region_stages(
             raw,
@@ -61,27 +60,14 @@ def regions_pass(model, x_host, data, params, device, fmt, stage):
     return _upscale_nearest(raw, spatial), _upscale_nearest(labels, spatial), hierarchy
 
 
-def _analysis_pass(model, x_host, data, params, device, fmt):
+def _analysis_pass(model, x_host, data, params, plan, device, fmt):
     """``(clusters, response, image)`` of the analysis copy, BatchNorm's statistics set."""
     import torch
 
     from .networks import calibrating_batchnorm
 
     spatial = tuple(x_host.shape[2:])
-    shape = training_size(spatial, ANALYSIS_PIXELS)
-    try:  # the pass needs less than a training step, so a shape that could train fits
-        fit = plan_run(
-            shape,
-            x_host.shape[1],
-            params.replace(tile_size=0),
-            str(device),
-            guided=True,
-            full_shape=spatial,
-        )
-    except MemoryError as exc:
-        raise SegmentationError(str(exc)) from None
-    if fit.tiled:  # as many pixels per plane as the largest tile that fits holds
-        shape = training_size(spatial, max(1, math.prod(fit.tile) // math.prod(shape[:-2])))
+    shape = plan.analysis_shape
     image = data
     if shape != spatial:
         x_host = torch.nn.functional.interpolate(x_host, size=shape, mode="area")
@@ -118,14 +104,7 @@ def final_clusters(model, x_host, full, plan, lean_step, device, fmt, params, ti
     from .networks import calibrating_batchnorm
 
     spatial = tuple(x_host.shape[2:])
-    tile = plan.tile if plan.tiled else None
-    if tuple(full.shape) != spatial:  # trained on a smaller copy: the full image may need tiles
-        try:
-            tile = (
-                plan_run(spatial, x_host.shape[1], params, str(device), guided=True).tile or spatial
-            )
-        except MemoryError as exc:
-            raise SegmentationError(str(exc)) from None
+    tile = plan.final_tile
     if tile is not None:  # statistics over tiles covering the image, then tile by tile
         # (the prediction's windows are as many or more)
         n = 2 * sum(1 for _ in windows(spatial, tile))

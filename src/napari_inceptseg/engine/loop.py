@@ -193,7 +193,7 @@ def _finish(run: RunInputs, net: Network, plan):
     if run.regions:  # the default method: clusters -> regions and their hierarchy
         stage = partial(stage_record, run.ctx.history, total)
         raw, labels, hierarchy = yield from regions_pass(
-            net.model, net.x_host, run.data, run.params, run.device, net.fmt, stage
+            net.model, net.x_host, run.data, run.params, plan, run.device, net.fmt, stage
         )
     else:
         tiles = partial(final_record, run.ctx.history, total)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ..image import MIN_SIZE
 from ..params import SegmentParams
@@ -96,6 +96,13 @@ class RunPlan:
     #: one training step's estimate, and whether the CPU's fast heap is used for it
     step_bytes: float = 0.0
     heap: bool = False
+    #: the coarse stage's tile (with ``coarse_scale < 1``; None: its whole copy)
+    coarse_tile: tuple[int, ...] | None = None
+    #: the clusters' final pass over the full image: tiles of this size, None for one
+    #: whole pass (the default method's regions use ``analysis_shape`` instead)
+    final_tile: tuple[int, ...] | None = None
+    #: the default method's final pass: the shape of the copy its regions are made on
+    analysis_shape: tuple[int, ...] | None = None
 
     @property
     def tiled(self) -> bool:
@@ -132,18 +139,43 @@ def plan_image(
     device: str,
     guided: bool = False,
 ) -> RunPlan:
-    """The plan of a run on an image of ``spatial`` shape: training on its copy of at
-    most ``train_pixels`` (see :func:`training_size`), then the final pass. The engine
-    and the widget both ask this.
+    """THE plan of a run on an image of ``spatial`` shape, made once before any work.
+
+    The training steps on the image's copy of at most ``train_pixels`` (see
+    :func:`training_size`: the whole copy, the memory-lean step or tiles), the coarse
+    stage's tiles, and the final pass: the default method's analysis copy, or the
+    clusters' tiles over the full image. The engine, the dock and ``auto_batch`` read it;
+    a ``MemoryError`` says what fits when the run does not.
     """
-    return plan_run(
-        training_size(spatial, params.train_pixels),
-        in_channels,
-        params,
-        device,
-        guided,
-        full_shape=spatial,
+    train = training_size(spatial, params.train_pixels)
+    plan = plan_run(train, in_channels, params, device, guided, full_shape=spatial)
+    coarse = None
+    if params.coarse_scale < 1.0:
+        small = coarse_size(train, params.coarse_scale)
+        coarse = plan_run(small, in_channels, params.replace(tile_size=0), device, True).tile
+    if params.regions and not guided:
+        analysis = _analysis_shape(tuple(spatial), in_channels, params, device)
+        return replace(plan, coarse_tile=coarse, analysis_shape=analysis)
+    final = plan.tile
+    if tuple(train) != tuple(spatial):  # trained on a copy: the full image in tiles
+        final = plan_run(spatial, in_channels, params, device, guided=True).tile or spatial
+    return replace(plan, coarse_tile=coarse, final_tile=final)
+
+
+def _analysis_shape(spatial, in_channels: int, params: SegmentParams, device: str):
+    """The copy the default method's regions are made on: at most ``ANALYSIS_PIXELS`` per
+    plane, and no more than one pass without gradients fits in memory.
+    """
+    from ..regions import ANALYSIS_PIXELS
+
+    shape = training_size(spatial, ANALYSIS_PIXELS)
+    # the pass needs less than a training step, so a shape that could train fits
+    fit = plan_run(
+        shape, in_channels, params.replace(tile_size=0), device, guided=True, full_shape=spatial
     )
+    if fit.tiled:  # as many pixels per plane as the largest tile that fits holds
+        shape = training_size(spatial, max(1, math.prod(fit.tile) // math.prod(shape[:-2])))
+    return tuple(shape)
 
 
 def training_size(shape, max_pixels: int):
