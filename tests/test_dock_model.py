@@ -109,3 +109,8 @@ def test_the_recipe_refuses_metadata_it_cannot_trust(model):
     meta = {"params": {**SegmentParams(seed=3).to_dict(), "n_clusters": "rm -rf"}}
     with pytest.raises(ValueError):
         model.recipe("command", meta, "cells.tif")
+
+
+def test_a_saved_preset_alone_brings_its_method_settings(model):
+    model.restore({"preset": "paper-inception", "seed": 5})
+    assert model.parameters() == preset_params("paper-inception", device="auto", seed=5)

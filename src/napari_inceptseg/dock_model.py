@@ -131,6 +131,8 @@ class SegmentDockModel:
                     continue
                 try:
                     self._put(name, self.checked(name, saved[name]))
+                    if name == "preset":  # its method settings, then the saved ones
+                        self.apply_preset(saved[name])
                 except (ValueError, TypeError) as exc:
                     log.warning("dock setting %s=%r not restored: %s", name, saved[name], exc)
                     skipped.append(name)
