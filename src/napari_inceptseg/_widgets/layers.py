@@ -8,6 +8,11 @@ from typing import Any
 import numpy as np
 
 
+def layer_choices(layers, kind) -> list:
+    """``(name, layer)`` for every layer of type ``kind``: a layer picker's choices."""
+    return [(layer.name, layer) for layer in layers if isinstance(layer, kind)]
+
+
 def level_scale(layer, level: int | None = None) -> np.ndarray:
     """The layer's scale, for pyramid ``level`` of a multiscale layer (level 0's times
     that level's downsampling factors)."""

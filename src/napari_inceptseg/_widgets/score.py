@@ -10,6 +10,7 @@ from napari.utils.notifications import show_info
 from qtpy.QtCore import QTimer
 
 from ..metrics import matched_labels, score
+from .layers import layer_choices
 
 if TYPE_CHECKING:  # pragma: no cover
     import napari
@@ -140,7 +141,7 @@ class ScoreWidget(Container):
             ev.connect(lambda e=None: self.reset_choices())
 
     def _labels_choices(self, _widget=None):
-        return [(layer.name, layer) for layer in self._viewer.layers if isinstance(layer, Labels)]
+        return layer_choices(self._viewer.layers, Labels)
 
     def _guess_layers(self) -> None:
         """Preselect a layer named like ground truth for ``gt`` and another for ``pred``."""

@@ -24,6 +24,7 @@ from ..params import SegmentParams
 from . import segment_controls
 from .controls import BASIC_PARAMS, _param_widgets, scrolling_body, wrapping_label
 from .detail import DetailPanel
+from .layers import layer_choices
 from .network import NetworkPanel
 from .objects import ObjectsPanel
 from .run import Run, RunLifecycle
@@ -62,10 +63,8 @@ class SegmentWidget(Container):
     def _build_controls(self) -> None:
         layers = self._viewer.layers
         choices = {
-            "image": lambda _=None: segment_controls.layer_choices(layers, Image),
-            "scribbles": lambda _=None: (
-                [("none", None)] + segment_controls.layer_choices(layers, Labels)
-            ),
+            "image": lambda _=None: layer_choices(layers, Image),
+            "scribbles": lambda _=None: [("none", None)] + layer_choices(layers, Labels),
             "channel_axis": lambda _=None: segment_controls.axis_choices(self._picked()),
             "level": lambda _=None: segment_controls.level_choices(self._picked()),
         }

@@ -145,11 +145,6 @@ def buttons() -> dict:
     }
 
 
-def layer_choices(layers, kind) -> list:
-    """``(name, layer)`` for every layer of type ``kind``."""
-    return [(layer.name, layer) for layer in layers if isinstance(layer, kind)]
-
-
 def axis_choices(layer) -> list:
     """The channel axis choices of an image layer: none, or one of its axes (not RGB)."""
     if layer is None or layer.rgb:
