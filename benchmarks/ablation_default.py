@@ -59,10 +59,10 @@ def _extra_inputs(kind: str):
     loop.to_colour_space = colour
 
 
-def _constant(name: str, value):
-    from napari_inceptseg import regions
+def _constant(name: str, value, module: str = "regions"):
+    import importlib
 
-    setattr(regions, name, value)
+    setattr(importlib.import_module(f"napari_inceptseg.{module}"), name, value)
 
 
 #: row -> (engine overrides, what to patch first)
@@ -86,7 +86,7 @@ ROWS = {
         {},
         lambda: (_constant("MIN_REGION_FRACTION", 0.0), _constant("MIN_REGION_PIXELS", 1)),
     ),
-    "no-border-merge": ({}, lambda: _constant("EDGE_THRESHOLD", 0.0)),
+    "no-border-merge": ({}, lambda: _constant("EDGE_THRESHOLD", 0.0, "merging")),
     "no-mean-merge": ({"merge_threshold": 0.0}, None),
 }
 

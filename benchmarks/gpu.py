@@ -129,7 +129,7 @@ def _dataset(folder: Path, n: int, shape):
 def throughput(device: str, n: int, shape, iters: int, batches) -> list:
     """Images per second of ``evaluate`` (segment and score) at the paper's settings
     with ``iters`` iterations, one by one and side by side."""
-    from napari_inceptseg.bench.evaluate import auto_batch, run_evaluation
+    from napari_inceptseg.bench.evaluate import evaluation_batch, run_evaluation
 
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -137,7 +137,7 @@ def throughput(device: str, n: int, shape, iters: int, batches) -> list:
         for method in ("vanilla", "inception"):
             params = {"device": device, "max_iter": iters}
             for batch in batches:
-                b = auto_batch(items, [method], params) if batch == 0 else batch
+                b = evaluation_batch(items, [method], params) if batch == 0 else batch
                 out = Path(tmp) / f"{method}-{batch}"
                 _peak_reset(device)
                 t0 = time.perf_counter()

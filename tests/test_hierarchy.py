@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from napari_inceptseg import score, segment
-from napari_inceptseg.hierarchy import build_hierarchy, cost_to_level
+from napari_inceptseg.hierarchy import cost_to_level
+from napari_inceptseg.merging import build_hierarchy
 from napari_inceptseg.sample_data import synthetic_regions
 
 LEVELS = np.linspace(0, 1, 21)

@@ -6,6 +6,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from napari_inceptseg import regions as R
+from napari_inceptseg.merging import RegionStats, sized_ward
 from napari_inceptseg.region_graph import RegionGraph
 
 
@@ -14,15 +15,22 @@ def _strip(*values, width=4):
     return np.repeat(np.repeat(np.array([values]), width, 1), 2, 0)
 
 
+def _merged(labels, mode, threshold, feats=None, edges=None, n_keep=0):
+    """``labels`` (ids 1..R) after the finishing step's greedy merge of their numbers."""
+    feats = np.zeros((1, *labels.shape)) if feats is None else feats
+    stats = RegionStats.of_labels(labels, feats, response_edges=edges)
+    return stats.merged(mode, threshold, n_keep)[labels - 1] + 1
+
+
 def test_merge_adjacent_most_alike_first_until_the_threshold():
     labels = _strip(1, 2, 3)
     feats = np.zeros((2,) + labels.shape)
     feats[:, labels == 2] = 0.5  # 1 and 2 differ by 0.5 (RMS over 2 channels)
     feats[:, labels == 3] = 4.0
-    out = R.merge_adjacent(labels, feats, threshold=1.0)
+    out = _merged(labels, "mean", 1.0, feats)
     assert len(np.unique(out)) == 2 and (out[labels == 1] == out[labels == 2][0]).all()
-    assert len(np.unique(R.merge_adjacent(labels, feats, threshold=0.4))) == 3
-    assert len(np.unique(R.merge_adjacent(labels, feats, threshold=0.0, n_keep=1))) == 1
+    assert len(np.unique(_merged(labels, "mean", 0.4, feats))) == 3
+    assert len(np.unique(_merged(labels, "mean", 0.0, feats, n_keep=1))) == 1
 
 
 def test_merge_uses_the_merged_mean():
@@ -32,7 +40,7 @@ def test_merge_uses_the_merged_mean():
     feats = np.zeros((1,) + labels.shape)
     feats[0, labels == 2] = 0.6
     feats[0, labels == 3] = 1.0
-    out = R.merge_adjacent(labels, feats, threshold=0.65)
+    out = _merged(labels, "mean", 0.65, feats)
     assert (out[labels == 2] == out[labels == 3][0]).all() and out[0, 0] != out[0, -1]
 
 
@@ -40,14 +48,14 @@ def test_only_touching_regions_merge():
     labels = _strip(1, 2, 3)
     feats = np.zeros((1,) + labels.shape)
     feats[0, labels == 2] = 9.0  # 1 and 3 are alike but never touch
-    assert len(np.unique(R.merge_adjacent(labels, feats, threshold=1.0))) == 3
+    assert len(np.unique(_merged(labels, "mean", 1.0, feats))) == 3
 
 
 def test_weak_borders_merge_first():
     labels = _strip(1, 2, 3)
     edges = np.zeros(labels.shape)
     edges[:, 7:9] = 1.0  # a strong edge between 2 and 3
-    out = R.merge_weak_borders(labels, edges, threshold=0.5)
+    out = _merged(labels, "border", 0.5, edges=edges)
     assert len(np.unique(out)) == 2 and out[0, 0] == out[0, 5] != out[0, 10]
 
 
@@ -140,7 +148,7 @@ def test_sized_ward_with_equal_sizes_is_scipys_ward():
     from scipy.cluster.hierarchy import fcluster, linkage
 
     points = np.random.default_rng(1).normal(size=(60, 3))
-    ours = R.sized_ward(points, np.ones(60), 4)
+    ours = sized_ward(points, np.ones(60), 4)
     theirs = fcluster(linkage(points, "ward"), 4, "maxclust")
     pairs = np.unique(np.stack([ours, theirs], 1), axis=0)
     assert len(pairs) == 4  # the same partition, whatever the numbering
@@ -192,3 +200,24 @@ def test_a_rim_straddling_an_edge_goes_to_both_sides_pixel_by_pixel():
     labels = np.where(rim, 3, np.where(disc, 2, 1))
     out = R.absorb_thin_pixels(labels, image)
     np.testing.assert_array_equal(out, np.where(disc, 2, 1))
+
+
+def test_grouping_thousands_of_regions_merges_touching_alike_ones_first():
+    """Above MAX_ALIKE_LABELS regions (a large image's fine cut), the grouping first
+    merges the most alike touching regions, so its distance matrix stays small, and
+    still finds the image's two kinds of region."""
+    from napari_inceptseg.merging import MAX_ALIKE_LABELS
+
+    side = 3 * 64  # 64 x 64 = 4096 regions of 3 x 3 pixels
+    labels = (np.arange(side)[:, None] // 3) * 64 + np.arange(side)[None] // 3 + 1
+    assert labels.max() > MAX_ALIKE_LABELS
+    rng = np.random.default_rng(0)
+    feats = rng.normal(0, 0.05, (2, side, side))
+    disc = (np.mgrid[:side, :side] - side / 2) ** 2
+    inside = disc.sum(0) < (side / 4) ** 2
+    feats[:, inside] += 3.0
+    grouped = R.merge_alike(labels, feats, 2)
+    assert set(np.unique(grouped)) == {1, 2}
+    kind = grouped[side // 2, side // 2]
+    agree = (grouped == kind) == inside
+    assert agree.mean() > 0.98  # only 3 x 3 blocks that straddle the disc's edge differ

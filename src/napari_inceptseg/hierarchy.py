@@ -39,8 +39,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .labels import region_adjacency, region_sums
-
 #: how the merge cost grows with the regions' sizes (1: Ward's cost; 0: sizes ignored)
 SIZE_POWER = 0.5
 #: how much a strong colour edge along the border raises the cost of a merge
@@ -89,7 +87,7 @@ class RegionHierarchy:
     Examples
     --------
     >>> import numpy as np
-    >>> from napari_inceptseg.hierarchy import build_hierarchy
+    >>> from napari_inceptseg.merging import build_hierarchy
     >>> base = np.repeat([[1, 2, 3]], 4, axis=0).repeat(4, axis=1)  # three bands
     >>> response = np.stack([(base == 3) * 4.0, (base == 2) * 0.1])  # band 3 stands out
     >>> h = build_hierarchy(base, response, np.zeros((1, 4, 12)))
@@ -123,20 +121,7 @@ class RegionHierarchy:
 
     def region_ids(self, level: float) -> np.ndarray:
         """The region (1..K) of each finest region at ``level``, as an int32 array of R."""
-        level = check_level(level)
-        n = self.n_base
-        up = np.arange(self.parents.size)
-        if level > 0:
-            merged = self.node_levels <= level
-            take = merged[self.parents]
-            up = np.where(take, self.parents, up)
-            while True:  # pointer jumping to the highest merged ancestor
-                nxt = up[up]
-                if np.array_equal(nxt, up):
-                    break
-                up = nxt
-        _, ids = np.unique(up[:n], return_inverse=True)
-        return (ids.ravel() + 1).astype(np.int32)
+        return tree_cut(self.parents, self.node_levels, level)
 
     def cut(self, level: float) -> np.ndarray:
         """The partition at ``level`` (0: the finest regions, 1: one region) as an
@@ -183,6 +168,26 @@ class RegionHierarchy:
         return self._tree[0]
 
 
+def tree_cut(parents: np.ndarray, node_levels: np.ndarray, level: float) -> np.ndarray:
+    """The region (1..K) of each finest region of a binary partition tree (``parents``,
+    ``node_levels``: :class:`RegionHierarchy`) cut at ``level``, as an int32 array of R.
+    """
+    level = check_level(level)
+    n = (parents.size + 1) // 2
+    up = np.arange(parents.size)
+    if level > 0:
+        merged = node_levels <= level
+        take = merged[parents]
+        up = np.where(take, parents, up)
+        while True:  # pointer jumping to the highest merged ancestor
+            nxt = up[up]
+            if np.array_equal(nxt, up):
+                break
+            up = nxt
+    _, ids = np.unique(up[:n], return_inverse=True)
+    return (ids.ravel() + 1).astype(np.int32)
+
+
 def channel_edges(image: np.ndarray) -> np.ndarray:
     """Root mean square over channels of the Sobel gradient magnitude of ``image``
     (``(C, *spatial)``): how fast the colour (or the network's response) changes at
@@ -203,27 +208,12 @@ def single_region(base: np.ndarray) -> RegionHierarchy:
     )
 
 
-def build_hierarchy(base: np.ndarray, response: np.ndarray, image: np.ndarray) -> RegionHierarchy:
-    """The hierarchy over the regions ``base`` (ids 1..R, each connected, of the spatial
-    shape) from the network's ``response`` (``(C, *spatial)``) and its input ``image``
-    (``(C', *spatial)``): module docs. R - 1 merges, each in a few microseconds.
-    """
-    base = np.asarray(base, dtype=np.int32)
-    n = int(base.max())
-    if n < 2:
-        return single_region(base)
-    a, b, length, contrast = region_adjacency(base, channel_edges(image))
-    size = np.bincount(base.ravel(), minlength=n + 1)[1:].astype(np.float64)
-    means = region_sums(base, response, n + 1)[1:] / np.maximum(size, 1)[:, None]
-    return RegionHierarchy(base, *hierarchy_tree(a - 1, b - 1, length, contrast, means, size))
-
-
 def hierarchy_tree(a, b, length, contrast, means, size) -> tuple[np.ndarray, np.ndarray]:
     """``(parents, node_levels)`` of the hierarchy of a region graph: regions ``0..n-1``
     with mean responses ``means`` (``(n, C)``) and pixel counts ``size``, adjacent pairs
     ``(a, b)`` whose border has ``length`` pixel pairs and a colour gradient summing to
-    ``contrast`` along it (what :func:`build_hierarchy` measures on an image; a graph
-    gathered block by block serves as well).
+    ``contrast`` along it (what :class:`~napari_inceptseg.merging.RegionStats` measures on
+    a label image or gathers block by block).
     """
     n = len(size)
     parents, costs = _merge_tree(

@@ -1,6 +1,6 @@
-"""Adjacent regions merged greedily, lowest weight first, from a heap: the default
-method's merges (:mod:`napari_inceptseg.regions`) and the cluster path's, which work
-on the same graph of whole-image region numbers (:mod:`napari_inceptseg.distributed`).
+"""Adjacent regions merged greedily, lowest weight first, from a heap: the merges of
+the finishing step (:mod:`napari_inceptseg.merging`) and the absorption of small regions
+and rims (:mod:`napari_inceptseg.regions`, :mod:`napari_inceptseg.distributed.stitch`).
 Written here rather than with ``skimage.graph``, whose RAG is built pixel by pixel in
 Python callbacks; adjacency comes from array shifts (:func:`~.labels.region_adjacency`).
 """
@@ -10,8 +10,6 @@ from __future__ import annotations
 import heapq
 
 import numpy as np
-
-from .labels import region_adjacency, region_sums
 
 
 class RegionGraph:
@@ -41,20 +39,6 @@ class RegionGraph:
             self.nbrs.setdefault(j, {})[i] = [ln, ct]
         self.heap = [(self._weight(i, j), i, j) for i, js in self.nbrs.items() for j in js if i < j]
         heapq.heapify(self.heap)
-
-    @classmethod
-    def of(
-        cls,
-        labels: np.ndarray,
-        mode: str,
-        features: np.ndarray | None = None,
-        edges: np.ndarray | None = None,
-    ) -> RegionGraph:
-        """The graph of a label image (sizes, adjacency and, with ``features``, sums)."""
-        n = int(labels.max()) + 1
-        size = np.bincount(labels.ravel(), minlength=n)
-        sums = None if features is None else region_sums(labels, features, n)
-        return cls(mode, size, *region_adjacency(labels, edges), sums=sums)
 
     def _weight(self, i: int, j: int) -> float:
         if self.mode == "border":
@@ -125,7 +109,3 @@ class RegionGraph:
                 break
             root = nxt
         return root
-
-    def relabel(self, labels: np.ndarray) -> np.ndarray:
-        """``labels`` with every merged region's id replaced by its survivor's."""
-        return self.roots()[labels]

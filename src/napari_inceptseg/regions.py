@@ -9,15 +9,17 @@
    take the id of the nearest larger region; rims narrower than
    :data:`MIN_REGION_WIDTH` join the neighbour they share the most border with;
 3. adjacent regions are merged, weakest border first, while the network's response
-   changes little across their border (:data:`EDGE_THRESHOLD`);
+   changes little across their border (:data:`~napari_inceptseg.merging.EDGE_THRESHOLD`);
 4. adjacent regions are merged, most alike first, while their mean responses differ
    by less than ``merge_threshold``: these are the finest regions;
 5. a :class:`~napari_inceptseg.hierarchy.RegionHierarchy` merges them further, up to
    one region, and is cut at ``level`` (:mod:`napari_inceptseg.hierarchy`);
 6. with ``n_clusters``, the regions of that cut are grouped (touching or not) into that
    many labels by Ward's clustering of their mean responses, each weighted by its
-   pixels (:func:`merge_alike`).
+   pixels.
 
+Steps 1-2 work on pixels, here; steps 3-6 on the regions' numbers, in
+:mod:`napari_inceptseg.merging`, the finishing step that the Dask path shares.
 Responses are in units of their own standard deviation (the networks end in
 BatchNorm), so both thresholds mean the same on every image. The merging is written
 here rather than with ``skimage.graph`` because its RAG is built pixel by pixel in
@@ -32,8 +34,22 @@ import warnings
 
 import numpy as np
 
-from .hierarchy import build_hierarchy, channel_edges
-from .labels import connected_regions, consecutive_labels, region_adjacency, region_sums
+from .hierarchy import channel_edges
+from .labels import (
+    connected_regions,
+    consecutive_labels,
+    dense_ids,
+    region_adjacency,
+    region_sums,
+)
+from .merging import (
+    MAX_ALIKE_LABELS,
+    RegionStats,
+    as_hierarchy,
+    cut_regions,
+    group_regions,
+    merge_finest,
+)
 from .region_graph import RegionGraph
 
 #: step 1: Felzenszwalb's scale (larger: larger superpixels; about 550 on a 481 x 321
@@ -56,9 +72,6 @@ MIN_REGION_WIDTH = 2.0
 #: larger images are analysed on a copy of at most this many pixels per plane,
 #: whose regions are then scaled up to the image (nearest neighbour)
 ANALYSIS_PIXELS = 4_000_000
-#: step 3: merge while the border's mean response gradient (root mean square over
-#: channels of the Sobel magnitude) is below this
-EDGE_THRESHOLD = 0.22
 
 
 def superpixels(image: np.ndarray) -> np.ndarray:
@@ -194,42 +207,29 @@ def thin_roots(size: np.ndarray, a, b, length) -> np.ndarray:
     return graph.roots()
 
 
-def merge_adjacent(
-    labels: np.ndarray, response: np.ndarray, threshold: float, n_keep: int = 0
-) -> np.ndarray:
-    """Merge adjacent regions whose mean ``response`` vectors differ by less than
-    ``threshold`` (root mean square over channels), most alike first; with
-    ``n_keep > 0`` merge until ``n_keep`` remain instead (or no two regions touch).
-    """
-    graph = RegionGraph.of(labels, "mean", features=response)
-    graph.merge(threshold, n_keep)
-    return graph.relabel(labels)
-
-
-def merge_weak_borders(labels: np.ndarray, edges: np.ndarray, threshold: float) -> np.ndarray:
-    """Merge adjacent regions, weakest border first, while the mean of ``edges``
-    along their border is below ``threshold``.
-    """
-    graph = RegionGraph.of(labels, "border", edges=edges)
-    graph.merge(threshold)
-    return graph.relabel(labels)
-
-
-def finest_regions(
-    clusters: np.ndarray, response: np.ndarray, image: np.ndarray, *, merge_threshold: float
-) -> np.ndarray:
-    """Steps 1-4 (module docs): ``clusters`` (argmax ids, ``spatial``), the network's
-    ``response`` (``(C, *spatial)``) and its input ``image`` (``(C, *spatial)``, about
-    0..1) in; the finest regions, numbered 1..R, out.
+def region_pieces(clusters: np.ndarray, image: np.ndarray) -> np.ndarray:
+    """Steps 1-2 (module docs): ``clusters`` (argmax ids, ``spatial``) and the network's
+    input ``image`` (``(C, *spatial)``, about 0..1) in; connected regions, small ones and
+    rims absorbed, numbered 1..R, out.
     """
     labels = superpixel_vote(clusters, image)
     labels = connected_regions(labels, connectivity=1)  # face-connected pieces
     labels = absorb_small(labels, max(MIN_REGION_PIXELS, int(MIN_REGION_FRACTION * labels.size)))
-    labels = absorb_thin(labels)
-    labels = merge_weak_borders(labels, channel_edges(response), EDGE_THRESHOLD)
-    if merge_threshold > 0:
-        labels = merge_adjacent(labels, response, merge_threshold)
-    return consecutive_labels(labels)
+    return consecutive_labels(absorb_thin(labels))
+
+
+def finest_regions(
+    clusters: np.ndarray, response: np.ndarray, image: np.ndarray, *, merge_threshold: float
+) -> tuple[np.ndarray, RegionStats]:
+    """Steps 1-4 (module docs): ``clusters`` (argmax ids, ``spatial``), the network's
+    ``response`` (``(C, *spatial)``) and its input ``image`` (``(C, *spatial)``, about
+    0..1) in; the finest regions, numbered 1..R, and their numbers out.
+    """
+    pieces = region_pieces(clusters, image)
+    stats = RegionStats.of_labels(pieces, response, channel_edges(response), channel_edges(image))
+    stats, ids = merge_finest(stats, merge_threshold)
+    lut = np.concatenate([[0], ids + 1]).astype(np.int32)
+    return lut[pieces], stats
 
 
 def region_stages(
@@ -246,13 +246,11 @@ def region_stages(
     it and stop there.
     """
     yield "regions"
-    base = finest_regions(clusters, response, image, merge_threshold=merge_threshold)
+    base, stats = finest_regions(clusters, response, image, merge_threshold=merge_threshold)
     yield "hierarchy"
-    hierarchy = build_hierarchy(base, response, image)
-    labels = hierarchy.cut(level)
-    if n_clusters:
-        labels = consecutive_labels(merge_alike(labels, response, n_clusters))
-    return labels, hierarchy
+    parents, levels, cut = cut_regions(stats, level=level, n_clusters=n_clusters)
+    hierarchy = as_hierarchy(base, parents, levels)
+    return np.concatenate([[0], cut]).astype(np.int32)[base], hierarchy
 
 
 def regions_from_clusters(
@@ -290,66 +288,17 @@ def limit_clusters(
     """At most ``n_clusters`` labels (see :func:`merge_alike`). Returns ``(labels, changed)``."""
     if n_clusters <= 0 or np.unique(labels).size <= n_clusters:
         return labels, False
-    return consecutive_labels(merge_alike(labels, features, n_clusters)), True
-
-
-#: above this many labels, touching ones are merged first (the grouping keeps a
-#: label-by-label distance matrix: 3000 labels take 72 MB)
-MAX_ALIKE_LABELS = 3000
+    return merge_alike(labels, features, n_clusters), True
 
 
 def merge_alike(labels: np.ndarray, features: np.ndarray, n_keep: int) -> np.ndarray:
-    """At most ``n_keep`` labels: labels grouped by Ward's clustering of their mean
-    ``features`` (``(C, *spatial)``) with each label weighted by its pixel count, so
-    the groups are those of the image's pixels (a large background counts as much as
-    its area), touching or not: a label may be several separate pieces (nuclei and
-    background: two labels, many nuclei).
+    """At most ``n_keep`` labels, numbered 1..K: labels grouped by their mean
+    ``features`` (``(C, *spatial)``) and pixel counts,
+    :func:`~napari_inceptseg.merging.group_regions`.
     """
-    size = np.bincount(labels.ravel())
-    if np.count_nonzero(size) > MAX_ALIKE_LABELS:
-        labels = merge_adjacent(labels, features, np.inf, MAX_ALIKE_LABELS)
-        size = np.bincount(labels.ravel())
-    ids = np.flatnonzero(size)
-    if ids.size <= n_keep:
-        return labels
-    sums = region_sums(labels, features, size.size)
-    groups = sized_ward(sums[ids] / size[ids, None], size[ids], n_keep)
-    lut = np.zeros(size.size, dtype=np.int64)
-    lut[ids] = groups + 1
-    return lut[labels]
-
-
-def sized_ward(means: np.ndarray, sizes: np.ndarray, n_keep: int) -> np.ndarray:
-    """Ward's agglomerative clustering of points that each stand for ``sizes`` equal
-    points at ``means`` (``(N, C)``), down to ``n_keep`` groups; returns each point's
-    group 0..n_keep-1. Written here because scipy's ``linkage`` gives every point the
-    same weight. Lance-Williams updates with a nearest-neighbour cache: Ward's
-    distance is reducible, so only rows whose nearest neighbour merged are searched.
-    """
-    n = len(means)
-    size = np.asarray(sizes, dtype=np.float64).copy()
-    m = np.asarray(means, dtype=np.float64)
-    sq = (m * m).sum(1)
-    dist = np.maximum(sq[:, None] + sq[None] - 2 * m @ m.T, 0)  # squared distances
-    dist *= 2 * size[:, None] * size[None] / (size[:, None] + size[None])
-    np.fill_diagonal(dist, np.inf)
-    nearest = dist.argmin(1)
-    every = np.arange(n)
-    root = every.copy()
-    for _ in range(n - n_keep):
-        i = int(np.argmin(dist[every, nearest]))
-        j = int(nearest[i])
-        row = ((size[i] + size) * dist[i] + (size[j] + size) * dist[j] - size * dist[i, j]) / (
-            size[i] + size[j] + size
-        )
-        dist[i], dist[:, i] = row, row
-        dist[j], dist[:, j] = np.inf, np.inf
-        dist[i, i] = np.inf
-        size[i] += size[j]
-        root[root == j] = i
-        stale = np.flatnonzero((nearest == i) | (nearest == j))
-        nearest[stale] = dist[stale].argmin(1)
-        nearest[i] = dist[i].argmin()
-        closer = row < dist[every, nearest]
-        nearest[closer] = i
-    return np.unique(root, return_inverse=True)[1].ravel()
+    ids, index = dense_ids(labels.ravel())
+    index = index.reshape(labels.shape) + 1
+    many = ids.size > MAX_ALIKE_LABELS  # the grouping then merges touching labels first
+    stats = RegionStats.of_labels(index, features, borders=many)
+    lut = np.concatenate([[0], group_regions(stats, n_keep)]).astype(np.int32)
+    return lut[index]

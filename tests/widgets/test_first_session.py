@@ -161,7 +161,7 @@ def test_cancel_from_the_activity_dock_within_one_tile_of_the_final_pass(
 
     n_layers = len(viewer.layers)
     widget.run()
-    widget._run.worker.yielded.connect(cancel_in_the_final_pass)
+    widget._run.job.worker.yielded.connect(cancel_in_the_final_pass)
     _wait(qtbot, widget)
     assert widget._status.value.startswith("cancelled"), widget._status.value
     assert tiles and tiles[0][1] > 100 and len(tiles) < tiles[0][1] / 2  # stopped early in the pass
@@ -249,7 +249,7 @@ def test_apply_to_folder_writes_one_labels_file_per_image_and_never_overwrites(
     net = widget._network
     for expected in ("plates-labels", "plates-labels-2"):
         net.apply_to_folder(folder=str(folder))
-        qtbot.waitUntil(lambda: net._folder_worker is None, timeout=GUI_DEADLINE_MS)
+        qtbot.waitUntil(lambda: net._folder_job is None, timeout=GUI_DEADLINE_MS)
         out = tmp_path / expected
         assert sorted(p.name for p in out.iterdir()) == [f"well{k}_labels.png" for k in range(3)]
         assert iio.imread(out / "well0_labels.png").shape == synthetic[0].shape[:2]

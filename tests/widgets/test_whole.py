@@ -39,7 +39,7 @@ def test_an_ome_zarr_layer_is_segmented_whole_and_opens_as_a_lazy_pyramid(
         panel.scheduler.value = cluster.scheduler_address
         panel.block.value = 128
         panel.run()
-        qtbot.waitUntil(lambda: panel._worker is None, timeout=GUI_DEADLINE_MS)
+        qtbot.waitUntil(lambda: panel._job is None, timeout=GUI_DEADLINE_MS)
     out = tmp_path / "cells.inceptseg.ome.zarr"
     result = viewer.layers[-1]
     assert result.name == out.name and result.multiscale and len(result.data) >= 2

@@ -4,13 +4,14 @@ dialog), apply it to the image (through the dock) or to a folder of image files.
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 from magicgui.widgets import Container, PushButton
 from napari.utils.notifications import show_error, show_info
 
 from .controls import wrapping_label
-from .progress import RunProgress
+from .jobs import Job
 
 SAVE_FILTER = "napari-inceptseg network (*.safetensors)"
 
@@ -18,10 +19,11 @@ SAVE_FILTER = "napari-inceptseg network (*.safetensors)"
 class NetworkPanel(Container):
     """Holds the last network (trained here or loaded) and what can be done with it."""
 
-    def __init__(self, apply_to_layer: Callable[[], None], status: Callable[[str], None]):
+    def __init__(self, viewer, apply_to_layer: Callable[[], None], status: Callable[[str], None]):
+        self._viewer = viewer
         self.model = None  # a TrainedModel
         self._apply_to_layer, self._status = apply_to_layer, status
-        self._folder_worker = None
+        self._folder_job = None
         self.info = wrapping_label("network: none yet")
         self.save_btn = PushButton(
             text="Save network…",
@@ -71,7 +73,7 @@ class NetworkPanel(Container):
         """While a run goes on nothing here starts (the network would change under it)."""
         has = self.model is not None
         self.apply_btn.enabled = self.folder_btn.enabled = (
-            has and not busy and self._folder_worker is None
+            has and not busy and self._folder_job is None
         )
         self.load_btn.enabled = not busy
 
@@ -125,7 +127,7 @@ class NetworkPanel(Container):
 
     def apply_to_folder(self, _=None, folder: str | None = None) -> None:
         """Label a folder's images in a worker thread, with progress and cancel."""
-        if self.model is None or self._folder_worker is not None:
+        if self.model is None or self._folder_job is not None:
             return
         if folder is None:
             from qtpy.QtWidgets import QFileDialog
@@ -135,28 +137,25 @@ class NetworkPanel(Container):
             )
             if not folder:
                 return
-        from napari.qt.threading import create_worker
-
         from ..engine.folders import apply_to_folder_iter, new_output_folder
 
         out = new_output_folder(Path(folder))
-        worker = create_worker(apply_to_folder_iter, self.model, folder, out, _start_thread=False)
-        pbar = RunProgress(
-            desc=f"Applying the network to {Path(folder).name}", cancel_callback=worker.quit
+        on = {
+            "yielded": lambda rec: self._folder_step(self._folder_job.pbar, rec),
+            "returned": self._folder_done,
+            "errored": lambda exc: show_error(f"Cannot apply the network to {folder}: {exc}"),
+            "aborted": lambda: self._status(f"cancelled; files written so far are in {out}"),
+            "finished": self._folder_finished,
+        }
+        self._folder_job = Job(
+            self._viewer,
+            partial(apply_to_folder_iter, self.model, folder, out),
+            desc=f"Applying the network to {Path(folder).name}",
+            on=on,
         )
-        worker.yielded.connect(lambda rec: self._folder_step(pbar, rec))
-        worker.returned.connect(self._folder_done)
-        worker.errored.connect(
-            lambda exc: show_error(f"Cannot apply the network to {folder}: {exc}")
-        )
-        worker.aborted.connect(
-            lambda: self._status(f"cancelled; files written so far are in {out}")
-        )
-        worker.finished.connect(lambda: self._folder_finished(pbar))
-        self._folder_worker = worker
         self.set_busy(False)
         self._status(f"applying the network to {folder} -> {out} ...")
-        worker.start()
+        self._folder_job.start()
 
     def _folder_step(self, pbar, record) -> None:
         done, total, src = record
@@ -171,7 +170,6 @@ class NetworkPanel(Container):
         self._status(msg)
         show_info(msg)
 
-    def _folder_finished(self, pbar) -> None:
-        pbar.close()
-        self._folder_worker = None
+    def _folder_finished(self) -> None:
+        self._folder_job = None
         self.set_busy(False)

@@ -4,13 +4,14 @@ of objects (e.g. nuclei) that napari can count and measure."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 
 import numpy as np
 from magicgui.widgets import CheckBox, Container, PushButton
 from napari.layers import Labels
-from napari.utils.notifications import show_info
+from napari.utils.notifications import show_error, show_info
 
-from .progress import RunProgress, reveal_activity
+from .jobs import Job
 
 
 class ObjectsPanel(Container):
@@ -58,30 +59,21 @@ class ObjectsPanel(Container):
                 f"'{layer.name}' has {data.ndim} axes: objects are split in 2D or 3D labels only."
             )
             return None
-        steps = split_objects_iter(data, separate_touching=self.separate.value)
-        if self.inline:
-            while True:
-                try:
-                    next(steps)
-                except StopIteration as done:
-                    return self._add(layer, done.value)
-        from napari.qt.threading import create_worker
-
-        worker = create_worker(lambda: (yield from steps), _start_thread=False)
-        pbar = RunProgress(
-            total=len(OBJECT_STEPS), desc=f"Objects of {layer.name}", cancel_callback=worker.quit
+        added: list[Labels] = []  # the new layer, once the split has returned
+        work = partial(split_objects_iter, data, separate_touching=self.separate.value)
+        on = {
+            "yielded": lambda step: self._step(job.pbar, layer, step),
+            "returned": lambda objects: added.append(self._add(layer, objects)),
+            "errored": lambda exc: show_error(f"Cannot split '{layer.name}': {exc}"),
+            "aborted": lambda: self._status(f"{layer.name}: splitting cancelled, nothing added"),
+            "finished": lambda: setattr(self.split_btn, "enabled", True),
+        }
+        job = Job(
+            self._viewer, work, desc=f"Objects of {layer.name}", total=len(OBJECT_STEPS), on=on
         )
-        reveal_activity(self._viewer)
-        worker.yielded.connect(lambda step: self._step(pbar, layer, step))
-        worker.returned.connect(lambda objects: self._add(layer, objects))
-        worker.aborted.connect(
-            lambda: self._status(f"{layer.name}: splitting cancelled, nothing added")
-        )
-        worker.finished.connect(pbar.close)
         self.split_btn.enabled = False
-        worker.finished.connect(lambda: setattr(self.split_btn, "enabled", True))
-        worker.start()
-        return None
+        job.start(self.inline)
+        return added[0] if added else None
 
     def _step(self, pbar, layer, step: str) -> None:
         self._status(f"{layer.name}: objects · {step}...")

@@ -1,11 +1,10 @@
 """A run's life in the dock: its worker, its progress bar and the one Labels layer it owns.
 
-The engine's generator (``segment_stack_iter`` or ``apply_stack_iter``) runs in a
-napari ``thread_worker``; layers are touched only in the worker's ``yielded`` /
-``returned`` / ``errored`` / ``aborted`` handlers, which napari calls in the main
-thread, each bound to its own run (stardist-napari's pattern). With
-``RunLifecycle.inline`` the same generator is drained in the calling thread and the
-same handlers are called in the same order: widget tests need no waiting.
+The engine's generator (``segment_stack_iter`` or ``apply_stack_iter``) runs as a
+:class:`~.jobs.Job`; layers are touched only in its ``yielded`` / ``returned`` /
+``errored`` / ``aborted`` handlers, which napari calls in the main thread, each bound to
+its own run (stardist-napari's pattern). With ``RunLifecycle.inline`` the same generator
+is drained in the calling thread and the same handlers are called in the same order.
 """
 
 from __future__ import annotations
@@ -23,7 +22,7 @@ from napari.utils.notifications import show_error, show_info
 from ..engine.results import SegmentationError
 from ..engine.stack import ApplyProgress
 from ..params import SegmentParams
-from .progress import RunProgress, conceal_activity, reveal_activity
+from .jobs import SIGNALS, Job
 from .source import RunSource
 
 log = logging.getLogger(__name__)
@@ -41,7 +40,7 @@ class Run:
     name: str
     kind: str = "train"  # or "apply": a saved network labels the planes, no training
     network: str = ""  # (apply) the network's description, kept in the layer's metadata
-    worker: Any = None
+    job: Any = None  # its Job: the worker (or the inline drain) and the progress bar
     pbar: Any = None
     layer: Any = None  # the Labels layer this run created (and only that one is updated)
     cancelled: bool = False
@@ -71,39 +70,18 @@ class RunLifecycle:
     def start(self, run: Run, total: int, desc: str, status: str, fn, *args, **kwargs) -> None:
         """Run ``fn(*args, **kwargs)`` (an engine generator) for ``run``, with a
         cancellable progress bar of ``total`` steps."""
-        run.pbar = RunProgress(total=total, desc=desc, cancel_callback=partial(self.cancel, run))
-        reveal_activity(self._viewer)
+        on = {name: partial(getattr(self, f"_on_{name}"), run) for name in SIGNALS}
+        run.job = Job(
+            self._viewer,
+            partial(fn, *args, **kwargs),
+            desc=desc,
+            total=total,
+            on=on,
+            on_cancel=partial(self.cancel, run),
+        )
+        run.pbar = run.job.pbar
         self._status(status)
-        handlers = {
-            name: partial(getattr(self, f"_on_{name}"), run)
-            for name in ("yielded", "returned", "errored", "aborted", "finished")
-        }
-        if self.inline:
-            self._drain(run, fn(*args, **kwargs), handlers)
-            return
-        from napari.qt.threading import create_worker
-
-        run.worker = create_worker(fn, *args, _start_thread=False, _connect=handlers, **kwargs)
-        run.worker.start()
-
-    @staticmethod
-    def _drain(run: Run, gen, handlers) -> None:
-        """The worker's signals, in the calling thread."""
-        try:
-            while True:
-                if run.cancelled:
-                    gen.close()
-                    handlers["aborted"]()
-                    break
-                try:
-                    record = next(gen)
-                except StopIteration as stop:
-                    handlers["returned"](stop.value)
-                    break
-                handlers["yielded"](record)
-        except Exception as exc:  # noqa: BLE001 - as the worker: reported by the errored handler
-            handlers["errored"](exc)
-        handlers["finished"]()
+        run.job.start(self.inline)
 
     def cancel(self, run: Run) -> None:
         """Stop ``run`` after its current iteration (or tile)."""
@@ -111,8 +89,8 @@ class RunLifecycle:
             return
         run.cancelled = True
         self._status("cancelling...")
-        if run.worker is not None:
-            run.worker.quit()
+        if run.job is not None:
+            run.job.cancel()
 
     # --- handlers (main thread) ------------------------------------------------------
 
@@ -213,7 +191,4 @@ class RunLifecycle:
             run.layer = None
 
     def _on_finished(self, run: Run) -> None:
-        if run.pbar is not None:
-            run.pbar.close()
-            conceal_activity(self._viewer)
         self._ended(run)

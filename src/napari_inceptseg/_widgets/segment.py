@@ -78,7 +78,7 @@ class SegmentWidget(Container):
         self._params = _param_widgets()
         self._status = wrapping_label()
         self._detail = DetailPanel(self._viewer, self._set_status)
-        self._network = NetworkPanel(self.apply, self._set_status)
+        self._network = NetworkPanel(self._viewer, self.apply, self._set_status)
         self._whole = WholeImagePanel(self._viewer, self.parameters, self._set_status)
         self._objects = ObjectsPanel(self._viewer, self._set_status)
 

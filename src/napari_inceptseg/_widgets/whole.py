@@ -6,13 +6,14 @@ the dock stays for quick looks."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 from magicgui.widgets import Container, LineEdit, PushButton, SpinBox
 from napari.utils.notifications import show_error, show_info
 
 from .controls import wrapping_label
-from .progress import RunProgress
+from .jobs import Job
 
 
 def zarr_source(layer) -> Path | None:
@@ -44,7 +45,7 @@ class WholeImagePanel(Container):
 
     def __init__(self, viewer, params: Callable[[], object], status: Callable[[str], None]):
         self._viewer, self._params, self._status = viewer, params, status
-        self._worker = None
+        self._job = None
         self.scheduler = LineEdit(
             label="scheduler",
             value="",
@@ -85,7 +86,7 @@ class WholeImagePanel(Container):
     def follow(self, layer) -> None:
         """Offer the panel for ``layer`` when it comes from a zarr store."""
         self._source = zarr_source(layer) if layer is not None else None
-        self.run_btn.enabled = self._source is not None and self._worker is None
+        self.run_btn.enabled = self._source is not None and self._job is None
         self.info.value = (
             f"source: {self._source}"
             if self._source is not None
@@ -93,42 +94,42 @@ class WholeImagePanel(Container):
         )
 
     def run(self, _=None) -> None:
-        from napari.qt.threading import create_worker
-
+        """Segment the source whole, as a :class:`~.jobs.Job` (progress and cancel in the
+        activity dock); the result opens as a lazy multiscale Labels layer.
+        """
         from ..distributed.run import segment_zarr_iter
 
-        if getattr(self, "_source", None) is None or self._worker is not None:
+        if getattr(self, "_source", None) is None or self._job is not None:
             return
-        out = Path(self.output.value) if self.output.value.strip() else default_output(self._source)
+        source = self._source
+        out = Path(self.output.value) if self.output.value.strip() else default_output(source)
         params = {k: v for k, v in self._params().to_dict().items() if k != "device" or v != "auto"}
-        worker = create_worker(
+        work = partial(
             segment_zarr_iter,
-            self._source,
+            source,
             out,
             scheduler=self.scheduler.value.strip() or None,
             block=self.block.value,
             **params,
-            _start_thread=False,
         )
-        pbar = RunProgress(
-            desc=f"Segmenting {self._source.name} whole", cancel_callback=worker.quit
-        )
-        worker.yielded.connect(lambda p: self._step(pbar, p))
-        worker.returned.connect(self._opened)
-        worker.errored.connect(lambda exc: show_error(f"Cannot segment {self._source.name}: {exc}"))
-        worker.aborted.connect(lambda: self._status(f"cancelled; rerun to resume into {out}"))
-        worker.finished.connect(lambda: self._finished(pbar))
-        self._worker = worker
+        on = {
+            "yielded": lambda p: self._step(self._job.pbar, p),
+            "returned": lambda path: self._opened(source, path),
+            "errored": lambda exc: show_error(f"Cannot segment {source.name}: {exc}"),
+            "aborted": lambda: self._status(f"cancelled; rerun to resume into {out}"),
+            "finished": self._finished,
+        }
+        self._job = Job(self._viewer, work, desc=f"Segmenting {source.name} whole", on=on)
         self.run_btn.enabled = False
-        self._status(f"segmenting {self._source} whole -> {out} ...")
-        worker.start()
+        self._status(f"segmenting {source} whole -> {out} ...")
+        self._job.start()
 
     def _step(self, pbar, p) -> None:
         self._status(f"whole image: {p.stage} {p.done}/{p.total}")
         pbar.total = p.total
         pbar.update(p.done - pbar.n)
 
-    def _opened(self, out: Path):
+    def _opened(self, source: Path, out: Path):
         """The result as a lazy multiscale Labels layer (each level read as it is shown)."""
         import dask.array as da
 
@@ -136,12 +137,11 @@ class WholeImagePanel(Container):
 
         levels = [da.from_zarr(lv) for lv in open_image(out).levels]
         layer = self._viewer.add_labels(levels, multiscale=True, name=f"{out.name}")
-        msg = f"{self._source.name}: whole-image labels in {out}"
+        msg = f"{source.name}: whole-image labels in {out}"
         self._status(msg)
         show_info(msg)
         return layer
 
-    def _finished(self, pbar) -> None:
-        pbar.close()
-        self._worker = None
+    def _finished(self) -> None:
+        self._job = None
         self.run_btn.enabled = getattr(self, "_source", None) is not None

@@ -249,13 +249,13 @@ def _execute(todo, params, scale, workers, scheduler, batch: int = 1) -> Iterato
             cluster.close()
 
 
-def auto_batch(
+def evaluation_batch(
     items: Sequence[Item], methods: Sequence[str], params: dict[str, Any], scale: float = 1.0
 ) -> int:
-    """``batch=0``: as many runs side by side as the device's free memory holds for the
-    first readable image (see ``engine.batch.auto_batch``; 1 for the baselines alone).
+    """``batch=0``: the engine's :func:`~napari_inceptseg.engine.batch.auto_batch` for the
+    first readable image and the most demanding method (1 for the baselines alone).
     """
-    from ..engine.batch import auto_batch as engine_auto
+    from ..engine.batch import auto_batch
 
     nets = [m for m in methods if m in PRESETS or m in ARCHITECTURES]
     if not nets:
@@ -267,7 +267,7 @@ def auto_batch(
             continue
         shape = tuple(max(8, round(n * scale)) for n in image.shape[:2])
         channels = image.shape[2] if image.ndim == 3 else 1
-        return min(engine_auto(method_params(m, params), shape, min(channels, 3)) for m in nets)
+        return min(auto_batch(method_params(m, params), shape, min(channels, 3)) for m in nets)
     return 1
 
 
@@ -321,10 +321,10 @@ def run_evaluation(
     ``params`` are engine settings applied on top of each network method's preset
     (a dict of :class:`SegmentParams` fields; a ``SegmentParams`` is taken whole).
     ``batch`` images go side by side (per Dask worker with ``workers``/``scheduler``;
-    0: as many as the device's memory holds, see :func:`auto_batch`).
+    0: as many as the device's memory holds, see :func:`evaluation_batch`).
     """
     params = _checked_request(methods, params, scale)
-    batch = batch if batch > 0 else auto_batch(items, methods, params, scale)
+    batch = batch if batch > 0 else evaluation_batch(items, methods, params, scale)
     out = Path(out)
     prepare_output(out, config, overwrite)
     multi = any(i.kind == "mat" for i in items)

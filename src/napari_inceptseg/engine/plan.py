@@ -158,8 +158,19 @@ def plan_image(
         return replace(plan, coarse_tile=coarse, analysis_shape=analysis)
     final = plan.tile
     if tuple(train) != tuple(spatial):  # trained on a copy: the full image in tiles
-        final = plan_run(spatial, in_channels, params, device, guided=True).tile or spatial
+        final = prediction_tile(spatial, in_channels, params, device)
     return replace(plan, coarse_tile=coarse, final_tile=final)
+
+
+def prediction_tile(
+    spatial: tuple[int, ...], in_channels: int, params: SegmentParams, device: str
+) -> tuple[int, ...]:
+    """The tile of a pass without training over an image of ``spatial`` shape (the
+    clusters' final pass after training on a copy, a saved network applied): sized as
+    for a training step, which needs more, so that it surely fits; the whole image when
+    that fits at once. A ``MemoryError`` when nothing fits.
+    """
+    return plan_run(spatial, in_channels, params, device, guided=True).tile or tuple(spatial)
 
 
 def _analysis_shape(spatial, in_channels: int, params: SegmentParams, device: str):

@@ -27,7 +27,7 @@ from .model_file import (
     parse_header,
     read_file,
 )
-from .plan import plan_run
+from .plan import prediction_tile
 from .results import SegmentationError, run_to_end
 from .runtime import memory_format_for, resolve_device
 from .tiles import predict_tiled
@@ -231,18 +231,11 @@ class TrainedModel:
                 f"the network takes {self.in_channels} channel(s), the image has {data.shape[0]}"
             )
         dev = resolve_device(device)
-        spatial = tuple(data.shape[1:])
-        try:  # tiles sized as for training: inference needs less, so this is safe
-            plan = plan_run(
-                spatial,
-                self.in_channels,
-                self.params.replace(tile_size=tile_size, memory_gb=memory_gb, device=str(dev)),
-                str(dev),
-                guided=True,
-            )
+        params = self.params.replace(tile_size=tile_size, memory_gb=memory_gb, device=str(dev))
+        try:
+            tile = prediction_tile(tuple(data.shape[1:]), self.in_channels, params, str(dev))
         except MemoryError as exc:
             raise SegmentationError(str(exc)) from None
-        tile = plan.tile or spatial
         fmt = memory_format_for(dev, dims)
         net = self._built.get(str(dev))
         if net is None:
