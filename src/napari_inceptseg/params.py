@@ -20,7 +20,6 @@ INITS = ("default", "xavier")
 COLOUR_SPACES = ("lab", "rgb")
 PRECISIONS = ("float32", "bfloat16")
 DIMS = ("2d", "3d")
-DEVICES = ("auto", "cuda", "mps", "cpu")
 
 
 def _f(default: Any, help: str, **kw: Any) -> Any:
@@ -273,10 +272,7 @@ class SegmentParams:
                 "never give more, "
                 "so it would stop after its first step; lower min_labels or raise n_channels"
             )
-        if not isinstance(self.device, str) or not _DEVICE.fullmatch(self.device.strip().lower()):
-            raise ValueError(
-                f"unknown device {self.device!r}: use 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'"
-            )
+        device_name(self.device)
 
     @property
     def total_iter(self) -> int:
@@ -308,6 +304,16 @@ _CHOICES = {
     "color_space": COLOUR_SPACES,
 }
 _DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
+
+
+def device_name(device) -> str:
+    """``device`` as the engine spells it (stripped, lower case), or a ValueError that
+    lists the choices (whether the device is present is checked when a run starts).
+    """
+    name = device.strip().lower() if isinstance(device, str) else ""
+    if not _DEVICE.fullmatch(name):
+        raise ValueError(f"unknown device {device!r}: use 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'")
+    return name
 
 
 def check_field(name: str, value: Any) -> Any:

@@ -25,6 +25,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ..params import device_name
+
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
@@ -69,13 +71,11 @@ def resolve_device(device: str = "auto") -> torch.device:
     """
     import torch
 
+    name = device_name(str(device))
     present = available_devices()
-    name = str(device).strip().lower()
     if name == "auto":
         return torch.device(present[0])
     kind, _, index = name.partition(":")
-    if kind not in ("cuda", "mps", "cpu") or (index and not index.isdigit()):
-        raise ValueError(f"unknown device {device!r}: use 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'")
     if kind not in present:
         raise ValueError(
             f"device {device!r} was requested but is not available here "
