@@ -6,6 +6,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from napari_inceptseg import regions as R
+from napari_inceptseg import run_to_end
 from napari_inceptseg.merging import RegionStats, sized_ward
 from napari_inceptseg.region_graph import RegionGraph
 
@@ -97,7 +98,7 @@ def test_superpixel_vote_follows_the_images_edges_not_a_grid():
     assert (voted[disc] == 5).mean() > 0.99
 
 
-def test_regions_from_clusters_gives_connected_ids_one_to_r():
+def test_region_stages_give_connected_ids_one_to_r():
     rng = np.random.default_rng(1)
     clusters = np.zeros((40, 60), int)
     clusters[:, 30:] = 1
@@ -106,13 +107,13 @@ def test_regions_from_clusters_gives_connected_ids_one_to_r():
     response[0, clusters == 0] += 2
     response[1, clusters == 1] += 2
     image = np.stack([clusters.astype(np.float32)] * 3)
-    out, hierarchy = R.regions_from_clusters(
-        clusters, response, image, merge_threshold=0.65, level=0.0
+    out, hierarchy = run_to_end(
+        R.region_stages(clusters, response, image, merge_threshold=0.65, level=0.0)
     )
     assert sorted(np.unique(out)) == [1, 2, 3]  # the island is its own region
     assert hierarchy.n_base == 3 and (hierarchy.cut(1.0) == 1).all()
-    limited, _ = R.regions_from_clusters(
-        clusters, response, image, merge_threshold=0.65, level=0.0, n_clusters=2
+    limited, _ = run_to_end(
+        R.region_stages(clusters, response, image, merge_threshold=0.65, level=0.0, n_clusters=2)
     )
     assert len(np.unique(limited)) == 2
 

@@ -241,9 +241,12 @@ def region_stages(
     level: float,
     n_clusters: int = 0,
 ):
-    """:func:`regions_from_clusters` as a generator that yields the name of each stage
-    (``"regions"``, then ``"hierarchy"``) before it starts, so that a caller can report
-    it and stop there.
+    """The default method's post-processing (module docs): the finest regions, their
+    :class:`~napari_inceptseg.hierarchy.RegionHierarchy`, and its cut at ``level``
+    (step 5), or with ``n_clusters`` that many labels grouped from it (step 6). A
+    generator that yields the name of each stage (``"regions"``, then ``"hierarchy"``)
+    before it starts, so that a caller can report it and stop there; returns ``(labels
+    numbered 1..K, hierarchy)``.
     """
     yield "regions"
     base, stats = finest_regions(clusters, response, image, merge_threshold=merge_threshold)
@@ -251,35 +254,6 @@ def region_stages(
     parents, levels, cut = cut_regions(stats, level=level, n_clusters=n_clusters)
     hierarchy = as_hierarchy(base, parents, levels)
     return np.concatenate([[0], cut]).astype(np.int32)[base], hierarchy
-
-
-def regions_from_clusters(
-    clusters: np.ndarray,
-    response: np.ndarray,
-    image: np.ndarray,
-    *,
-    merge_threshold: float,
-    level: float,
-    n_clusters: int = 0,
-):
-    """The default method's post-processing (module docs): the finest regions, their
-    :class:`~napari_inceptseg.hierarchy.RegionHierarchy`, and its cut at ``level``
-    (step 5), or with ``n_clusters`` that many labels grouped from it (step 6).
-    Returns ``(labels numbered 1..K, hierarchy)``.
-    """
-    stages = region_stages(
-        clusters,
-        response,
-        image,
-        merge_threshold=merge_threshold,
-        level=level,
-        n_clusters=n_clusters,
-    )
-    while True:
-        try:
-            next(stages)
-        except StopIteration as done:
-            return done.value
 
 
 def limit_clusters(
