@@ -3,7 +3,8 @@
 Runs the default method with seed 0 on every image of each development set in
 ``../shared/data`` (or the first ``--n``), both paper presets (shortened) on the first
 ``--n-presets``, plus a small stack, a tiled run, scribbles, a volume and a saved network
-applied, and writes one SHA-256 per output::
+applied (and, with ``--distributed N``, the whole-image path on a local Dask cluster on
+the first N images of each set), and writes one SHA-256 per output::
 
     .venv/bin/python benchmarks/same_labels.py --save before.json   # on the old code
     .venv/bin/python benchmarks/same_labels.py --check before.json  # on the new code
@@ -68,6 +69,52 @@ def _extras(image: np.ndarray) -> dict:
     return out
 
 
+#: the whole-image path's settings (``--distributed``)
+DASK_RUNS = {"default": {}, "n_clusters=3": {"n_clusters": 3}, "level=0.3": {"level": 0.3}}
+
+
+def _write_zarr(path: Path, image: np.ndarray) -> Path:
+    """``image`` as an OME-Zarr (NGFF 0.4) image in 128-pixel chunks."""
+    import zarr
+    from ome_zarr.format import FormatV04
+    from ome_zarr.writer import write_image
+
+    if image.ndim == 3:
+        image, axes, chunks = np.moveaxis(image[..., :3], -1, 0), "cyx", (3, 128, 128)
+    else:
+        axes, chunks = "yx", (128, 128)
+    group = zarr.open_group(str(path), mode="w", zarr_format=2)
+    write_image(image, group, axes=axes, fmt=FormatV04(), storage_options={"chunks": chunks})
+    return path
+
+
+def distributed_fingerprints(n: int) -> dict:
+    """``segment_zarr`` on a local Dask cluster (two worker processes), 128-pixel blocks:
+    the first ``n`` images of each set with each of :data:`DASK_RUNS`.
+    """
+    import tempfile
+
+    import zarr
+
+    from distributed import Client, LocalCluster
+    from napari_inceptseg.distributed import segment_zarr
+
+    found = {}
+    cluster = LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+    )
+    with cluster, Client(cluster), tempfile.TemporaryDirectory() as tmp:
+        for set_name, stem, image in _images(n):
+            src = _write_zarr(Path(tmp) / f"{stem}.ome.zarr", image)
+            for name, kw in DASK_RUNS.items():
+                out = Path(tmp) / f"{stem}-{len(found)}.ome.zarr"
+                segment_zarr(src, out, scheduler=cluster.scheduler_address, block=128, seed=0, **kw)
+                key = f"dask/{set_name}/{stem}/{name}"
+                found[key] = _digest(np.asarray(zarr.open_array(str(out / "0"))[:]))
+                print(key, found[key], flush=True)
+    return found
+
+
 def fingerprints(n: int, n_presets: int) -> dict:
     found = {}
     first = None
@@ -97,11 +144,19 @@ def main(argv=None) -> int:
     parser.add_argument(
         "--n-presets", type=int, default=3, help="images per set for the paper presets (default 3)"
     )
+    parser.add_argument(
+        "--distributed",
+        type=int,
+        default=0,
+        help="also the whole-image path on a local Dask cluster, on this many images per set",
+    )
     args = parser.parse_args(argv)
     if not DATA.is_dir():
         print(f"no development data at {DATA}", file=sys.stderr)
         return 2
     found = fingerprints(args.n, args.n_presets)
+    if args.distributed:
+        found.update(distributed_fingerprints(args.distributed))
     if args.save:
         args.save.write_text(json.dumps(found, indent=1))
         print(f"{len(found)} fingerprints written to {args.save}")

@@ -1,11 +1,11 @@
 """A whole-image run on a real Dask cluster on this machine, with its time and memory peaks.
 
-    .venv/bin/python benchmarks/distributed.py --size 6144 --workers 2 \
+    .venv/bin/python benchmarks/whole_image.py --size 6144 --workers 2 \
         --memory-limit 2GB --work /tmp/dist
-    .venv/bin/python benchmarks/distributed.py --size 16384 --workers 2 \
+    .venv/bin/python benchmarks/whole_image.py --size 16384 --workers 2 \
         --memory-limit 2GB --work /tmp/dist
     # and the one-machine path
-    .venv/bin/python benchmarks/distributed.py --size 6144 --workers 1 ... --tiled
+    .venv/bin/python benchmarks/whole_image.py --size 6144 --workers 1 ... --tiled
 
 It writes an RGB OME-Zarr (``cyx``, 1024-pixel chunks) of coloured disks on every chunk
 corner (each disk crosses block faces) on a noisy background, starts ``dask scheduler``
