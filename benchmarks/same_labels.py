@@ -95,8 +95,8 @@ def distributed_fingerprints(n: int) -> dict:
     import tempfile
 
     import zarr
-
     from distributed import Client, LocalCluster
+
     from napari_inceptseg.distributed import segment_zarr
 
     found = {}

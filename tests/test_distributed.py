@@ -200,6 +200,7 @@ def test_a_worker_killed_mid_run_is_replaced_and_the_run_completes(tmp_path):
     import os
 
     from distributed import Client, LocalCluster
+
     from napari_inceptseg.distributed import segment_zarr_iter
 
     image, truth = disks(1024, 128)

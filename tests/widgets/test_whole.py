@@ -15,6 +15,7 @@ def test_an_ome_zarr_layer_is_segmented_whole_and_opens_as_a_lazy_pyramid(
 ):
     zarr = pytest.importorskip("zarr")
     from distributed import LocalCluster
+
     from test_distributed import disks, one_label_per_disk, write_ome_zarr
 
     image, truth = disks(512, 128)
