@@ -74,18 +74,13 @@ DASK_RUNS = {"default": {}, "n_clusters=3": {"n_clusters": 3}, "level=0.3": {"le
 
 
 def _write_zarr(path: Path, image: np.ndarray) -> Path:
-    """``image`` as an OME-Zarr (NGFF 0.4) image in 128-pixel chunks."""
-    import zarr
-    from ome_zarr.format import FormatV04
-    from ome_zarr.writer import write_image
+    """``image`` as an OME-Zarr image in 128-pixel chunks (the test suite's writer)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    from helpers import write_ome_zarr
 
     if image.ndim == 3:
-        image, axes, chunks = np.moveaxis(image[..., :3], -1, 0), "cyx", (3, 128, 128)
-    else:
-        axes, chunks = "yx", (128, 128)
-    group = zarr.open_group(str(path), mode="w", zarr_format=2)
-    write_image(image, group, axes=axes, fmt=FormatV04(), storage_options={"chunks": chunks})
-    return path
+        return write_ome_zarr(path, np.moveaxis(image[..., :3], -1, 0), "cyx", (3, 128, 128))
+    return write_ome_zarr(path, image, "yx", (128, 128))
 
 
 def distributed_fingerprints(n: int) -> dict:

@@ -33,3 +33,15 @@ def run_command(cmd, timeout: float = PROCESS_DEADLINE, **kw) -> subprocess.Comp
     kw.setdefault("capture_output", True)
     kw.setdefault("text", True)
     return subprocess.run(cmd, timeout=timeout, **kw)
+
+
+def write_ome_zarr(path, array, axes: str, chunks):
+    """``array`` written as an OME-Zarr image (NGFF 0.4, zarr v2) with these ``axes``
+    and ``chunks``; returns ``path``."""
+    import zarr
+    from ome_zarr.format import FormatV04
+    from ome_zarr.writer import write_image
+
+    group = zarr.open_group(str(path), mode="w", zarr_format=2)
+    write_image(array, group, axes=axes, fmt=FormatV04(), storage_options={"chunks": chunks})
+    return path

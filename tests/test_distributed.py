@@ -11,7 +11,7 @@ import time
 import numpy as np
 import pytest
 
-from helpers import PROCESS_DEADLINE
+from helpers import PROCESS_DEADLINE, write_ome_zarr
 from napari_inceptseg import score, segment
 
 zarr = pytest.importorskip("zarr")
@@ -34,15 +34,6 @@ def disks(size: int, chunk: int, seed: int = 0):
         image[disc] = rng.integers(120, 255, 3)
         truth[disc] = k
     return np.clip(image + rng.normal(0, 6, image.shape), 0, 255).astype(np.uint8), truth
-
-
-def write_ome_zarr(path, array, axes: str, chunks):
-    from ome_zarr.format import FormatV04
-    from ome_zarr.writer import write_image
-
-    group = zarr.open_group(str(path), mode="w", zarr_format=2)
-    write_image(array, group, axes=axes, fmt=FormatV04(), storage_options={"chunks": chunks})
-    return path
 
 
 def one_label_per_disk(labels, truth) -> bool:

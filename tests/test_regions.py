@@ -139,7 +139,7 @@ def test_grouping_weighs_labels_by_their_pixels():
         disc = (yy - cy) ** 2 + (xx - cx) ** 2 <= 5**2
         labels[disc] = i + 2
         feats[0][disc] = 1.0 if i < 4 else 2.0
-    grouped = R.merge_alike(labels, feats, 2)
+    grouped, _ = R.limit_clusters(labels, feats, 2)
     assert len(np.unique(grouped)) == 2
     assert len(np.unique(grouped[labels > 1])) == 1  # every nucleus in one group
     assert grouped[0, 0] != grouped[labels == 2][0]
@@ -217,7 +217,7 @@ def test_grouping_thousands_of_regions_merges_touching_alike_ones_first():
     disc = (np.mgrid[:side, :side] - side / 2) ** 2
     inside = disc.sum(0) < (side / 4) ** 2
     feats[:, inside] += 3.0
-    grouped = R.merge_alike(labels, feats, 2)
+    grouped, _ = R.limit_clusters(labels, feats, 2)
     assert set(np.unique(grouped)) == {1, 2}
     kind = grouped[side // 2, side // 2]
     agree = (grouped == kind) == inside

@@ -191,12 +191,16 @@ def split_objects_iter(
     return (out - 1 if (objects == 0).any() else out).astype(np.int32)
 
 
-def region_adjacency(labels: np.ndarray, edges: np.ndarray | None = None):
-    """``(a, b, length, contrast)``: every pair of adjacent ids (a < b), the number of
-    face-neighbour pixel pairs between them, and the sum of ``edges`` over those pairs
-    (the mean of the two pixels; zeros without ``edges``).
+def region_adjacency(labels: np.ndarray, *edges: np.ndarray | None):
+    """``(a, b, length, contrast, ...)``: every pair of adjacent ids (a < b), the number
+    of face-neighbour pixel pairs between them, and for each map of ``edges`` the sum of
+    its values over those pairs (the mean of the two pixels; zeros for a map that is
+    None, and one contrast of zeros when none is given). The pairs are found once for
+    all the maps.
     """
-    a_all, b_all, w_all = [], [], []
+    maps = list(edges) or [None]
+    a_all, b_all = [], []
+    w_all: list[list[np.ndarray]] = [[] for _ in maps]
     for axis in range(labels.ndim):
         lo = [slice(None)] * labels.ndim
         hi = [slice(None)] * labels.ndim
@@ -205,19 +209,21 @@ def region_adjacency(labels: np.ndarray, edges: np.ndarray | None = None):
         cut = x != y
         a_all.append(np.minimum(x[cut], y[cut]))
         b_all.append(np.maximum(x[cut], y[cut]))
-        if edges is not None:
-            w_all.append(0.5 * (edges[tuple(lo)][cut] + edges[tuple(hi)][cut]))
+        for w, e in zip(w_all, maps, strict=True):
+            if e is not None:
+                w.append(0.5 * (e[tuple(lo)][cut] + e[tuple(hi)][cut]))
     a = np.concatenate(a_all).astype(np.int64)
     b = np.concatenate(b_all).astype(np.int64)
     if a.size == 0:
-        return a, b, np.zeros(0), np.zeros(0)
+        return (a, b, np.zeros(0), *[np.zeros(0) for _ in maps])
     n = int(labels.max()) + 1
     pair, inverse = np.unique(a * n + b, return_inverse=True)
     length = np.bincount(inverse).astype(np.float64)
-    contrast = (
-        np.bincount(inverse, np.concatenate(w_all)) if edges is not None else np.zeros_like(length)
-    )
-    return pair // n, pair % n, length, contrast
+    contrasts = [
+        np.bincount(inverse, np.concatenate(w)) if e is not None else np.zeros_like(length)
+        for w, e in zip(w_all, maps, strict=True)
+    ]
+    return (pair // n, pair % n, length, *contrasts)
 
 
 def region_sums(labels: np.ndarray, features: np.ndarray, n: int) -> np.ndarray:

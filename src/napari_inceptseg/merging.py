@@ -56,8 +56,7 @@ class RegionStats:
         if not borders:
             empty = np.zeros(0)
             return cls(size, sums, empty, empty, empty, empty, empty)
-        a, b, length, resp = region_adjacency(labels, response_edges)
-        img = region_adjacency(labels, image_edges)[3] if image_edges is not None else 0 * length
+        a, b, length, resp, img = region_adjacency(labels, response_edges, image_edges)
         return cls(size, sums, a - 1, b - 1, length, resp, img)
 
     def coarsen(self, roots: np.ndarray) -> tuple[RegionStats, np.ndarray]:

@@ -259,20 +259,17 @@ def region_stages(
 def limit_clusters(
     labels: np.ndarray, features: np.ndarray, n_clusters: int
 ) -> tuple[np.ndarray, bool]:
-    """At most ``n_clusters`` labels (see :func:`merge_alike`). Returns ``(labels, changed)``."""
-    if n_clusters <= 0 or np.unique(labels).size <= n_clusters:
-        return labels, False
-    return merge_alike(labels, features, n_clusters), True
-
-
-def merge_alike(labels: np.ndarray, features: np.ndarray, n_keep: int) -> np.ndarray:
-    """At most ``n_keep`` labels, numbered 1..K: labels grouped by their mean
-    ``features`` (``(C, *spatial)``) and pixel counts,
-    :func:`~napari_inceptseg.merging.group_regions`.
+    """At most ``n_clusters`` labels, numbered 1..K when grouped: labels grouped by their
+    mean ``features`` (``(C, *spatial)``) and pixel counts, touching or not
+    (:func:`~napari_inceptseg.merging.group_regions`). Returns ``(labels, changed)``.
     """
+    if n_clusters <= 0:
+        return labels, False
     ids, index = dense_ids(labels.ravel())
+    if ids.size <= n_clusters:
+        return labels, False
     index = index.reshape(labels.shape) + 1
     many = ids.size > MAX_ALIKE_LABELS  # the grouping then merges touching labels first
     stats = RegionStats.of_labels(index, features, borders=many)
-    lut = np.concatenate([[0], group_regions(stats, n_keep)]).astype(np.int32)
-    return lut[index]
+    lut = np.concatenate([[0], group_regions(stats, n_clusters)]).astype(np.int32)
+    return lut[index], True

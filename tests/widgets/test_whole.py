@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from helpers import GUI_DEADLINE_MS
+from helpers import GUI_DEADLINE_MS, write_ome_zarr
 
 pytestmark = [pytest.mark.gui, pytest.mark.slow]
 
@@ -16,7 +16,7 @@ def test_an_ome_zarr_layer_is_segmented_whole_and_opens_as_a_lazy_pyramid(
     zarr = pytest.importorskip("zarr")
     from distributed import LocalCluster
 
-    from test_distributed import disks, one_label_per_disk, write_ome_zarr
+    from test_distributed import disks, one_label_per_disk
 
     image, truth = disks(512, 128)
     src = write_ome_zarr(

@@ -170,8 +170,7 @@ def _regions_of(image, network: str, block: Block, params: dict):
     clusters = _region_clusters(labels, clusters, kept == pieces)[labels]
     n = int(labels.max())
     resp_edges, img_edges = channel_edges(response), channel_edges(data)
-    a, b, length, resp_contrast = region_adjacency(labels, resp_edges)
-    img_contrast = region_adjacency(labels, img_edges)[3]
+    a, b, length, resp_contrast, img_contrast = region_adjacency(labels, resp_edges, img_edges)
     stats = {
         "n": np.array(n),
         "size": np.bincount(labels.ravel(), minlength=n + 1)[1:],
