@@ -32,6 +32,34 @@ def test_the_model_recuts_in_place_until_the_layer_is_edited():
     assert where == "new" and labels.max() == result.hierarchy.n_base and layer.data[0, 0] == 7
 
 
+def test_the_model_sees_every_edit_after_any_number_of_recuts():
+    """A napari Labels layer (no viewer): after recuts, a stroke of the brush, an undo and
+    an edit of the array in place followed by a refresh are each seen as an edit."""
+    from napari.layers import Labels
+
+    result = segment(synthetic_regions((48, 64), n_regions=4, seed=0)[0], seed=0, device="cpu")
+    edits = {
+        "brush": lambda layer: layer.paint((5, 5), 97),
+        "in place": lambda layer: (layer.data.__setitem__((slice(0, 3), 0), 97), layer.refresh()),
+        "new array": lambda layer: setattr(layer, "data", layer.data + 1),
+    }
+    for name, edit in edits.items():
+        layer = Labels(result.labels.copy())
+        model = DetailModel()
+        model.attach(layer, result.hierarchy, result.level)
+        for detail in (0.3, 0.6, 0.9):  # the layer now holds an array the model made
+            assert model.recut(detail_to_level(detail))[0] == "replace", name
+        shown = np.array(layer.data, copy=True)
+        edit(layer)
+        edited = np.array(layer.data, copy=True)
+        assert (edited != shown).any() and model.edited(), name
+        where, labels = model.recut(detail_to_level(0.1))
+        assert where == "new", name
+        np.testing.assert_array_equal(layer.data, edited)  # the edit is kept
+    layer.undo()  # undo is an edit too: the layer no longer shows the last cut
+    assert model.edited()
+
+
 @pytest.fixture
 def segmented(make_napari_viewer, synthetic):
     viewer = make_napari_viewer()
@@ -101,6 +129,18 @@ def test_an_edited_result_is_kept_with_its_undo_and_the_cut_goes_to_a_new_layer(
     assert viewer.layers[-1] is new and len(np.unique(new.data)) == widget._detail.model.n_regions(
         0.8
     )
+    # an edit after a recut (the layer then holds the model's array) is kept as well
+    new.paint((40, 40), 98)
+    painted = np.array(new.data, copy=True)
+    widget._detail.slider.value = 0.6
+    np.testing.assert_array_equal(new.data, painted)
+    newer = viewer.layers[-1]
+    assert newer is not new and widget._detail.model.layer.name == newer.name
+    newer.data[:4, :4] = 96  # in place, from the console, then shown
+    newer.refresh()
+    widget._detail.slider.value = 0.4
+    assert (newer.data[:4, :4] == 96).all() and viewer.layers[-1] is not newer
+    new = viewer.layers[-1]
     scope = {"image": viewer.layers["syn"].data}  # its recipe rebuilds exactly this cut
     exec(as_python(new.metadata["inceptseg"]), scope)  # noqa: S102 - the code a user would paste
     np.testing.assert_array_equal(scope["labels"], new.data)

@@ -1,6 +1,7 @@
 """The dock's "Detail" slider: the last result's region hierarchy, recut live (no
 retraining). An edited result layer is never overwritten: the new cut goes to a new
-layer, and the edited one keeps its labels and its undo history."""
+layer, and the edited one keeps its labels and its undo history (edits are seen by the
+layer's own signals, see :mod:`.detail_model`)."""
 
 from __future__ import annotations
 
@@ -66,8 +67,7 @@ class DetailPanel(Container):
             self._new_layer(level, model.hierarchy.cut(level), "its layer was deleted")
             return
         where, labels = model.recut(level)
-        if where == "replace":
-            model.layer.data = labels
+        if where == "replace":  # (the model put the cut in the layer)
             _record_level(model.layer, level)
             self.count.value = f"{model.n_regions(level)} regions"
             return
