@@ -11,8 +11,9 @@ import time
 import numpy as np
 import pytest
 
-from helpers import PROCESS_DEADLINE, write_ome_zarr
+from helpers import PROCESS_DEADLINE, run_command, write_ome_zarr
 from napari_inceptseg import score, segment
+from napari_inceptseg.distributed.output import RunFolder, is_ours
 
 zarr = pytest.importorskip("zarr")
 pytest.importorskip("distributed")
@@ -34,6 +35,18 @@ def disks(size: int, chunk: int, seed: int = 0):
         image[disc] = rng.integers(120, 255, 3)
         truth[disc] = k
     return np.clip(image + rng.normal(0, 6, image.shape), 0, 255).astype(np.uint8), truth
+
+
+def _mtimes(folder) -> dict[str, int]:
+    """The modification time of each block's numbers in ``folder`` (none once it is gone:
+    the run finished and removed it)."""
+    out = {}
+    try:
+        for path in folder.glob("*.npz"):
+            out[path.name] = path.stat().st_mtime_ns
+    except FileNotFoundError:
+        pass
+    return out
 
 
 def one_label_per_disk(labels, truth) -> bool:
@@ -130,7 +143,22 @@ def test_bad_inputs_and_outputs_are_refused_before_any_work(tmp_path):
         tmp_path / "good.ome.zarr", np.zeros((3, 32, 32), np.uint8), "cyx", (3, 32, 32)
     )
     (tmp_path / "taken.ome.zarr").mkdir()
+    hostile = []
+    for k, value in enumerate(("abc", [5], {"axes": "yx"}, 7)):
+        path = write_ome_zarr(
+            tmp_path / f"h{k}.ome.zarr", np.zeros((2, 32, 32), np.uint8), "cyx", (2, 32, 32)
+        )
+        (path / ".zattrs").write_text(json.dumps({"multiscales": value}))
+        hostile.append((path, f"o-h{k}", "multiscales"))
+    scale = write_ome_zarr(
+        tmp_path / "scale.ome.zarr", np.zeros((2, 32, 32), np.uint8), "cyx", (2, 32, 32)
+    )
+    meta = json.loads((scale / ".zattrs").read_text())
+    meta["multiscales"][0]["datasets"][0]["coordinateTransformations"][0]["scale"] = [1, "x", -1]
+    (scale / ".zattrs").write_text(json.dumps(meta))
     for src, out, match in (
+        *hostile,
+        (scale, "o-scale", "positive numbers"),
         (tmp_path / "plain.txt", "o1", "not a zarr store"),
         (tmp_path / "group.zarr", "o2", "without OME-Zarr 'multiscales'"),
         (weird, "o3", "unknown axis"),
@@ -165,7 +193,7 @@ def test_a_rerun_after_a_kill_skips_what_is_done(tmp_path, spawn):
         "-q",
     ]
     proc = spawn(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    blocks = out / ".inceptseg" / "blocks"
+    blocks = RunFolder(out).state / "blocks"  # the run is written beside its output
     deadline = time.monotonic() + PROCESS_DEADLINE
     while len(list(blocks.glob("*.npz"))) < 8:
         assert time.monotonic() < deadline and proc.poll() is None, "the run did not get going"
@@ -174,20 +202,30 @@ def test_a_rerun_after_a_kill_skips_what_is_done(tmp_path, spawn):
 
     os.killpg(proc.pid, signal.SIGKILL)  # the client, its scheduler and workers
     proc.wait(timeout=PROCESS_DEADLINE)
-    before = {p.name: p.stat().st_mtime_ns for p in blocks.glob("*.npz")}
+    before = _mtimes(blocks)
     assert 8 <= len(before) < 64
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=PROCESS_DEADLINE)
-    assert done.returncode == 0, done.stderr[-2000:]
-    after = {p.name: p.stat().st_mtime_ns for p in blocks.glob("*.npz")}
-    assert len(after) == 64 and all(after[name] == t for name, t in before.items())  # not redone
+    assert not out.exists()  # no output until it is complete
+    seen: dict[str, int] = {}
+    # the rerun: watch that no finished block is done again
+    proc = spawn(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    while proc.poll() is None:
+        seen.update(_mtimes(blocks))
+        assert time.monotonic() < deadline + PROCESS_DEADLINE, "the rerun did not finish"
+        time.sleep(0.05)
+    assert proc.returncode == 0, proc.stderr.read()[-2000:]
+    assert all(seen[name] == t for name, t in before.items())  # not redone
     labels = np.asarray(zarr.open_array(str(out / "0"))[:])
     assert one_label_per_disk(labels, truth)
-    assert json.loads((out / ".inceptseg" / "run.json").read_text())["complete"] is True
+    assert (
+        is_ours(out) and not RunFolder(out).partial.exists() and not (out / ".inceptseg").exists()
+    )
 
 
 def test_a_worker_killed_mid_run_is_replaced_and_the_run_completes(tmp_path):
     """Dask's nanny restarts a killed worker and its blocks run again: the labels are
-    whole, as if nothing had happened."""
+    whole, as if nothing had happened. The test holds a Client of its own, current in a
+    ``with`` block, as a notebook does: the run waits on its futures in its own client's
+    event loop, not in that one's (a lost block's future is waited on again)."""
     import os
 
     from distributed import Client, LocalCluster
@@ -214,4 +252,140 @@ def test_a_worker_killed_mid_run_is_replaced_and_the_run_completes(tmp_path):
     assert killed
     labels = np.asarray(zarr.open_array(str(out / "0"))[:])
     assert one_label_per_disk(labels, truth)
-    assert json.loads((out / ".inceptseg" / "run.json").read_text())["complete"] is True
+    assert is_ours(out) and not RunFolder(out).partial.exists()
+
+
+def _files(folder) -> dict[str, bytes]:
+    """Every file under ``folder`` with its bytes (to show that nothing changed)."""
+    return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+def test_nothing_that_is_not_this_programs_output_is_ever_replaced(tmp_path):
+    """Refused before any work, whatever ``overwrite`` says: the input itself, a folder
+    inside it or around it, a folder of someone else's files, a symbolic link."""
+    from napari_inceptseg.distributed import segment_zarr
+
+    src = write_ome_zarr(
+        tmp_path / "in.ome.zarr", np.zeros((3, 64, 64), np.uint8), "cyx", (3, 32, 32)
+    )
+    theirs = tmp_path / "results"
+    theirs.mkdir()
+    (theirs / "notes.txt").write_text("someone's notes")
+    (tmp_path / "link.ome.zarr").symlink_to(theirs)
+    before = _files(tmp_path)
+    for out, match in (
+        (src, "is, holds or lies inside the input"),
+        (src / "labels", "is, holds or lies inside the input"),
+        (tmp_path, "is, holds or lies inside the input"),
+        (theirs, "not an output of napari-inceptseg"),
+        (tmp_path / "link.ome.zarr", "symbolic link"),
+    ):
+        with pytest.raises(ValueError, match=match):
+            segment_zarr(src, out, overwrite=True, scheduler="tcp://127.0.0.1:9")
+    for workers in (0, -1, 1.5, True):
+        with pytest.raises(ValueError, match="workers must be a whole number >= 1"):
+            segment_zarr(src, tmp_path / "new.ome.zarr", workers=workers)
+    assert _files(tmp_path) == before and not (tmp_path / "new.ome.zarr").exists()
+    # the command line says the same in one line, and leaves the input as it was
+    done = run_command(
+        [sys.executable, "-m", "napari_inceptseg", "segment", str(src), "-o", str(src)]
+        + ["--overwrite", "-q"]
+    )
+    assert done.returncode == 2 and "inside the input" in done.stderr
+    assert "Traceback" not in done.stderr and _files(tmp_path) == before
+
+
+def test_an_old_output_is_replaced_only_once_the_new_one_is_complete(tmp_path, cluster):
+    from napari_inceptseg.distributed import segment_zarr
+
+    image, truth = disks(256, 128)
+    src = write_ome_zarr(tmp_path / "in.ome.zarr", np.moveaxis(image, -1, 0), "cyx", (3, 128, 128))
+    out = segment_zarr(src, tmp_path / "out.ome.zarr", scheduler=cluster, block=128, seed=0)
+    before = _files(out)
+    with pytest.raises(ValueError, match="cannot reach the Dask scheduler"):
+        segment_zarr(src, out, scheduler="tcp://127.0.0.1:9", overwrite=True, seed=0)
+    assert _files(out) == before and not RunFolder(out).partial.exists()
+    segment_zarr(src, out, scheduler=cluster, block=128, seed=1, overwrite=True)
+    labels = np.asarray(zarr.open_array(str(out / "0"))[:])
+    assert one_label_per_disk(labels, truth) and is_ours(out)
+    assert (
+        json.loads((out / ".zattrs").read_text())["napari-inceptseg"]["request"]["params"]["seed"]
+        == 1
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.ome.zarr", "out.ome.zarr"]
+
+
+def test_a_resumed_run_whose_input_has_changed_starts_afresh(tmp_path, cluster):
+    """An unfinished run (closed after a few blocks) on one image; the image is then
+    replaced by another of the same shape: the rerun says it starts afresh, and its
+    labels are the new image's."""
+    import shutil
+
+    from napari_inceptseg.distributed import segment_zarr, segment_zarr_iter
+
+    first, _ = disks(512, 128, seed=0)
+    second, truth = disks(512, 256, seed=2)  # other disks, same shape and chunks
+    src = tmp_path / "in.ome.zarr"
+    write_ome_zarr(src, np.moveaxis(first, -1, 0), "cyx", (3, 128, 128))
+    out = tmp_path / "out.ome.zarr"
+    run = segment_zarr_iter(src, out, scheduler=cluster, block=128, seed=0)
+    for record in run:
+        if record.stage == "blocks" and record.done >= 4:
+            break
+    run.close()  # cancelled: the partial run is kept for a rerun
+    assert RunFolder(out).partial.exists() and not out.exists()
+    shutil.rmtree(src)
+    write_ome_zarr(src, np.moveaxis(second, -1, 0), "cyx", (3, 128, 128))
+    with pytest.warns(UserWarning, match="starting afresh.*input has changed"):
+        segment_zarr(src, out, scheduler=cluster, block=128, seed=0)
+    labels = np.asarray(zarr.open_array(str(out / "0"))[:])
+    assert one_label_per_disk(labels, truth) and score(labels, truth)["covering"] > 0.9
+
+
+def test_input_the_method_refuses_stops_at_once_and_leaves_nothing(tmp_path, cluster):
+    """NaN pixels are met by a worker: the run ends with the method's own message, the
+    task is not retried (no worker logs a failed task) and no output or partial folder
+    is left. An image too small, or a damaged chunk, is refused before any cluster."""
+    from distributed import Client
+
+    from napari_inceptseg.distributed import segment_zarr
+    from napari_inceptseg.distributed.blocks import read_window
+    from napari_inceptseg.distributed.ngff import open_image
+
+    image = disks(256, 128)[0].astype(np.float32)
+    image[200:210, 10:20] = np.nan
+    src = write_ome_zarr(tmp_path / "nan.ome.zarr", np.moveaxis(image, -1, 0), "cyx", (3, 128, 128))
+    out = tmp_path / "out.ome.zarr"
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        segment_zarr(src, out, scheduler=cluster, block=128, seed=0)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["nan.ome.zarr"]
+    with Client(cluster, set_as_default=False) as client:
+        logs = client.get_worker_logs()
+    assert not any("Compute Failed" in line for log in logs.values() for _, line in log)
+    tiny = write_ome_zarr(tmp_path / "tiny.ome.zarr", np.zeros((6, 6), np.uint8), "yx", (6, 6))
+    with pytest.raises(ValueError, match="at least 8 x 8"):
+        segment_zarr(tiny, out, scheduler="tcp://127.0.0.1:9")
+    good = write_ome_zarr(
+        tmp_path / "good.ome.zarr", np.ones((3, 64, 64), np.uint8), "cyx", (3, 32, 32)
+    )
+    level = json.loads((good / ".zattrs").read_text())["multiscales"][0]["datasets"][0]["path"]
+    chunk = sorted(p for p in (good / level).rglob("*") if p.is_file() and p.name[0] != ".")[-1]
+    chunk.write_bytes(b"\x28\xb5\x2f\xfd not a chunk")
+    key = str(chunk.relative_to(good))
+    with pytest.raises(ValueError, match=f"{key}: a damaged chunk"):
+        segment_zarr(good, out, scheduler="tcp://127.0.0.1:9")
+    with pytest.raises(ValueError, match=f"{key}: a damaged chunk"):  # as a worker reads it
+        read_window(open_image(good), (), (0, 64), (0, 64))
+    assert not out.exists() and not RunFolder(out).partial.exists()
+
+
+def test_a_script_without_the_main_guard_is_told_what_to_do(tmp_path):
+    src = write_ome_zarr(tmp_path / "in.ome.zarr", np.zeros((32, 32), np.uint8), "yx", (32, 32))
+    script = tmp_path / "run.py"
+    script.write_text(
+        "from napari_inceptseg.distributed import segment_zarr\n"
+        f"segment_zarr({str(src)!r}, {str(tmp_path / 'out.ome.zarr')!r}, workers=1)\n"
+    )
+    done = run_command([sys.executable, str(script)], cwd=tmp_path)
+    assert done.returncode != 0
+    assert 'if __name__ == "__main__":' in done.stderr.strip().splitlines()[-1]

@@ -58,7 +58,7 @@ def _check_regular_file(path: Path) -> None:
         raise ValueError(f"{path}: is {kind}, not an image file; save the image to a file first")
 
 
-def _umask() -> int:
+def current_umask() -> int:
     """The process's umask (Linux reads it without changing it; elsewhere set and restore)."""
     try:
         with open("/proc/self/status") as fh:
@@ -80,10 +80,10 @@ def atomic_write(path: Path, write, overwrite: bool) -> None:
     replaces, not the temporary file's private 0600.
     """
     path = Path(path)
-    if path.exists() and not overwrite:
+    if os.path.lexists(path) and not overwrite:  # (a dangling link included)
         raise FileExistsError(f"{path} exists; pass overwrite=True to replace it")
     path.parent.mkdir(parents=True, exist_ok=True)
-    mode = path.stat().st_mode & 0o7777 if path.exists() else 0o666 & ~_umask()
+    mode = path.stat().st_mode & 0o7777 if path.exists() else 0o666 & ~current_umask()
     fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}-", suffix=path.suffix, dir=path.parent)
     os.fchmod(fd, mode)
     os.close(fd)
@@ -106,6 +106,8 @@ def check_writable(path, *, overwrite: bool = False, what: str = "output file") 
     Raises a ValueError (FileExistsError for an existing file) that says what to do.
     """
     path = Path(path)
+    if path.is_symlink():
+        raise ValueError(f"the {what} {path} is a symbolic link: name the file itself")
     if path.is_dir():
         raise ValueError(f"the {what} {path} is a folder: name a file")
     if path.exists() and not overwrite:
@@ -126,6 +128,19 @@ def check_folder_takes_files(path: Path, what: str) -> None:
         raise ValueError(
             f"cannot write the {what} {path} ({exc.strerror or exc}): choose another place"
         ) from None
+
+
+def check_creatable(path, what: str) -> Path:
+    """Before any work, without writing anything: ``path`` can be made, because the
+    nearest folder above it that exists takes new files; a ValueError otherwise.
+    """
+    path = Path(path)
+    parent = path.absolute().parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+        raise ValueError(f"cannot write the {what} {path} (no write access to {parent})")
+    return path
 
 
 def write_labels(path, labels: np.ndarray, *, overwrite: bool = False) -> Path:

@@ -10,6 +10,7 @@ its numbers to a ``.npz`` beside it, so a rerun finds what is done.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -80,13 +81,39 @@ def read_window(
             if axis == "c"
             else next(lead)
         )
-    window = np.asarray(image.levels[0][tuple(sel)])
+    from .ngff import read_pixels
+
+    window = read_pixels(image, image.levels[0], tuple(sel))
     if "c" in image.axes and not image.rgb:
         c = [a for a in image.axes if a in "cyx"].index("c")
         window = np.moveaxis(window, c, -1)
     return window
 
 
+@dataclass(frozen=True)
+class Refusal:
+    """A worker's answer for input that the method refuses (a ValueError: the same on
+    every retry), handed back instead of raised, so that Dask neither retries the task
+    nor logs its traceback; the client raises it as a ValueError.
+    """
+
+    message: str
+
+
+def refusing(task):
+    """``task`` with its ValueError handed back as a :class:`Refusal`."""
+
+    @functools.wraps(task)
+    def run(*args, **kwargs):
+        try:
+            return task(*args, **kwargs)
+        except ValueError as exc:
+            return Refusal(str(exc))
+
+    return run
+
+
+@refusing
 def train_network(path: str, plane: tuple[int, ...], params: dict, out: str) -> str:
     """Train the default method on a copy of one plane of at most :data:`COPY_PIXELS`
     pixels (averaged down, chunk by chunk) and save the network to ``out``.
@@ -94,7 +121,7 @@ def train_network(path: str, plane: tuple[int, ...], params: dict, out: str) -> 
     import dask.array as da
 
     from ..engine.loop import segment
-    from .ngff import open_image
+    from .ngff import damaged, open_image
 
     image = open_image(path)
     h, w = (image.shape[image.axes.index(a)] for a in "yx")
@@ -104,9 +131,12 @@ def train_network(path: str, plane: tuple[int, ...], params: dict, out: str) -> 
     plane_data = lazy[sel]
     kept = [a for a in image.axes if a not in "tz"]
     factors = {i: factor for i, a in enumerate(kept) if a in "yx"}
-    copy = da.coarsen(np.mean, plane_data, factors, trim_excess=True).compute(
-        scheduler="synchronous"
-    )
+    try:
+        copy = da.coarsen(np.mean, plane_data, factors, trim_excess=True).compute(
+            scheduler="synchronous"
+        )
+    except Exception as exc:  # noqa: BLE001 - a damaged chunk, named by ngff.damaged
+        raise damaged(image, image.levels[0], sel, exc) from None
     if "c" in kept and not image.rgb:
         copy = np.moveaxis(copy, kept.index("c"), -1)
     channel_axis = -1 if ("c" in kept and not image.rgb) else None
@@ -123,6 +153,7 @@ def _leading(axes: str, plane: tuple[int, ...]):
     return [next(lead) if a in "tz" else None for a in axes]
 
 
+@refusing
 def block_regions(
     path: str, network: str, block: Block, scratch: str, stats_dir: str, params: dict
 ) -> dict[str, np.ndarray]:

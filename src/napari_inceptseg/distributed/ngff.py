@@ -11,8 +11,12 @@ levels, which napari-ome-zarr and ome-zarr-py read.
 
 from __future__ import annotations
 
+import itertools
+import math
 from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
 
 #: the axis types of NGFF and the names this reader understands for them
 AXIS_TYPES = {"time": "t", "channel": "c", "space": "zyx"}
@@ -65,13 +69,16 @@ def open_image(path) -> ZarrImage:
     if isinstance(node, zarr.Array):
         return _plain_array(path, node)
     attrs = dict(node.attrs)
-    multiscales = attrs.get("ome", attrs).get("multiscales")
+    ome = attrs.get("ome", attrs)
+    multiscales = ome.get("multiscales") if isinstance(ome, dict) else None
     if not multiscales:
         raise _refuse(
             path,
             "a zarr group without OME-Zarr 'multiscales' metadata: give the image's group "
             "(or one of its arrays)",
         )
+    if not isinstance(multiscales, list):
+        raise _refuse(path, f"'multiscales' is {multiscales!r}, not a list of images")
     return _multiscale(path, node, multiscales[0])
 
 
@@ -87,14 +94,42 @@ def _plain_array(path: Path, array) -> ZarrImage:
     return ZarrImage(path, axes, [array], [(1.0,) * ndim], rgb=rgb)
 
 
-def _multiscale(path: Path, group, meta: dict) -> ZarrImage:
+def _multiscale(path: Path, group, meta) -> ZarrImage:
+    if not isinstance(meta, dict):
+        raise _refuse(path, f"'multiscales' holds {meta!r}, not an OME-Zarr image description")
+    axes = _axes(path, _listed(path, meta, "axes"))
+    levels, scales = [], []
+    for ds in _listed(path, meta, "datasets"):
+        try:
+            levels.append(group[ds["path"]])
+        except (KeyError, TypeError) as exc:
+            raise _refuse(
+                path, f"multiscales names a level {ds!r} that is not there ({exc})"
+            ) from None
+        scales.append(_scale(path, ds, len(axes)))
+    if not levels:
+        raise _refuse(path, "multiscales lists no datasets")
+    if any(not hasattr(lv, "ndim") or lv.ndim != len(axes) for lv in levels):
+        raise _refuse(path, f"the axes {axes!r} do not match the arrays' dimensions")
+    return ZarrImage(path, axes, levels, scales)
+
+
+def _listed(path: Path, meta: dict, key: str) -> list:
+    value = meta.get(key, [])
+    if not isinstance(value, list):
+        raise _refuse(path, f"multiscales {key!r} is {value!r}, not a list")
+    return value
+
+
+def _axes(path: Path, listed: list) -> str:
     axes = ""
-    for axis in meta.get("axes", []):
-        name = axis["name"] if isinstance(axis, dict) else str(axis)
+    for axis in listed:
+        name = axis.get("name") if isinstance(axis, dict) else axis
         kind = axis.get("type") if isinstance(axis, dict) else None
         if (
-            name not in "tczyx"
+            not isinstance(name, str)
             or len(name) != 1
+            or name not in "tczyx"
             or (kind is not None and name not in AXIS_TYPES.get(kind, ""))
         ):
             raise _refuse(
@@ -106,45 +141,69 @@ def _multiscale(path: Path, group, meta: dict) -> ZarrImage:
         raise _refuse(
             path, f"axes {axes!r}: an image needs y and x as its last axes, each axis once"
         )
-    levels, scales = [], []
-    for ds in meta.get("datasets", []):
-        try:
-            levels.append(group[ds["path"]])
-        except (KeyError, TypeError) as exc:
-            raise _refuse(
-                path, f"multiscales names a level {ds!r} that is not there ({exc})"
-            ) from None
-        scale = next(
-            (
-                t["scale"]
-                for t in ds.get("coordinateTransformations", [])
-                if t.get("type") == "scale"
-            ),
-            [1.0] * len(axes),
-        )
-        scales.append(tuple(float(v) for v in scale))
-    if not levels:
-        raise _refuse(path, "multiscales lists no datasets")
-    if any(lv.ndim != len(axes) for lv in levels):
+    return axes
+
+
+def _scale(path: Path, ds: dict, n_axes: int) -> tuple[float, ...]:
+    """A level's scale: positive finite numbers, one per axis (1 each when not given)."""
+    transforms = ds.get("coordinateTransformations", [])
+    scale = next(
+        (
+            t.get("scale")
+            for t in (transforms if isinstance(transforms, list) else [])
+            if isinstance(t, dict) and t.get("type") == "scale"
+        ),
+        [1.0] * n_axes,
+    )
+    try:
+        values = tuple(float(v) for v in scale if not isinstance(v, (bool, str)))
+    except (TypeError, ValueError):
+        values = ()
+    if len(values) != n_axes or not all(math.isfinite(v) and v > 0 for v in values):
         raise _refuse(
-            path, f"the axes {axes!r} do not match the arrays' {levels[0].ndim} dimensions"
+            path,
+            f"level {ds.get('path')!r} has the scale {scale!r}: give {n_axes} positive numbers",
         )
-    return ZarrImage(path, axes, levels, scales)
+    return values
 
 
-def check_output(path, overwrite: bool) -> Path:
-    """Before any work: the output can be made (an existing one only with ``overwrite``)."""
-    from ..io import check_folder_takes_files
+def read_pixels(image: ZarrImage, array, selection: tuple) -> np.ndarray:
+    """``array[selection]`` of the image, or a ValueError that names the damaged chunk
+    (its file in the store) when the pixels cannot be read.
+    """
+    try:
+        return np.asarray(array[selection])
+    except Exception as exc:  # noqa: BLE001 - codec and store errors come in many types
+        raise damaged(image, array, selection, exc) from None
 
-    path = Path(path)
-    if path.exists() and not overwrite:
-        raise ValueError(
-            f"{path} exists: choose another output, or pass overwrite=True to replace it"
+
+def damaged(image: ZarrImage, array, selection: tuple, exc: Exception) -> ValueError:
+    """The ValueError for pixels that could not be read: the first chunk of
+    ``selection`` that fails on its own, named by its key in the store.
+    """
+    spans = []
+    for sel, size, chunk in zip(selection, array.shape, array.chunks, strict=False):
+        lo, hi = sel.indices(size)[:2] if isinstance(sel, slice) else (int(sel), int(sel) + 1)
+        spans.append(range(lo // chunk, max(lo // chunk + 1, -(-hi // chunk))))
+    for index in itertools.product(*spans):
+        region = tuple(
+            slice(i * c, min((i + 1) * c, s))
+            for i, c, s in zip(index, array.chunks, array.shape, strict=False)
         )
-    if path.exists() and not path.is_dir():
-        raise ValueError(f"{path} is a file, not an OME-Zarr folder: choose another output")
-    check_folder_takes_files(path, "output")
-    return path
+        try:
+            array[region]
+        except Exception as err:  # noqa: BLE001 - as above
+            key = array.metadata.encode_chunk_key(index)
+            where = "/".join(p for p in (str(image.path), array.path, key) if p)
+            return ValueError(
+                f"{where}: a damaged chunk of the image ({_first_line(err)}); "
+                "restore the image from a good copy"
+            )
+    return ValueError(f"{image.path}: its pixels cannot be read ({_first_line(exc)})")
+
+
+def _first_line(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {(str(exc).strip().splitlines() or [''])[0]}"
 
 
 def label_pyramid_shapes(shape: tuple[int, ...], smallest: int = 256) -> list[tuple[int, ...]]:

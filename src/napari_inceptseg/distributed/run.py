@@ -10,15 +10,18 @@ read and write zarr themselves, so no process holds the image.
    hierarchy cut on whole-image statistics (:mod:`.stitch`).
 4. **Write** every block's final labels, then the pyramid (nearest neighbour).
 
-Everything lands in the output folder as it is done (the network, each block's regions
-and numbers, each written block), so a rerun after a kill picks up where it stopped; a
-worker that dies mid-task has its task retried by Dask.
+Nothing is written before the input, the output and the cluster are all checked. The
+run is written into a partial folder beside the output as it goes (the network, each
+block's regions and numbers, each written block), so a rerun of the same request on the
+same input after a kill picks up where it stopped; it becomes the output only once it is
+complete (:mod:`.output`). A worker that dies mid-task has its task retried by Dask; input
+the method refuses (NaN pixels, a damaged chunk) stops the run at once and leaves nothing.
 """
 
 from __future__ import annotations
 
-import json
-import shutil
+import math
+import numbers
 from collections.abc import Generator
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,10 +30,10 @@ from typing import Any
 import numpy as np
 
 from .blocks import plane_blocks
-from .ngff import check_output, create_labels, open_image
+from .cluster import check_workers, cluster_client
+from .ngff import create_labels, open_image
+from .output import check_output, discard, fingerprint, finish, start
 
-#: how long the client waits for a scheduler that does not answer
-CONNECT_TIMEOUT_S = 10
 #: how often Dask retries a block whose worker died
 RETRIES = 3
 
@@ -42,48 +45,6 @@ class ZarrProgress:
     stage: str
     done: int
     total: int
-
-
-def _state_dir(out: Path) -> Path:
-    return out / ".inceptseg"
-
-
-def _prepare_output(out: Path, request: dict[str, Any], overwrite: bool) -> bool:
-    """Start, resume or refuse: returns whether an unfinished run of the same request is
-    resumed. A finished output, or another request's, needs ``overwrite``.
-    """
-    record = _state_dir(out) / "run.json"
-    if out.exists() and not overwrite and record.exists():
-        old = json.loads(record.read_text())
-        if old.get("request") == request and not old.get("complete"):
-            return True
-    check_output(out, overwrite)
-    if out.exists():
-        shutil.rmtree(out)
-    _state_dir(out).mkdir(parents=True)
-    (_state_dir(out) / "blocks").mkdir()
-    record.write_text(json.dumps({"request": request, "complete": False}, indent=1))
-    return False
-
-
-def _client(scheduler: str | None, workers: int | None):
-    """A client of the cluster at ``scheduler``, or of a LocalCluster sized to this
-    machine; ``(client, cluster or None)``.
-    """
-    from distributed import Client, LocalCluster
-
-    if scheduler:
-        try:
-            return Client(scheduler, timeout=f"{CONNECT_TIMEOUT_S}s"), None
-        except (OSError, TimeoutError) as exc:
-            raise ValueError(
-                f"cannot reach the Dask scheduler at {scheduler} within {CONNECT_TIMEOUT_S} s "
-                f"({exc}): is it running, and is the address right (tcp://HOST:8786)?"
-            ) from None
-    cluster = LocalCluster(
-        n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None
-    )
-    return Client(cluster), cluster
 
 
 def segment_zarr_iter(
@@ -112,11 +73,14 @@ def segment_zarr_iter(
     scheduler : str, optional
         The address of a running Dask scheduler; default: a LocalCluster.
     workers : int, optional
-        Processes of the LocalCluster.
+        Processes of the LocalCluster (at least 1; default: Dask's choice for this
+        machine). A script that starts a LocalCluster must call this under
+        ``if __name__ == "__main__":``.
     block : int
         Block side in pixels (at least 64).
     overwrite : bool
-        Replace an existing output.
+        Replace an existing output, once the new one is complete. Only an output this
+        program wrote is ever replaced.
     preset : str
         The method's preset (it must make regions: the default method).
     **params
@@ -136,10 +100,11 @@ def segment_zarr_iter(
     Raises
     ------
     ValueError
-        Bad input or output (not zarr, unknown axes, an existing output without
-        ``overwrite``), before any work.
-    OSError
-        The scheduler cannot be reached (within 10 s).
+        Bad input or output (not zarr, unknown axes, an output that is an input or is
+        not this program's, an existing output without ``overwrite``) or a scheduler
+        that does not answer within 10 s, before anything is written; input that the
+        method refuses (NaN pixels, a damaged chunk) when a worker meets it, leaving
+        nothing behind.
 
     Examples
     --------
@@ -154,38 +119,72 @@ def segment_zarr_iter(
     settings = preset_params(preset, **params)
     if not settings.regions:
         raise ValueError("whole-image runs make regions (the default method): leave regions on")
-    if isinstance(block, bool) or int(block) != block or block < 64:
+    if (
+        isinstance(block, bool)
+        or not isinstance(block, numbers.Real)
+        or not math.isfinite(block)
+        or int(block) != block
+        or block < 64
+    ):
         raise ValueError(f"block must be a whole number of pixels >= 64, got {block!r}")
+    check_workers(workers)
     image = open_image(input_path)
-    out = Path(output_path)
+    _check_image(image)
+    folder = check_output(output_path, [input_path], overwrite)
     request = {
         "input": str(Path(input_path).resolve()),
+        "fingerprint": fingerprint(image),
         "block": int(block),
         "params": settings.to_dict(),
     }
-    _prepare_output(out, request, overwrite)
-    client, cluster = _client(scheduler, workers)
-    try:
-        return (yield from _run(client, image, out, int(block), settings.to_dict()))
-    finally:
-        client.close()
-        if cluster is not None:
-            cluster.close()
+    with cluster_client(scheduler, workers) as client:  # nothing is written before this
+        start(folder, request)
+        try:
+            summary = yield from _run(client, image, folder, int(block), settings.to_dict())
+        except ValueError:  # the input was refused: the same on a rerun, so nothing is kept
+            discard(folder)
+            raise
+    return finish(folder, summary)
 
 
-def _run(client, image, out: Path, block: int, params: dict):
+def _check_image(image) -> None:
+    """What the method refuses in any image, found from the metadata on the client."""
+    from ..image import MIN_SIZE
+
+    if image.levels[0].dtype.kind not in "biuf":
+        raise ValueError(
+            f"{image.path}: pixels of type {image.levels[0].dtype} are not an image's numbers"
+        )
+    h, w = (image.shape[image.axes.index(a)] for a in "yx")
+    if h < MIN_SIZE or w < MIN_SIZE:
+        raise ValueError(
+            f"{image.path}: the image is {h} x {w} pixels; it must be at least "
+            f"{MIN_SIZE} x {MIN_SIZE}"
+        )
+
+
+def _answer(value):
+    """A worker's answer, or its :class:`~.blocks.Refusal` raised as a ValueError."""
+    from .blocks import Refusal
+
+    if isinstance(value, Refusal):
+        raise ValueError(value.message)
+    return value
+
+
+def _run(client, image, folder, block: int, params: dict):
     from distributed import as_completed
 
     from . import blocks as B
 
-    state = _state_dir(out)
+    state = folder.state
     shape = image.shape
     yx = (shape[image.axes.index("y")], shape[image.axes.index("x")])
     lead = [shape[i] for i, a in enumerate(image.axes) if a in "tz"]
     planes = list(np.ndindex(*lead)) if lead else [()]
     blocks = plane_blocks(yx, planes, block)
     chunks = (1,) * len(lead) + (block, block)
-    levels = create_labels(out, image, chunks)
+    levels = create_labels(folder.partial, image, chunks)
     scratch = str(state / "scratch")
     _scratch(scratch, levels[0].shape, chunks)
     network = yield from _trained_network(client, image, lead, params, state)
@@ -204,8 +203,10 @@ def _run(client, image, out: Path, block: int, params: dict):
         ): b.index
         for b in blocks
     }
-    for k, fut in enumerate(as_completed(futures), 1):
-        stats[futures[fut]] = fut.result()
+    # (waited on in this client's own event loop: a Client the caller holds open, made
+    # current by ``with``, must not become the loop the futures are tracked in)
+    for k, fut in enumerate(as_completed(futures, loop=client.loop), 1):
+        stats[futures[fut]] = _answer(fut.result())
         yield ZarrProgress("blocks", k, len(blocks))
     yield ZarrProgress("stitching", 0, 1)
     luts, n_labels = _stitch(blocks, stats, planes, params, yx[0] * yx[1])
@@ -214,7 +215,7 @@ def _run(client, image, out: Path, block: int, params: dict):
         client.submit(
             B.write_block,
             scratch,
-            str(out / "0"),
+            str(folder.partial / "0"),
             b,
             lut,
             str(state / "blocks"),
@@ -223,11 +224,11 @@ def _run(client, image, out: Path, block: int, params: dict):
         )
         for b, lut in zip(blocks, luts, strict=False)
     ]
-    for k, _ in enumerate(as_completed(writes), 1):
+    for k, fut in enumerate(as_completed(writes, loop=client.loop), 1):
+        fut.result()
         yield ZarrProgress("writing", k, len(blocks))
-    yield from _pyramid(client, out, len(levels))
-    _finish(out, n_labels, len(blocks))
-    return out
+    yield from _pyramid(client, folder.partial, len(levels))
+    return {"n_labels": n_labels, "n_blocks": len(blocks)}
 
 
 def _trained_network(client, image, lead, params: dict, state: Path):
@@ -238,9 +239,11 @@ def _trained_network(client, image, lead, params: dict, state: Path):
     if not network.exists():
         yield ZarrProgress("training", 0, 1)
         mid = tuple(n // 2 for n in lead)
-        client.submit(
-            B.train_network, str(image.path), mid, params, str(network), retries=RETRIES
-        ).result()
+        _answer(
+            client.submit(
+                B.train_network, str(image.path), mid, params, str(network), retries=RETRIES
+            ).result()
+        )
     yield ZarrProgress("training", 1, 1)
     return network
 
@@ -280,14 +283,6 @@ def _pyramid(client, out: Path, n_levels: int):
         level = src[step].rechunk(dst.chunks)
         client.compute(da.store(level, dst, lock=False, compute=False)).result()
         yield ZarrProgress("pyramid", k, n_levels - 1)
-
-
-def _finish(out: Path, n_labels: int, n_blocks: int) -> None:
-    state = _state_dir(out)
-    record = json.loads((state / "run.json").read_text())
-    record.update(complete=True, n_labels=n_labels, n_blocks=n_blocks)
-    (state / "run.json").write_text(json.dumps(record, indent=1))
-    shutil.rmtree(state / "scratch", ignore_errors=True)
 
 
 def segment_zarr(input_path, output_path, **kwargs) -> Path:
