@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import sys
 
 import numpy as np
 import pytest
@@ -463,3 +464,72 @@ def test_images_without_objects_have_undefined_object_scores_left_out_of_the_sum
     assert f1["n_undefined"] == 1
     assert f1["mean"] == pytest.approx(np.mean([float(rows[n]["f1"]) for n in ("im1", "im2")]))
     assert "(1 undefined)" in (out / "summary.md").read_text()
+
+
+def test_one_run_at_a_time_per_folder_and_a_rerun_keeps_one_row_per_pair(folder, capsys):
+    from napari_inceptseg.bench.output import locked
+
+    out = folder / "out"
+    assert _cli(folder, out, "--method", "kmeans3") == 0
+    rows = _rows(out)
+    with locked(out):  # another run holds the folder
+        assert _cli(folder, out, "--method", "kmeans3") == 2
+        assert "another evaluate run is writing into" in capsys.readouterr().err
+    assert _rows(out) == rows
+    # two runs that wrote into one folder before it was locked: every pair twice
+    text = (out / "results.csv").read_text()
+    (out / "results.csv").write_text(text + "".join(text.splitlines(True)[1:]))
+    assert _cli(folder, out, "--method", "kmeans3") == 0
+    assert _rows(out) == rows
+    assert json.loads((out / "summary.json").read_text())["n_images_scored"] == 3
+
+
+def test_an_output_or_cluster_that_cannot_serve_is_one_clear_line(folder, capsys):
+    taken = folder / "taken.txt"
+    taken.write_text("someone's file")
+    assert _cli(folder, taken) == 2
+    err = capsys.readouterr().err
+    assert "is a file, not a folder" in err and "--out" in err and "Traceback" not in err
+    out = folder / "out"
+    assert _cli(folder, out, "--scheduler", "tcp://127.0.0.1:9") == 2
+    assert "cannot reach the Dask scheduler" in capsys.readouterr().err
+    assert not out.exists()  # nothing is written before the cluster answers
+    for workers in ("0", "-1"):
+        assert _cli(folder, out, "--workers", workers) == 2
+    with pytest.raises(ValueError, match="workers must be a whole number >= 1"):
+        ev.run_evaluation(
+            list_items("folder", images=folder / "img", labels=folder / "lab"),
+            ["kmeans3"],
+            {},
+            out,
+            config={"dataset": "folder"},
+            workers=0,
+        )
+    assert not out.exists() and taken.read_text() == "someone's file"
+
+
+def test_an_empty_config_is_named_and_files_not_ours_are_never_replaced(folder, capsys):
+    out = folder / "out"
+    assert _cli(folder, out, "--method", "kmeans3") == 0
+    (out / "config.json").write_text("")  # a run killed while writing it
+    assert _cli(folder, out, "--method", "kmeans3", "--overwrite") == 2
+    err = capsys.readouterr().err
+    assert f"{out / 'config.json'} cannot be read" in err
+    (out / "config.json").unlink()
+    before = (out / "results.csv").read_text()
+    assert _cli(folder, out, "--method", "kmeans3", "--overwrite") == 2
+    assert "never replaced" in capsys.readouterr().err
+    assert (out / "results.csv").read_text() == before
+
+
+def test_images_without_ground_truth_are_said_and_counted(folder):
+    from PIL import Image
+
+    Image.fromarray(np.zeros((24, 30, 3), np.uint8)).save(folder / "img" / "lonely.png")
+    with pytest.warns(UserWarning, match=r"1 of 5 images .* no label map .*lonely\.png"):
+        assert _cli(folder, folder / "out", "--method", "kmeans3") == 0
+    cmd = [sys.executable, "-m", "napari_inceptseg", "evaluate", "--dataset", "folder"]
+    cmd += ["--images", str(folder / "img"), "--labels", str(folder / "lab"), "--method"]
+    done = run_command([*cmd, "kmeans3", "-o", str(folder / "out2"), "-q"])
+    assert done.returncode == 0
+    assert "napari-inceptseg: warning: 1 of 5 images" in done.stderr.splitlines()[0]

@@ -7,6 +7,7 @@ No torch, no napari.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -157,12 +158,21 @@ def _folder(
     by_stem: dict[str, Path] = {
         p.stem: p for p in labels.iterdir() if p.suffix.lower() in (".png", ".tif", ".tiff", ".mat")
     }
-    items = []
+    items, unlabelled = [], []
     for p in sorted(images.iterdir()):
-        if p.suffix.lower() in IMAGE_EXTS and p.stem in by_stem:
+        if p.suffix.lower() in IMAGE_EXTS and p.stem not in by_stem:
+            unlabelled.append(p.name)
+        elif p.suffix.lower() in IMAGE_EXTS:
             gt = by_stem[p.stem]
             kind = "mat" if gt.suffix == ".mat" else ("instances" if instances else "png")
             items.append(Item(p.stem, p, gt, kind, ignore_index))
+    if unlabelled and items:
+        warnings.warn(
+            f"{len(unlabelled)} of {len(unlabelled) + len(items)} images in {images} have no "
+            f"label map with the same file stem in {labels} and are left out "
+            f"({', '.join(unlabelled[:3])}{', ...' if len(unlabelled) > 3 else ''})",
+            stacklevel=3,
+        )
     if not items:
         raise ValueError(
             f"no image in {images} has a label map with the same file stem in {labels}"

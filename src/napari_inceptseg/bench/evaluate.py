@@ -14,6 +14,7 @@ No Qt, no napari. Runs sequentially, or over a Dask distributed cluster.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 import zlib
@@ -31,7 +32,14 @@ from ..params import ARCHITECTURES, SegmentParams
 from ..presets import PRESETS, preset_params
 from .baselines import BASELINES, baseline_levels
 from .datasets import Item
-from .output import LEVELS_KEY, SKIP_COLUMNS, prepare_output, record_answers
+from .output import (
+    LEVELS_KEY,
+    SKIP_COLUMNS,
+    check_output_folder,
+    locked,
+    prepare_output,
+    record_answers,
+)
 from .region_benchmark import level_rows
 from .tables import (
     BASE_COLUMNS,
@@ -219,34 +227,23 @@ def _side_by_side(pairs, params: dict[str, Any], scale: float, batch: int) -> It
         yield answer
 
 
-def _execute(todo, params, scale, workers, scheduler, batch: int = 1) -> Iterator[tuple]:
-    if not workers and not scheduler:
+def _execute(todo, params, scale, client, workers, batch: int = 1) -> Iterator[tuple]:
+    """Every pair's answer: here, or on the cluster of ``client`` (None: here)."""
+    if client is None:
         yield from _side_by_side(todo, params, scale, batch)
         return
-    from distributed import Client, LocalCluster, as_completed
+    from distributed import as_completed
 
-    cluster = None
-    if scheduler:
-        client = Client(scheduler)
-        threads = 0
-    else:
-        cluster = LocalCluster(
-            n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None
-        )
-        client = Client(cluster)
-        threads = max(1, (os.cpu_count() or 1) // workers)
-    try:  # each worker takes a batch of pairs at a time
-        chunks = [todo[k : k + batch] for k in range(0, len(todo), max(1, batch))]
-        futures = [
-            client.submit(_safe_evaluate_batch, chunk, params, scale, batch, threads, pure=False)
-            for chunk in chunks
-        ]
-        for fut in as_completed(futures):
-            yield from fut.result()
-    finally:
-        client.close()
-        if cluster is not None:
-            cluster.close()
+    threads = max(1, (os.cpu_count() or 1) // workers) if workers else 0
+    # each worker takes a batch of pairs at a time
+    chunks = [todo[k : k + batch] for k in range(0, len(todo), max(1, batch))]
+    futures = [
+        client.submit(_safe_evaluate_batch, chunk, params, scale, batch, threads, pure=False)
+        for chunk in chunks
+    ]
+    # (in this client's own event loop, whatever Client the caller holds open)
+    for fut in as_completed(futures, loop=client.loop):
+        yield from fut.result()
 
 
 def evaluation_batch(
@@ -323,12 +320,39 @@ def run_evaluation(
     ``batch`` images go side by side (per Dask worker with ``workers``/``scheduler``;
     0: as many as the device's memory holds, see :func:`evaluation_batch`).
     """
+    from ..distributed.cluster import check_workers, cluster_client
+
     params = _checked_request(methods, params, scale)
-    batch = batch if batch > 0 else evaluation_batch(items, methods, params, scale)
+    check_workers(workers)
     out = Path(out)
-    prepare_output(out, config, overwrite)
+    check_output_folder(out)
+    batch = batch if batch > 0 else evaluation_batch(items, methods, params, scale)
+    with contextlib.ExitStack() as stack:
+        distributed = bool(workers or scheduler)
+        client = stack.enter_context(cluster_client(scheduler, workers)) if distributed else None
+        stack.enter_context(locked(out))  # the cluster answered: now the folder is written
+        prepare_output(out, config, overwrite)
+        n_before, n_new, n_skip = _run_pairs(
+            items,
+            methods,
+            out,
+            lambda todo: _execute(todo, params, scale, client, workers, batch),
+            progress,
+            log,
+        )
+    summary = write_summary(out, config, columns_of(items))
+    return EvaluationReport(out, summary, n_before, n_new, n_skip)
+
+
+def columns_of(items: Sequence[Item]) -> list[str]:
+    """The columns of results.csv for these images."""
     multi = any(i.kind == "mat" for i in items)
-    columns = list(BASE_COLUMNS) + metric_columns(multi, any(i.kind == "instances" for i in items))
+    return list(BASE_COLUMNS) + metric_columns(multi, any(i.kind == "instances" for i in items))
+
+
+def _run_pairs(items, methods, out: Path, execute, progress: bool, log) -> tuple[int, int, int]:
+    """Answer every (image, method) pair not yet in ``out``: ``(before, new, skipped)``."""
+    columns = columns_of(items)
     done = {(r["image"], r["method"]) for r in read_rows(out / "results.csv", columns)}
     skipped = {(r["image"], r["method"]) for r in read_rows(out / "skipped.csv", SKIP_COLUMNS)}
     todo = [(i, m) for i in items for m in methods if (i.name, m) not in done | skipped]
@@ -338,7 +362,6 @@ def run_evaluation(
             f"resuming: {n_before} of {len(items) * len(methods)} (image, method) pairs "
             f"already in {out}"
         )
-
     from tqdm import tqdm
 
     bar = tqdm(
@@ -349,10 +372,7 @@ def run_evaluation(
         dynamic_ncols=True,
     )
     try:
-        n_new, n_skip = record_answers(
-            _execute(todo, params, scale, workers, scheduler, batch), out, columns, bar, log
-        )
+        n_new, n_skip = record_answers(execute(todo), out, columns, bar, log)
     finally:
         bar.close()
-    summary = write_summary(out, config, columns)
-    return EvaluationReport(out, summary, n_before, n_new, n_skip)
+    return n_before, n_new, n_skip

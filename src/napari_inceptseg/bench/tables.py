@@ -53,8 +53,9 @@ def metric_columns(multi_annotator: bool, instances: bool = False) -> list[str]:
 def read_rows(path: Path, columns: Sequence[str]) -> list[dict[str, str]]:
     """Complete rows of a CSV. What a killed run leaves behind is repaired: an empty
     file or a torn header (killed before its first row) becomes an empty table, and a
-    torn last line (or a row with empty cells) is dropped, to be done again; the file is
-    rewritten in either case.
+    torn last line (or a row with empty cells) is dropped, to be done again, and a row
+    about the same image, method (and level) as an earlier one is dropped (two runs that
+    wrote into one folder); the file is rewritten in each case.
     """
     if not path.exists():
         return []
@@ -72,10 +73,28 @@ def read_rows(path: Path, columns: Sequence[str]) -> list[dict[str, str]]:
             f"({_column_change(header, columns)}): "
             "use another output folder, or overwrite it"
         )
-    good = [r for r in rows if len(r) == len(columns) and all(x != "" for x in r)]
+    complete = [r for r in rows if len(r) == len(columns) and all(x != "" for x in r)]
+    good = _first_of_each(columns, complete)
     if len(good) != len(rows) or (raw and not raw.endswith("\n")):
         write_rows(path, columns, [dict(zip(columns, r, strict=False)) for r in good])
     return [dict(zip(columns, r, strict=False)) for r in good]
+
+
+#: the columns that name what a row is about; a table holds one row for each
+ROW_KEY = ("image", "method", "level")
+
+
+def _first_of_each(columns: Sequence[str], rows: list[list[str]]) -> list[list[str]]:
+    """The first row about each image, method (and level), in order."""
+    where = [list(columns).index(c) for c in ROW_KEY if c in columns]
+    seen: set[tuple[str, ...]] = set()
+    out = []
+    for row in rows:
+        key = tuple(row[i] for i in where)
+        if key not in seen:
+            seen.add(key)
+            out.append(row)
+    return out
 
 
 def _column_change(found: Sequence[str], expected: Sequence[str]) -> str:
@@ -152,8 +171,13 @@ def write_summary(out: Path, config: dict[str, Any], columns: Sequence[str]) -> 
         "methods": by_method,
         "region_benchmark": _region_benchmark(out, {(r["image"], r["method"]) for r in rows}),
     }
-    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    (out / "summary.md").write_text(summary_markdown(summary) + "\n")
+    from ..io import atomic_write
+
+    for name, text in (
+        ("summary.json", json.dumps(summary, indent=2)),
+        ("summary.md", summary_markdown(summary)),
+    ):
+        atomic_write(out / name, lambda p, t=text: Path(p).write_text(t + "\n"), overwrite=True)
     return summary
 
 

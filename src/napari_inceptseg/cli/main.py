@@ -11,6 +11,7 @@ import signal
 import sys
 import threading
 import time
+import warnings
 from pathlib import Path
 
 from .parser import build_parser, overrides
@@ -92,6 +93,11 @@ def as_flags(message: str) -> str:
     return re.sub(r"\b([a-z][a-z_]*)=(True|DIR|FILE|-?\d+)\b", flag, message)
 
 
+def _format_warning(message, category, filename, lineno, line=None) -> str:
+    """A warning as one line (on stderr), in the command line's words."""
+    return f"napari-inceptseg: warning: {as_flags(str(message))}\n"
+
+
 def _interrupt(signum, frame):
     raise KeyboardInterrupt
 
@@ -104,6 +110,8 @@ def main(argv: list[str] | None = None) -> int:
     # written is kept and the run resumes; only the main thread may set handlers
     in_main = threading.current_thread() is threading.main_thread()
     before = signal.signal(signal.SIGTERM, _interrupt) if in_main else None
+    formatted = warnings.formatwarning
+    warnings.formatwarning = _format_warning
     try:
         if args.command == "segment":
             from .segment import cmd_segment
@@ -121,6 +129,7 @@ def main(argv: list[str] | None = None) -> int:
         print("interrupted", file=sys.stderr)
         return 130
     finally:
+        warnings.formatwarning = formatted
         if in_main:
             signal.signal(signal.SIGTERM, signal.SIG_DFL if before is None else before)
 
