@@ -50,6 +50,20 @@ def small_rgb():
     return np.clip(img, 0, 255).astype(np.uint8)
 
 
+@pytest.fixture
+def overflowing_steps(monkeypatch):
+    """Optimisation steps that overflow, as a learning rate of 1e30 would (far above the
+    largest that SegmentParams accepts): every run in the test diverges after its first
+    step or so."""
+    from napari_inceptseg.engine import optim
+
+    class Overflowing(optim.MomentumSGD):
+        def __init__(self, params, lr: float, momentum: float = 0.9):
+            super().__init__(params, lr=1e30, momentum=momentum)
+
+    monkeypatch.setattr(optim, "MomentumSGD", Overflowing)
+
+
 @pytest.fixture(scope="session")
 def shared_data():
     return need_shared_data()

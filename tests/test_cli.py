@@ -66,7 +66,7 @@ def test_tif_format(tmp_path, inputs):
     assert tifffile.imread(tmp_path / "o" / "a_labels.tif").min() >= 1
 
 
-def test_never_overwrites_without_flag(tmp_path, inputs, capsys):
+def test_never_overwrites_without_flag_and_never_what_it_did_not_write(tmp_path, inputs, capsys):
     a, _, _ = inputs
     out = tmp_path / "out"
     out.mkdir()
@@ -76,8 +76,50 @@ def test_never_overwrites_without_flag(tmp_path, inputs, capsys):
     assert mine.read_bytes() == b"user's file"
     assert not (out / "a_labels.png").exists()  # nothing half-written for that image
     assert "--overwrite" in capsys.readouterr().err
+    # --overwrite replaces only this program's outputs: not the user's file
+    assert main(["segment", str(a), "-o", str(out), "--overwrite", *FAST]) == 1
+    assert mine.read_bytes() == b"user's file" and not (out / "a_labels.png").exists()
+    assert "not written by napari-inceptseg" in capsys.readouterr().err
+    mine.unlink()
+    assert main(["segment", str(a), "-o", str(out), *FAST]) == 0
+    assert "a_overlay.png" in json.loads((out / "a_run.json").read_text())["outputs"]
+    labels = out / "a_labels.png"
+    labels.write_bytes(b"stale")
     assert main(["segment", str(a), "-o", str(out), "--overwrite", *FAST]) == 0
-    assert iio.imread(mine).ndim == 3
+    assert iio.imread(mine).ndim == 3 and iio.imread(labels).min() >= 1
+
+
+def test_no_output_replaces_an_input(tmp_path, inputs, capsys):
+    """``a.png`` and ``a_labels.png`` segmented into their own folder: the first's labels
+    would replace the second input. Refused before any image trains, even with
+    --overwrite, and both inputs are left as they were."""
+    a, _, _ = inputs
+    other = a.with_name("a_labels.png")
+    iio.imwrite(other, np.zeros((24, 30), np.uint8))
+    before = {p: p.read_bytes() for p in (a, other)}
+    assert main(["segment", str(a), str(other), "-o", str(a.parent), "--overwrite", *FAST]) == 2
+    assert "would replace the input" in capsys.readouterr().err
+    assert {p: p.read_bytes() for p in (a, other)} == before
+
+
+def test_an_output_that_is_a_link_is_refused_before_its_image_trains(
+    tmp_path, inputs, capsys, monkeypatch
+):
+    from napari_inceptseg.cli import segment as cli_segment
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("trained although an output cannot be written")
+
+    monkeypatch.setattr(cli_segment, "run_one", no_training)
+    a, _, _ = inputs
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "a_overlay.png").symlink_to(tmp_path / "nowhere.png")  # a dangling link
+    for flags in ([], ["--overwrite"]):
+        assert main(["segment", str(a), "-o", str(out), *flags, *FAST]) == 1
+        assert "is a symbolic link" in capsys.readouterr().err
+    assert sorted(p.name for p in out.iterdir()) == ["a_overlay.png"]
+    assert not (tmp_path / "nowhere.png").exists()
 
 
 def test_bad_file_is_reported_and_others_processed(tmp_path, inputs, capsys):
@@ -446,10 +488,12 @@ def test_sigint_in_a_real_run_keeps_what_is_finished(tmp_path, inputs, spawn):
     assert "interrupted: 1 of 2 image(s) segmented" in stdout
 
 
-def test_a_diverging_run_writes_its_last_good_clusters_and_fails(tmp_path, inputs, capsys):
+def test_a_diverging_run_writes_its_last_good_clusters_and_fails(
+    tmp_path, inputs, capsys, overflowing_steps
+):
     a, _, _ = inputs
     out = tmp_path / "out"
-    assert main(["segment", str(a), "-o", str(out), *FAST, "--lr", "1e30"]) == 1
+    assert main(["segment", str(a), "-o", str(out), *FAST]) == 1
     err = capsys.readouterr().err
     assert "diverged" in err and "lower learning rate" in err
     run = json.loads((out / "a_run.json").read_text())  # valid JSON: no bare NaN

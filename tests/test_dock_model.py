@@ -56,12 +56,15 @@ def test_settings_persist_between_sessions_and_restore_defaults(model):
 def test_saved_values_that_are_not_valid_are_skipped_one_by_one(model):
     saved = {
         "preset": [1],
-        "n_channels": "many",
+        "n_conv": "many",
         "seed": {"a": 1},
         "device": "cuda:7",  # not on this machine
         "level": 2.0,  # outside [0, 1]
         "keep_preview": "yes",
         "max_iter": 40.0,  # a whole number written as a float is fine
+        "n_channels": 1e308,  # every setting has an upper bound
+        "memory_gb": 1e300,
+        "tile_size": 10**18,
     }
     skipped = model.restore(saved)
     assert sorted(skipped) == sorted(set(saved) - {"max_iter"})

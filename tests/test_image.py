@@ -135,6 +135,7 @@ def test_normalize_constant_channel_is_zero():
         (np.zeros((16, 16), dtype=complex), {}, "unsupported image dtype"),
         (np.array([["a"] * 16] * 16), {}, "unsupported image dtype"),
         (np.zeros((16, 16, 3)), {"channel_axis": 1.5}, "channel_axis must be an integer"),
+        (np.ma.masked_less(np.arange(256.0).reshape(16, 16), 10), {}, "masked array"),
     ],
 )
 def test_bad_input_is_a_clear_value_error(image, kwargs, match):
@@ -190,12 +191,18 @@ def test_integral_numbers_of_any_type_are_taken_and_others_named():
     p = SegmentParams(max_iter=15.0, n_channels=np.int64(16), lr=np.float32(0.5), seed=np.uint32(7))
     assert (p.max_iter, p.n_channels, p.seed) == (15, 16, 7)
     assert all(type(v) is int for v in (p.max_iter, p.n_channels, p.seed)) and type(p.lr) is float
+    for seed in (3.0, np.float32(3), np.float64(3), np.int8(3)):  # any whole number
+        assert SegmentParams(seed=seed).seed == 3 and type(SegmentParams(seed=seed).seed) is int
     assert segment(np.zeros((16, 16), np.uint8), **{**FAST, "max_iter": 2.0}).n_iter <= 2
     for bad, match in (
         ({"max_iter": 2.5}, "max_iter must be a whole number"),
         ({"n_channels": "16"}, "n_channels must be a whole number"),
         ({"n_channels": True}, "n_channels must be a whole number"),
         ({"lr": "0.1"}, "lr must be a number"),
+        ({"n_channels": 1e308}, "n_channels must be <= 1000"),
+        ({"max_iter": 10**12}, "max_iter must be <= 1000000"),
+        ({"memory_gb": 1e300}, "memory_gb must be <= 100000"),
+        ({"lr": 1e30}, "lr must be <= 10"),
         ({"device": "--overwrite"}, "unknown device"),
         ({"device": "cuda:x"}, "unknown device"),
     ):
@@ -208,6 +215,6 @@ def test_a_network_too_large_for_the_memory_is_refused_before_anything_is_alloca
 
     image = np.random.default_rng(0).integers(0, 255, (32, 32, 3), dtype=np.uint8)
     with pytest.raises(
-        SegmentationError, match=r"n_channels=200000 .* million weights.*use fewer channels"
+        SegmentationError, match=r"n_channels=1000 .* million weights.*use fewer channels"
     ):
-        segment(image, n_channels=200000, seed=0, device="cpu")
+        segment(image, n_channels=1000, n_conv=10, memory_gb=0.5, seed=0, device="cpu")

@@ -74,6 +74,11 @@ def test_negative_and_huge_ids():
         (np.zeros(4), np.full(4, 255), {"ignore_index": 255}, "no pixel left"),
         (np.full(4, 0.5), np.zeros(4, int), {}, "integer labels"),
         (np.zeros(4, int), np.zeros(4, int), {"matching": "greedy"}, "unknown matching"),
+        (np.zeros(4, int), np.zeros(4, int), {"ignore_index": float("nan")}, "ignore_index must"),
+        (np.zeros(4, int), np.zeros(4, int), {"ignore_index": "x"}, "ignore_index must"),
+        (np.zeros(4, int), np.zeros(4, int), {"ignore_index": 2.5}, "ignore_index must"),
+        (np.zeros(4, int), np.ma.masked_equal([0, 1, 2, 3], 2), {}, "masked array"),
+        (np.ma.masked_equal([0, 1, 2, 3], 2), np.zeros(4, int), {}, "masked array"),
     ],
 )
 def test_bad_inputs(pred, gt, kw, match):

@@ -25,6 +25,11 @@ NORM_PERCENTILES = (1.0, 99.8)
 
 
 def _as_array(image) -> np.ndarray:
+    if np.ma.isMaskedArray(image) and np.ma.getmaskarray(image).any():
+        raise ValueError(
+            "the image is a masked array, and its mask would be ignored: fill the masked "
+            "pixels first (numpy.ma.filled(image, value)), or pass image.data to use them"
+        )
     try:
         arr = np.asarray(image)
     except Exception as exc:  # pragma: no cover - exotic array-likes

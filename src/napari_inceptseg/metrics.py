@@ -13,41 +13,11 @@ from typing import Any
 
 import numpy as np
 
+from .label_checks import checked_ignore_index, checked_pair, kept_pixels
 from .labels import connected_regions, dense_ids
 
 MATCHINGS = ("hungarian", "majority")
 PROTOCOLS = ("standard", "paper")
-
-
-def _checked(pred, gt):
-    """``(pred, gt)`` as integer arrays of one shape, or a ValueError that says why not."""
-    pred = np.asarray(pred)
-    gt = np.asarray(gt)
-    if pred.shape != gt.shape:
-        raise ValueError(
-            f"prediction and ground truth differ in shape: {pred.shape} vs {gt.shape}; "
-            "score labels of the same image"
-        )
-    for name, a in (("prediction", pred), ("ground truth", gt)):
-        if a.dtype.kind not in "biu":
-            if a.dtype.kind == "f" and np.all(np.isfinite(a)) and np.all(a == np.round(a)):
-                continue
-            raise ValueError(f"the {name} must hold integer labels, got dtype {a.dtype}")
-    return (
-        pred.astype(np.int64) if pred.dtype.kind == "f" else pred,
-        gt.astype(np.int64) if gt.dtype.kind == "f" else gt,
-    )
-
-
-def _kept(pred: np.ndarray, gt: np.ndarray, ignore_index: int | None):
-    """Both flattened, without the pixels whose ground truth is ``ignore_index``."""
-    pred, gt = pred.ravel(), gt.ravel()
-    if ignore_index is not None:
-        keep = gt != ignore_index
-        pred, gt = pred[keep], gt[keep]
-    if pred.size == 0:
-        raise ValueError("no pixel left to score (is every ground-truth pixel the ignore label?)")
-    return pred, gt
 
 
 def contingency_table(pred, gt, ignore_index: int | None = None):
@@ -75,7 +45,7 @@ def contingency_table(pred, gt, ignore_index: int | None = None):
     >>> table.tolist(), p.tolist(), g.tolist()
     ([[1, 1], [0, 1]], [5, 6], [0, 1])
     """
-    pred, gt = _kept(*_checked(pred, gt), ignore_index)
+    pred, gt = kept_pixels(*checked_pair(pred, gt), ignore_index)
     p_ids, p_idx = dense_ids(pred)
     g_ids, g_idx = dense_ids(gt)
     table = np.bincount(p_idx * g_ids.size + g_idx, minlength=p_ids.size * g_ids.size)
@@ -209,10 +179,10 @@ def region_scores(pred, gt, *, ignore_index: int | None = None) -> dict[str, flo
     """
     from skimage.metrics import variation_of_information
 
-    pred, gt = _checked(pred, gt)
+    pred, gt = checked_pair(pred, gt)
     regions = connected_regions(pred)
     n_regions = int(regions.max()) if regions.size else 0
-    regions, gt = _kept(regions, gt, ignore_index)
+    regions, gt = kept_pixels(regions, gt, ignore_index)
     _, r_idx = dense_ids(regions)
     _, g_idx = dense_ids(gt)
     n_g = int(g_idx.max()) + 1
@@ -310,6 +280,7 @@ def score(
     (0.583, 0.75, {7: 1, 9: 2})
     """
     _check_protocol(matching, protocol)
+    ignore_index = checked_ignore_index(ignore_index)
     if protocol == "paper":
         ignore_index = None
     table, p_ids, g_ids = contingency_table(pred, gt, ignore_index)

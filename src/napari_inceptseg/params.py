@@ -123,37 +123,48 @@ class SegmentParams:
         48,
         "Channels of the response map = the largest possible number of clusters (the papers: 100).",
         minimum=2,
+        maximum=1000,
     )
     n_conv: int = _f(
         2,
         "Depth: number of 3x3 conv layers (vanilla) or of Inception blocks after "
         "the first (inception).",
         minimum=1,
+        maximum=10,
     )
-    max_iter: int = _f(15, "Stop after this many optimisation steps (the papers: 1000).", minimum=1)
+    max_iter: int = _f(
+        15,
+        "Stop after this many optimisation steps (the papers: 1000).",
+        minimum=1,
+        maximum=1_000_000,
+    )
     min_labels: int = _f(
         3,
         "Stop as soon as the image has at most this many clusters.",
         minimum=1,
+        maximum=999,
     )
-    lr: float = _f(0.1, "SGD learning rate (momentum 0.9).", minimum=0.0)
+    lr: float = _f(0.1, "SGD learning rate (momentum 0.9).", minimum=0.0, maximum=10.0)
     w_sim: float = _f(
         1.0,
         "Weight of the feature-similarity loss (cross-entropy against the argmax); "
         "larger values favour fewer, more confident clusters.",
         minimum=0.0,
+        maximum=100.0,
     )
     w_con: float = _f(
         1.0,
         "Weight of the spatial-continuity loss (L1 of neighbour differences); "
         "larger values give smoother, larger segments.",
         minimum=0.0,
+        maximum=100.0,
     )
     w_scr: float = _f(
         0.5,
         "Weight of the scribble loss (cross-entropy of scribbled pixels against their "
         "scribble id), used when scribbles are given (Kim et al. 2020: 0.5).",
         minimum=0.0,
+        maximum=100.0,
     )
     color_space: str = _f(
         "lab",
@@ -168,6 +179,7 @@ class SegmentParams:
         "in 3D), then label the full image with the trained network, which is fully "
         "convolutional; 0 trains at full resolution (the papers).",
         minimum=0,
+        maximum=10**9,
     )
     regions: bool = _f(
         True,
@@ -182,6 +194,7 @@ class SegmentParams:
         "than this (root mean square over channels, in standard deviations of the "
         "response) are merged; larger gives fewer, larger regions, 0 merges none.",
         minimum=0.0,
+        maximum=100.0,
     )
     level: float = _f(
         0.450,
@@ -198,6 +211,7 @@ class SegmentParams:
         "network's response is in them (touching or not, so a label may be several "
         "separate pieces, e.g. 2 for nuclei and background); 0: no limit.",
         minimum=0,
+        maximum=100_000,
     )
     coarse_scale: float = _f(
         1.0,
@@ -211,11 +225,13 @@ class SegmentParams:
         60,
         "Coarse-to-fine: steps of the coarse stage (at most max_iter; it also ends at min_labels).",
         minimum=1,
+        maximum=1_000_000,
     )
     refine_iter: int = _f(
         1,
         "Coarse-to-fine: full-resolution steps after the coarse stage.",
         minimum=0,
+        maximum=1_000_000,
     )
     tile_size: int = _f(
         0,
@@ -223,12 +239,14 @@ class SegmentParams:
         "network, then predict tile by tile with no seams; 0 tiles only when the whole "
         "image does not fit in memory.",
         minimum=0,
+        maximum=100_000,
     )
     memory_gb: float = _f(
         0.0,
         "Memory a run may use, in GB; larger images are tiled to fit. 0: what is free "
         "on the device.",
         minimum=0.0,
+        maximum=100_000.0,
     )
     init: str = _f(
         "default",
@@ -369,6 +387,6 @@ def _checked_number(f: dataclasses.Field, value: Any) -> Any:
 
 def _is_seed(value: Any) -> bool:
     """A whole number that numpy and torch both take as a seed."""
-    if isinstance(value, bool) or not isinstance(value, (numbers.Integral, float)):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
         return False
     return math.isfinite(value) and int(value) == value and 0 <= int(value) < 2**63

@@ -313,12 +313,12 @@ def test_unknown_precision_is_a_clear_error():
         SegmentParams(precision="float8")
 
 
-def test_a_diverging_run_stops_with_a_clear_error():
+def test_a_diverging_run_stops_with_a_clear_error(overflowing_steps):
     from napari_inceptseg.engine.results import SegmentationError
 
     image = np.random.default_rng(0).integers(0, 255, (32, 40, 3), dtype=np.uint8)
     with pytest.raises(SegmentationError, match="diverged.*lower learning rate") as info:
-        segment(image, seed=0, lr=1e30, max_iter=10)
+        segment(image, seed=0, max_iter=10)
     # the last good clusters are kept: those of the last iteration whose loss was finite
     exc = info.value
     assert exc.iteration is not None and exc.iteration >= 1
@@ -327,7 +327,7 @@ def test_a_diverging_run_stops_with_a_clear_error():
     # they are that iteration's clusters, as its preview showed them
     previews = {}
     with pytest.raises(SegmentationError):
-        for p in segment_iter(image, seed=0, lr=1e30, max_iter=10, preview_every=1):
+        for p in segment_iter(image, seed=0, max_iter=10, preview_every=1):
             previews[p.iteration] = p.labels
     np.testing.assert_array_equal(exc.labels, previews[exc.iteration])
 

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import json
 import pickle
+import sys
 
+import imageio.v3 as iio
 import numpy as np
 import pytest
 
+from helpers import run_command
 from napari_inceptseg import ModelFileError, apply_stack, load_model, score, segment
 from napari_inceptseg.engine.model_file import FORMAT
 from sample_images import moving_shapes
@@ -129,10 +132,43 @@ def test_bad_files_are_clear_errors(trained, tmp_path):
         cases[f"{name}.safetensors"] = "impossible network"
     _header_file(tmp_path / "inputs.safetensors", tensors, dict(header, in_channels="5000000"))
     cases["inputs.safetensors"] = "impossible network"
+    # header values that would load and then give nonsense labels
+    n_channels = json.loads(header["params"])["n_channels"]
+    in_channels = int(header["in_channels"])
+    for name, change, expected in (
+        ("nan", {"ranges": [[float("nan"), 1.0]] * in_channels}, "NaN or infinite"),
+        ("inf", {"ranges": [[0.0, float("inf")]] * in_channels}, "NaN or infinite"),
+        ("flat", {"ranges": [[5.0, 5.0]] * in_channels}, "no intensity range"),
+        ("upside", {"ranges": [[9.0, 1.0]] * in_channels}, "no intensity range"),
+        ("ranges-text", {"ranges": "abc"}, "damaged model header"),
+        ("negative", {"label_map": [-5] + list(range(2, n_channels + 1))}, "label map"),
+        ("huge", {"label_map": [2**31 - 1] + list(range(2, n_channels + 1))}, "label map"),
+        ("twice", {"label_map": [1] * n_channels}, "label map"),
+        ("fraction", {"label_map": [1.5] + list(range(2, n_channels + 1))}, "whole numbers"),
+        ("scribbles", {"scribble_ids": [0, n_channels + 5]}, "scribble ids"),
+        ("spacing-text", {"spacing": "5"}, "spacing"),
+        ("spacing-word", {"spacing": "abc"}, "spacing"),
+        ("spacing-bad", {"spacing": [-1, 0]}, "spacing"),
+        ("spacing-long", {"spacing": [1, 1, 1]}, "spacing"),
+    ):
+        ((key, value),) = change.items()
+        claim = dict(header, **{key: value if name == "ranges-text" else json.dumps(value)})
+        _header_file(tmp_path / f"{name}.safetensors", tensors, claim)
+        cases[f"{name}.safetensors"] = expected
+    huge_spacing = dict(header, spacing="[-1, 0, 1e400]")  # 1e400: infinite once read
+    _header_file(tmp_path / "spacing-inf.safetensors", tensors, huge_spacing)
+    cases["spacing-inf.safetensors"] = "spacing"
     for name, expected in cases.items():
         with pytest.raises(ModelFileError, match=expected):
             load_model(tmp_path / name)
     assert not (tmp_path / "EXECUTED").exists()  # nothing was unpickled
+    # the command line says the same in one line, before any image is read
+    image = tmp_path / "image.png"
+    iio.imwrite(image, np.zeros((32, 32, 3), np.uint8))
+    cmd = [sys.executable, "-m", "napari_inceptseg", "segment", str(image), "-o"]
+    done = run_command([*cmd, str(tmp_path / "o"), "--model", str(tmp_path / "flat.safetensors")])
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert done.stderr.strip().splitlines()[-1].startswith("napari-inceptseg: error:")
     with pytest.raises(ModelFileError, match="no such model file"):
         load_model(tmp_path / "absent.safetensors")
 

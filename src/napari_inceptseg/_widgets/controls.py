@@ -13,25 +13,25 @@ from ..params import SegmentParams
 #: the engine parameters the dock shows up front; every other one is under "Advanced"
 BASIC_PARAMS = ("n_clusters",)
 
-#: widget label and upper bound of each numeric engine parameter
+#: widget label of each numeric engine parameter (its range is SegmentParams')
 _NUMERIC = {
-    "n_channels": ("channels (max clusters)", 1000),
-    "n_conv": ("depth (n_conv)", 10),
-    "max_iter": ("max iterations", 100000),
-    "min_labels": ("min clusters", 1000),
-    "lr": ("learning rate", 10.0),
-    "w_sim": ("similarity weight", 100.0),
-    "w_con": ("continuity weight", 100.0),
-    "w_scr": ("scribble weight", 100.0),
-    "tile_size": ("tile size (0: auto)", 100000),
-    "memory_gb": ("memory limit GB (0: free)", 100000.0),
-    "coarse_scale": ("coarse scale", 1.0),
-    "coarse_iter": ("coarse steps", 100000),
-    "refine_iter": ("refine steps", 10000),
-    "train_pixels": ("training pixels (0: all)", 10**9),
-    "merge_threshold": ("merge threshold", 100.0),
-    "level": ("hierarchy level (0: finest)", 1.0),
-    "n_clusters": ("at most N labels (0: any)", 100000),
+    "n_channels": "channels (max clusters)",
+    "n_conv": "depth (n_conv)",
+    "max_iter": "max iterations",
+    "min_labels": "min clusters",
+    "lr": "learning rate",
+    "w_sim": "similarity weight",
+    "w_con": "continuity weight",
+    "w_scr": "scribble weight",
+    "tile_size": "tile size (0: auto)",
+    "memory_gb": "memory limit GB (0: free)",
+    "coarse_scale": "coarse scale",
+    "coarse_iter": "coarse steps",
+    "refine_iter": "refine steps",
+    "train_pixels": "training pixels (0: all)",
+    "merge_threshold": "merge threshold",
+    "level": "hierarchy level (0: finest)",
+    "n_clusters": "at most N labels (0: any)",
 }
 _CHOICE_LABELS = {
     "arch": "architecture",
@@ -58,7 +58,7 @@ def _param_widgets() -> dict:
                 tooltip=help_,
             )
         elif f.name in _NUMERIC:
-            label, hi = _NUMERIC[f.name]
+            label, hi = _NUMERIC[f.name], f.metadata["maximum"]
             if str(f.type) == "float":
                 out[f.name] = FloatSpinBox(
                     label=label,

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from ..io import colour_overlay
+from .outputs import check_output_folder, check_target, per_image
 from .parser import params_from_args
 
 
@@ -74,43 +75,6 @@ def run_one(image, params, channel_axis, desc, quiet, **kw):
         bar.close()
 
 
-def _per_image(template: str | None, src: Path, n_images: int, option: str) -> Path | None:
-    if template is None:
-        return None
-    if n_images > 1 and "{name}" not in template:
-        raise ValueError(
-            f"{option} with {n_images} images needs {{name}} in the path (the image's file stem)"
-        )
-    return Path(template.replace("{name}", src.stem))
-
-
-def _check_output_folder(out: Path, images: list[str]) -> None:
-    """Before the first image trains: ``out`` is (or becomes) a writable folder, and no
-    two inputs would write the same output files.
-    """
-    import tempfile
-
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"-o {out} is a file, not a folder: name a folder for the outputs")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=out):
-            pass
-    except OSError as exc:
-        raise ValueError(
-            f"cannot write to the output folder {out} ({exc.strerror or exc}): choose another -o"
-        ) from None
-    stems: dict[str, str] = {}
-    for name in images:
-        stem = Path(name).stem
-        if stem in stems:
-            raise ValueError(
-                f"{stems[stem]} and {name} would write the same outputs ({stem}_labels...): "
-                "rename one, or segment them into different folders"
-            )
-        stems[stem] = name
-
-
 def is_zarr(path) -> bool:
     """Whether ``path`` is a zarr store (an OME-Zarr image or a plain zarr array)."""
     path = Path(path)
@@ -125,11 +89,11 @@ def cmd_segment(args: argparse.Namespace) -> int:
 
     if any(is_zarr(name) for name in args.images):
         return cmd_segment_zarr(args)
-    params, model, out = _segment_setup(args)
+    params, model, jobs = _segment_setup(args)
+    out = Path(args.out)
     failed: list[str] = []
     done = 0
-    for i, name in enumerate(args.images, 1):
-        job = _Job(Path(name), out, args)
+    for i, job in enumerate(jobs, 1):
         try:
             line = _segment_file(job, f"[{i}/{len(args.images)}]", args, params, model)
         except KeyboardInterrupt as stop:  # Ctrl+C or SIGTERM: keep what there is, then stop
@@ -183,7 +147,7 @@ def cmd_segment_zarr(args: argparse.Namespace) -> int:
 
 
 def _segment_setup(args: argparse.Namespace):
-    """Everything checked once, before the first image trains: (params, model, out)."""
+    """Everything checked once, before the first image trains: (params, model, jobs)."""
     from ..engine.runtime import resolve_device
     from ..engine.saved import load_model
 
@@ -196,16 +160,16 @@ def _segment_setup(args: argparse.Namespace):
             "--save-model with --model saves nothing new: add --warm-start to train from the model"
         )
     model = load_model(args.model) if args.model else None  # a bad file fails here, in one line
-    out = Path(args.out)
-    _check_output_folder(out, args.images)
+    jobs = [_Job(Path(name), Path(args.out), args) for name in args.images]
+    check_output_folder(Path(args.out), args.images, [job.targets for job in jobs])
     if args.save_model:  # every network file's place, before the first image trains
         from ..io import check_writable
 
         for name in args.images:
-            target = _per_image(args.save_model, Path(name), len(args.images), "--save-model")
+            target = per_image(args.save_model, Path(name), len(args.images), "--save-model")
             # (an existing file is refused per image, as every output is, unless --overwrite)
             check_writable(target, overwrite=True, what="--save-model file")
-    return params, model, out
+    return params, model, jobs
 
 
 @dataclasses.dataclass
@@ -225,7 +189,7 @@ class _Job:
             "overlay": out / f"{self.src.stem}_overlay.png",
             "run": out / f"{self.src.stem}_run.json",
         }
-        save_to = _per_image(args.save_model, self.src, len(args.images), "--save-model")
+        save_to = per_image(args.save_model, self.src, len(args.images), "--save-model")
         if save_to is not None:
             self.targets["model"] = save_to
 
@@ -234,11 +198,8 @@ def _segment_file(job: _Job, counter: str, args, params, model) -> str:
     """Train on (or apply the network to) one file and write its outputs; the summary line."""
     from ..engine.folders import apply_to_image
 
-    existing = [str(p) for p in job.targets.values() if p.exists()]
-    if existing and not args.overwrite:
-        raise FileExistsError(
-            f"output exists ({', '.join(existing)}); pass --overwrite to replace it"
-        )
+    for target in job.targets.values():
+        check_target(target, job.targets["run"], args.overwrite)
     job.image = image = _read(job.src)
     if model is not None and not args.warm_start:
         t0 = time.perf_counter()
@@ -256,7 +217,7 @@ def _segment_file(job: _Job, counter: str, args, params, model) -> str:
             f"{info['n_labels']} clusters with {args.model} (no training, {info['seconds']:.1f} s)"
         )
     else:
-        scr_path = _per_image(args.scribbles, job.src, len(args.images), "--scribbles")
+        scr_path = per_image(args.scribbles, job.src, len(args.images), "--scribbles")
         scribbles = _read(scr_path) if scr_path is not None else None
         result = run_one(
             image,
@@ -299,10 +260,8 @@ def _write_outputs(job: _Job, labels: np.ndarray, info: dict, args) -> None:
     job.writing = True
     if labels.ndim > 2 and job.targets["labels"].suffix == ".png":  # PNG holds one plane
         job.targets["labels"] = job.targets["labels"].with_suffix(".tif")
-        if job.targets["labels"].exists() and not args.overwrite:
-            raise FileExistsError(
-                f"output exists ({job.targets['labels']}); pass --overwrite to replace it"
-            )
+        check_target(job.targets["labels"], job.targets["run"], args.overwrite)
+    info = {**info, "outputs": [p.name for k, p in job.targets.items() if k != "model"]}
     write_labels(job.targets["labels"], labels, overwrite=args.overwrite)
     write_png(
         job.targets["overlay"],

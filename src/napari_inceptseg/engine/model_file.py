@@ -16,9 +16,9 @@ from ..params import SegmentParams
 
 FORMAT = "napari-inceptseg-model"
 VERSION = 1
-#: the largest networks a model file may describe (the widget offers at most 1000
-#: channels, the images at most 64 input channels); checked before anything is built
-FILE_LIMITS = {"n_channels": 1024, "n_conv": 64, "in_channels": 64}
+#: the most input channels a model file may describe (its channels and depth are
+#: bounded as every run's are, by SegmentParams); checked before anything is built
+MAX_IN_CHANNELS = 64
 SUFFIX = ".safetensors"
 #: the parameters that fix the network and what its input means (taken from the file
 #: when warm-starting)
@@ -61,6 +61,15 @@ def read_file(path: Path) -> tuple[dict[str, str], dict[str, Any]]:
         ) from None
 
 
+def _whole_numbers(values) -> np.ndarray:
+    """A JSON list of whole numbers that fit int32, as an array; a ValueError otherwise."""
+    if not isinstance(values, list) or not all(
+        isinstance(v, int) and not isinstance(v, bool) and -(2**31) <= v < 2**31 for v in values
+    ):
+        raise ValueError("ids are not a list of whole numbers")
+    return np.asarray(values, dtype=np.int32).reshape(-1)
+
+
 def parse_header(path: Path, header: dict[str, str]):
     """``(params, in_channels, ranges, label_map, scribble_ids, spacing)`` from a model
     file's header; :class:`ModelFileError` for anything that is not a possible network.
@@ -69,38 +78,80 @@ def parse_header(path: Path, header: dict[str, str]):
         raise ModelFileError(f"{path}: a safetensors file, but not a napari-inceptseg model")
     try:
         version = int(header.get("version", "0"))
-        if version > VERSION:
-            raise ModelFileError(
-                f"{path}: written by a newer napari-inceptseg (format {version}); "
-                "upgrade to read it"
-            )
         raw = {**LEGACY, **json.loads(header["params"])}
-        known = {f.name for f in dataclasses.fields(SegmentParams)}
-        params = SegmentParams(**{k: v for k, v in raw.items() if k in known})
         in_ch = int(header["in_channels"])
         ranges = np.asarray(json.loads(header["ranges"]), dtype=np.float64)
-        label_map = np.asarray(json.loads(header["label_map"]), dtype=np.int32)
-        scribble_ids = tuple(int(i) for i in json.loads(header.get("scribble_ids", "[]")))
+        label_map = _whole_numbers(json.loads(header["label_map"]))
+        scribble_ids = tuple(_whole_numbers(json.loads(header.get("scribble_ids", "[]"))).tolist())
         spacing = json.loads(header.get("spacing", "null"))
-    except ModelFileError:
-        raise
     except (KeyError, ValueError, TypeError) as exc:
         raise ModelFileError(
             f"{path}: damaged model header ({type(exc).__name__}: {exc})"
         ) from None
-    claimed = {"n_channels": params.n_channels, "n_conv": params.n_conv, "in_channels": in_ch}
-    over = [
-        f"{k}={v} (at most {FILE_LIMITS[k]})"
-        for k, v in claimed.items()
-        if not 1 <= v <= FILE_LIMITS[k]
-    ]
-    if over:
+    if version > VERSION:
         raise ModelFileError(
-            f"{path}: the header describes an impossible network: {', '.join(over)}"
+            f"{path}: written by a newer napari-inceptseg (format {version}); upgrade to read it"
+        )
+    known = {f.name for f in dataclasses.fields(SegmentParams)}
+    try:
+        params = SegmentParams(**{k: v for k, v in raw.items() if k in known})
+    except ValueError as exc:  # each setting within its range (SegmentParams)
+        raise ModelFileError(f"{path}: the header describes an impossible network: {exc}") from None
+    if not 1 <= in_ch <= MAX_IN_CHANNELS:
+        raise ModelFileError(
+            f"{path}: the header describes an impossible network: in_channels={in_ch} "
+            f"(at most {MAX_IN_CHANNELS})"
         )
     if ranges.shape != (in_ch, 2) or label_map.shape != (params.n_channels,):
         raise ModelFileError(
             f"{path}: damaged model header (normalisation or label map of the wrong size)"
         )
-    spacing = tuple(spacing) if spacing else None
-    return params, in_ch, ranges, label_map, scribble_ids, spacing
+    why = (
+        _bad_ranges(ranges)
+        or _bad_ids(label_map, scribble_ids, params.n_channels)
+        or _bad_spacing(spacing, params.spatial_dims)
+    )
+    if why:
+        raise ModelFileError(f"{path}: damaged model header ({why})")
+    return params, in_ch, ranges, label_map, scribble_ids, tuple(spacing) if spacing else None
+
+
+def _bad_ranges(ranges: np.ndarray) -> str:
+    """Why the normalisation cannot be a trained network's ('' when it can): finite
+    ``lo <= hi`` per channel, and not every channel flat (a blank training image).
+    """
+    if not np.isfinite(ranges).all():
+        return "the normalisation holds NaN or infinite values"
+    if (ranges[:, 0] > ranges[:, 1]).any() or (ranges[:, 0] == ranges[:, 1]).all():
+        return "the normalisation maps no intensity range"
+    return ""
+
+
+def _bad_ids(label_map: np.ndarray, scribble_ids: tuple, n_channels: int) -> str:
+    """Why the ids cannot be a trained network's: scribble ids are distinct channels
+    (1..n_channels), and the label map gives each channel its own id, at most
+    ``n_channels`` above the largest scribble id (see labels.make_label_map).
+    """
+    if len(set(scribble_ids)) != len(scribble_ids) or any(
+        not 1 <= s <= n_channels for s in scribble_ids
+    ):
+        return f"scribble ids {list(scribble_ids)} are not distinct channels 1..{n_channels}"
+    top = max(scribble_ids, default=0) + n_channels
+    if label_map.min() < 1 or label_map.max() > top or np.unique(label_map).size != n_channels:
+        return f"the label map is not {n_channels} distinct ids from 1 to at most {top}"
+    return ""
+
+
+def _bad_spacing(spacing, dims: int) -> str:
+    """Why the pixel spacing cannot be an image's: None, or ``dims`` positive numbers."""
+    if spacing is None:
+        return ""
+    ok = (
+        isinstance(spacing, list)
+        and len(spacing) == dims
+        and all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v < float("inf")
+            for v in spacing
+        )
+    )
+    return "" if ok else f"the spacing {spacing!r} is not {dims} positive numbers"
