@@ -118,12 +118,14 @@ def start(folder: RunFolder, request: dict[str, Any]) -> bool:
     partial run of another request or of a changed input is discarded, with a warning.
     """
     if folder.partial.exists():
-        old = _read_json(folder.record) or {}
-        if old.get("request") == request:
+        old = _read_json(folder.record)
+        old = old.get("request") if isinstance(old, dict) else None
+        if old == request:
             return True
+        unchanged = {**request, "fingerprint": None}
         why = (
             "its input has changed since"
-            if {**old.get("request", {}), "fingerprint": None} == {**request, "fingerprint": None}
+            if isinstance(old, dict) and {**old, "fingerprint": None} == unchanged
             else "it was started with other settings"
         )
         warnings.warn(
