@@ -296,7 +296,7 @@ def test_nothing_that_is_not_this_programs_output_is_ever_replaced(tmp_path):
 
 
 def test_an_old_output_is_replaced_only_once_the_new_one_is_complete(tmp_path, cluster):
-    from napari_inceptseg.distributed import segment_zarr
+    from napari_inceptseg.distributed import segment_zarr, segment_zarr_iter
 
     image, truth = disks(256, 128)
     src = write_ome_zarr(tmp_path / "in.ome.zarr", np.moveaxis(image, -1, 0), "cyx", (3, 128, 128))
@@ -313,6 +313,21 @@ def test_an_old_output_is_replaced_only_once_the_new_one_is_complete(tmp_path, c
         == 1
     )
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.ome.zarr", "out.ome.zarr"]
+    # something that takes the output's place during a run is left alone
+    late = tmp_path / "late.ome.zarr"
+    run = segment_zarr_iter(src, late, scheduler=cluster, block=128, seed=0)
+    next(run)
+    late.mkdir()
+    (late / "mine.txt").write_text("someone's")
+    with pytest.raises(ValueError, match="appeared during the run .* run the same command again"):
+        for _ in run:
+            pass
+    assert _files(late) == {"mine.txt": b"someone's"} and RunFolder(late).partial.exists()
+    late.rename(tmp_path / "moved")
+    segment_zarr(src, late, scheduler=cluster, block=128, seed=0)  # every block was done
+    assert is_ours(late) and one_label_per_disk(
+        np.asarray(zarr.open_array(str(late / "0"))[:]), truth
+    )
 
 
 def test_a_resumed_run_whose_input_has_changed_starts_afresh(tmp_path, cluster):

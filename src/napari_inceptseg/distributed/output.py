@@ -15,6 +15,7 @@ import hashlib
 import json
 import os
 import shutil
+import uuid
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -151,23 +152,30 @@ def start(folder: RunFolder, request: dict[str, Any]) -> bool:
     return False
 
 
-def finish(folder: RunFolder, summary: dict[str, Any]) -> Path:
+def finish(folder: RunFolder, summary: dict[str, Any], overwrite: bool) -> Path:
     """Mark the partial folder complete and put it in place of the output (an old
-    output of this program's is removed only once the new one is there).
+    output of this program's is removed only once the new one is there). Something
+    else that took the output's place during the run is left alone: a ValueError says
+    so, and the partial folder stays, for a rerun to finish.
     """
     import zarr
 
+    if os.path.lexists(folder.out) and not (overwrite and is_ours(folder.out)):
+        raise ValueError(
+            f"{folder.out} appeared during the run and is left as it is; the finished run "
+            f"waits in {folder.partial}: move {folder.out.name} away and run the same "
+            "command again to put it in place"
+        )
     request = json.loads(folder.record.read_text())["request"]
     group = zarr.open_group(str(folder.partial), mode="r+", zarr_format=2)
     group.attrs[MARKER] = {"request": request, **summary, "complete": True}
     shutil.rmtree(folder.state)
-    old = folder.out.with_name(f".{folder.out.name}.inceptseg-old")
-    if os.path.lexists(folder.out):  # checked as ours before the run (check_output)
-        if os.path.lexists(old):
-            shutil.rmtree(old)
-        folder.out.rename(old)
+    old = None
+    if os.path.lexists(folder.out):  # ours, and to be replaced (checked above)
+        old = folder.out.with_name(f".{folder.out.name}.inceptseg-old-{uuid.uuid4().hex[:12]}")
+        folder.out.rename(old)  # (a name nothing else has: only the old output is removed)
     folder.partial.rename(folder.out)
-    if os.path.lexists(old):
+    if old is not None:
         shutil.rmtree(old)
     return folder.out
 

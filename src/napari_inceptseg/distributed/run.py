@@ -144,7 +144,7 @@ def segment_zarr_iter(
         except ValueError:  # the input was refused: the same on a rerun, so nothing is kept
             discard(folder)
             raise
-    return finish(folder, summary)
+    return finish(folder, summary, overwrite)
 
 
 def _check_image(image) -> None:
