@@ -4,10 +4,9 @@ shape, and the ground-truth label to leave out (numpy only).
 
 from __future__ import annotations
 
-import math
-import numbers
-
 import numpy as np
+
+from .params import as_whole
 
 
 def checked_pair(pred, gt):
@@ -59,14 +58,10 @@ def checked_ignore_index(ignore_index) -> int | None:
     """
     if ignore_index is None:
         return None
-    if (
-        isinstance(ignore_index, bool)
-        or not isinstance(ignore_index, numbers.Real)
-        or not math.isfinite(ignore_index)
-        or int(ignore_index) != ignore_index
-    ):
+    whole = as_whole(ignore_index)
+    if whole is None:
         raise ValueError(
             "ignore_index must be a whole number (the ground-truth label to leave out) "
             f"or None, got {ignore_index!r}"
         )
-    return int(ignore_index)
+    return whole

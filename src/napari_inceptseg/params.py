@@ -276,12 +276,13 @@ class SegmentParams:
         for f in dataclasses.fields(self):
             if f.metadata.get("minimum") is not None:
                 object.__setattr__(self, f.name, _checked_number(f, getattr(self, f.name)))
-        if self.seed is not None:
-            if not _is_seed(self.seed):
+        if self.seed is not None:  # a whole number that numpy and torch both take
+            seed = as_whole(self.seed)
+            if seed is None or not 0 <= seed < 2**63:
                 raise ValueError(
                     f"seed must be a whole number from 0 to 2**63 - 1, or None, got {self.seed!r}"
                 )
-            object.__setattr__(self, "seed", int(self.seed))
+            object.__setattr__(self, "seed", seed)
         if self.min_labels >= self.n_channels:
             raise ValueError(
                 f"min_labels ({self.min_labels}) must be below n_channels "
@@ -385,8 +386,14 @@ def _checked_number(f: dataclasses.Field, value: Any) -> Any:
     return value
 
 
-def _is_seed(value: Any) -> bool:
-    """A whole number that numpy and torch both take as a seed."""
+def as_whole(value: Any) -> int | None:
+    """``value`` as an ``int`` if it is a whole number of any numeric type, else None.
+
+    >>> as_whole(3.0), as_whole(2.5), as_whole(True)
+    (3, None, None)
+    """
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        return False
-    return math.isfinite(value) and int(value) == value and 0 <= int(value) < 2**63
+        return None
+    if not math.isfinite(value) or int(value) != value:
+        return None
+    return int(value)

@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import contextlib
 import multiprocessing
-import numbers
 from collections.abc import Iterator
+
+from ..params import as_whole
 
 #: how long the client waits for a scheduler that does not answer
 CONNECT_TIMEOUT_S = 10
@@ -30,9 +31,10 @@ def check_workers(workers) -> int | None:
     """
     if workers is None:
         return None
-    if isinstance(workers, bool) or not isinstance(workers, numbers.Integral) or workers < 1:
+    whole = as_whole(workers)
+    if whole is None or whole < 1:
         raise ValueError(f"workers must be a whole number >= 1, got {workers!r}")
-    return int(workers)
+    return whole
 
 
 @contextlib.contextmanager

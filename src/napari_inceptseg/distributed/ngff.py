@@ -177,6 +177,14 @@ def read_pixels(image: ZarrImage, array, selection: tuple) -> np.ndarray:
         raise damaged(image, array, selection, exc) from None
 
 
+def chunk_region(array, index) -> tuple[slice, ...]:
+    """The selection of ``array``'s chunk at grid ``index``."""
+    return tuple(
+        slice(i * c, min((i + 1) * c, s))
+        for i, c, s in zip(index, array.chunks, array.shape, strict=True)
+    )
+
+
 def damaged(image: ZarrImage, array, selection: tuple, exc: Exception) -> ValueError:
     """The ValueError for pixels that could not be read: the first chunk of
     ``selection`` that fails on its own, named by its key in the store.
@@ -186,12 +194,8 @@ def damaged(image: ZarrImage, array, selection: tuple, exc: Exception) -> ValueE
         lo, hi = sel.indices(size)[:2] if isinstance(sel, slice) else (int(sel), int(sel) + 1)
         spans.append(range(lo // chunk, max(lo // chunk + 1, -(-hi // chunk))))
     for index in itertools.product(*spans):
-        region = tuple(
-            slice(i * c, min((i + 1) * c, s))
-            for i, c, s in zip(index, array.chunks, array.shape, strict=False)
-        )
         try:
-            array[region]
+            array[chunk_region(array, index)]
         except Exception as err:  # noqa: BLE001 - as above
             key = array.metadata.encode_chunk_key(index)
             where = "/".join(p for p in (str(image.path), array.path, key) if p)

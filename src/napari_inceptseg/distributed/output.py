@@ -191,7 +191,7 @@ def fingerprint(image) -> str:
     :data:`FINGERPRINT_CHUNKS` chunks spread over its finest level, and the sizes and
     times of its files; a resumed run whose input has changed starts afresh.
     """
-    from .ngff import read_pixels
+    from .ngff import chunk_region, read_pixels
 
     array = image.levels[0]
     digest = hashlib.sha256()
@@ -200,12 +200,8 @@ def fingerprint(image) -> str:
     grid = tuple(-(-s // c) for s, c in zip(array.shape, array.chunks, strict=True))
     n = int(np.prod(grid))
     for flat in np.unique(np.linspace(0, n - 1, min(n, FINGERPRINT_CHUNKS)).astype(np.int64)):
-        index = np.unravel_index(flat, grid)
-        sel = tuple(
-            slice(i * c, min((i + 1) * c, s))
-            for i, c, s in zip(index, array.chunks, array.shape, strict=True)
-        )
-        digest.update(np.ascontiguousarray(read_pixels(image, array, sel)).tobytes())
+        region = chunk_region(array, np.unravel_index(flat, grid))
+        digest.update(np.ascontiguousarray(read_pixels(image, array, region)).tobytes())
     digest.update(json.dumps(_tree_stats(Path(image.path))).encode())
     return digest.hexdigest()
 

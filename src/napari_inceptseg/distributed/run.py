@@ -20,8 +20,6 @@ the method refuses (NaN pixels, a damaged chunk) stops the run at once and leave
 
 from __future__ import annotations
 
-import math
-import numbers
 from collections.abc import Generator
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from ..params import as_whole
 from .blocks import plane_blocks
 from .cluster import check_workers, cluster_client
 from .ngff import create_labels, open_image
@@ -119,13 +118,7 @@ def segment_zarr_iter(
     settings = preset_params(preset, **params)
     if not settings.regions:
         raise ValueError("whole-image runs make regions (the default method): leave regions on")
-    if (
-        isinstance(block, bool)
-        or not isinstance(block, numbers.Real)
-        or not math.isfinite(block)
-        or int(block) != block
-        or block < 64
-    ):
+    if as_whole(block) is None or block < 64:
         raise ValueError(f"block must be a whole number of pixels >= 64, got {block!r}")
     check_workers(workers)
     image = open_image(input_path)
@@ -149,18 +142,16 @@ def segment_zarr_iter(
 
 def _check_image(image) -> None:
     """What the method refuses in any image, found from the metadata on the client."""
-    from ..image import MIN_SIZE
+    from ..image import check_layout
 
     if image.levels[0].dtype.kind not in "biuf":
         raise ValueError(
             f"{image.path}: pixels of type {image.levels[0].dtype} are not an image's numbers"
         )
-    h, w = (image.shape[image.axes.index(a)] for a in "yx")
-    if h < MIN_SIZE or w < MIN_SIZE:
-        raise ValueError(
-            f"{image.path}: the image is {h} x {w} pixels; it must be at least "
-            f"{MIN_SIZE} x {MIN_SIZE}"
-        )
+    try:  # one plane's check, as a run in memory makes it
+        check_layout(tuple(image.shape[image.axes.index(a)] for a in "yx"))
+    except ValueError as exc:
+        raise ValueError(f"{image.path}: {exc}") from None
 
 
 def _answer(value):
