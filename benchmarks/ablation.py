@@ -44,11 +44,11 @@ STEPS = [
 def _child(arch: str, h: int, w: int, iters: int, flags: dict) -> dict:
     import torch
 
-    import napari_inceptseg.engine.loop as engine
-    import napari_inceptseg.engine.loss as loss
-    import napari_inceptseg.engine.networks as models
-    import napari_inceptseg.engine.optim as optim
-    import napari_inceptseg.engine.runtime as runtime
+    import napari_inceptseg.engine.machine.runtime as runtime
+    import napari_inceptseg.engine.modeling.loss as loss
+    import napari_inceptseg.engine.modeling.networks as models
+    import napari_inceptseg.engine.modeling.optim as optim
+    import napari_inceptseg.engine.workflow.segment as engine
 
     if not flags.get("loss"):
 

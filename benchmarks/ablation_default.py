@@ -27,7 +27,7 @@ def _dynamic_continuity(beta: float):
     """DynaSeg (2024): continuity weight = (clusters now) / beta at every step."""
     import torch
 
-    from napari_inceptseg.engine import loss as loss_module
+    from napari_inceptseg.engine.modeling import loss as loss_module
 
     plain = loss_module.cluster_loss
 
@@ -43,9 +43,9 @@ def _extra_inputs(kind: str):
     """More input channels than CIELAB: pixel coordinates, or a blurred copy."""
     from scipy import ndimage as ndi
 
-    from napari_inceptseg.engine import loop
+    from napari_inceptseg.engine.workflow import inputs
 
-    plain = loop.to_colour_space
+    plain = inputs.to_colour_space
 
     def colour(data, space, rgb):
         out = plain(data, space, rgb)
@@ -56,10 +56,10 @@ def _extra_inputs(kind: str):
         blurred = ndi.gaussian_filter(out, (0, 4, 4)).astype(np.float32)
         return np.concatenate([out, blurred])
 
-    loop.to_colour_space = colour
+    inputs.to_colour_space = colour
 
 
-def _constant(name: str, value, module: str = "regions"):
+def _constant(name: str, value, module: str = "regions.pixels"):
     import importlib
 
     setattr(importlib.import_module(f"napari_inceptseg.{module}"), name, value)
@@ -86,7 +86,7 @@ ROWS = {
         {},
         lambda: (_constant("MIN_REGION_FRACTION", 0.0), _constant("MIN_REGION_PIXELS", 1)),
     ),
-    "no-border-merge": ({}, lambda: _constant("EDGE_THRESHOLD", 0.0, "merging")),
+    "no-border-merge": ({}, lambda: _constant("EDGE_THRESHOLD", 0.0, "regions.merges")),
     "no-mean-merge": ({"merge_threshold": 0.0}, None),
 }
 

@@ -37,7 +37,7 @@ from napari_inceptseg.bench.datasets import list_items
 from napari_inceptseg.bench.evaluate import image_seed
 from napari_inceptseg.bench.region_benchmark import HIERARCHY_LEVELS, levels_scores
 from napari_inceptseg.bench.stats import paired_difference, pooled_difference
-from napari_inceptseg.metrics import instance_scores, region_scores, score
+from napari_inceptseg.scoring.metrics import instance_scores, region_scores, score
 
 DATASETS = ("bsds500", "camvid", "dsb2018")
 CLAIM_SETS = ("bsds500", "camvid")

@@ -172,7 +172,7 @@ def throughput(device: str, n: int, shape, iters: int, batches) -> list:
 def identity(device: str, shape, iters: int) -> list:
     """Are side-by-side runs the same as one-by-one runs on this device (and are two
     one-by-one runs the same as each other: cuDNN may pick nondeterministic kernels)?"""
-    from napari_inceptseg.engine.batch import segment_batch
+    from napari_inceptseg.engine.workflow.batch import segment_batch
 
     images = [_photo(*shape)[::s1, ::s2] for s1, s2 in ((1, 1), (-1, 1), (1, -1), (-1, -1))]
     rows = []

@@ -80,7 +80,7 @@ def poll():
         time.sleep(0.002)
 
 from napari_inceptseg import segment_iter
-from napari_inceptseg.engine.plan import plan_image
+from napari_inceptseg.engine.machine.plan import plan_image
 from napari_inceptseg.presets import preset_params
 
 plan = plan_image((h, w), 3, preset_params(preset, device="cpu", seed=0, **kw), "cpu")

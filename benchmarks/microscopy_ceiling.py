@@ -27,7 +27,7 @@ from napari_inceptseg.bench.baselines import run_baseline
 from napari_inceptseg.bench.datasets import list_items
 from napari_inceptseg.bench.evaluate import image_seed, score_row
 from napari_inceptseg.labels import dense_ids
-from napari_inceptseg.metrics import contingency_table
+from napari_inceptseg.scoring.metrics import contingency_table
 
 COLUMNS = ("standard_miou", "standard_nmi", "kim_miou", "f1")
 

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from napari_inceptseg.engine.networks import build_model
+from napari_inceptseg.engine.modeling.networks import build_model
 from napari_inceptseg.image import prepare_image
 
 

@@ -62,7 +62,7 @@ def _child(impl: str, arch: str, h: int, w: int, iters: int, device: str) -> dic
         )
     else:
         from napari_inceptseg import segment_iter
-        from napari_inceptseg.engine.plan import use_lean
+        from napari_inceptseg.engine.machine.plan import use_lean
         from napari_inceptseg.presets import preset_params
 
         lean = use_lean(h, w, 3, preset_params(f"paper-{arch}"), device)
@@ -112,8 +112,8 @@ def _run_child(impl, arch, h, w, iters, device, timeout) -> dict:
 
 def _fits(arch: str, h: int, w: int, device: str, factor: float = 1.0):
     """(fits, needed GB, available GB) from the engine's own memory model."""
-    from napari_inceptseg.engine.plan import MARGIN, estimate_bytes, use_lean
-    from napari_inceptseg.engine.runtime import available_bytes
+    from napari_inceptseg.engine.machine.plan import MARGIN, estimate_bytes, use_lean
+    from napari_inceptseg.engine.machine.runtime import available_bytes
     from napari_inceptseg.presets import preset_params
 
     params = preset_params(f"paper-{arch}")

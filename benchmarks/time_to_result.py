@@ -62,7 +62,7 @@ def engine(preset: str, limit: int, device: str) -> None:
 def stages(preset: str, limit: int, device: str) -> None:
     """Median seconds of each stage: training (up to the first stage record), then each
     stage after training up to the next record (the last up to the result)."""
-    from napari_inceptseg.engine.loop import segment_iter
+    from napari_inceptseg.engine.workflow.segment import segment_iter
 
     imgs = images(limit)
     spans: dict = {}

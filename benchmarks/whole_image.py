@@ -13,9 +13,10 @@ and ``dask worker --nworkers N --nthreads 1 --memory-limit M`` on loopback, runs
 ``napari-inceptseg segment IN.ome.zarr -o OUT.ome.zarr --scheduler ...`` and samples
 the memory (RSS) of the client and of every worker process every 0.2 s. It prints the
 time, the throughput (megapixels per second), the peaks, whether a worker was killed
-(the scheduler's log), and whether every disk came out as one label. ``--tiled``
-instead segments the same image in one process with the one-machine path (the image
-loaded, ``segment`` with tiles as the memory plan chooses), for comparison.
+(the scheduler's log), whether every disk came out as one label, and (up to 8192²) the
+largest share of a disk's label that lies outside it. ``--tiled`` instead segments the
+same image in one process with the one-machine path (the image loaded, ``segment``
+with tiles as the memory plan chooses), for comparison.
 """
 
 from __future__ import annotations
@@ -90,7 +91,23 @@ def check(out: Path, size: int) -> dict:
         "one_label_each": whole,
         "distinct": len(set(ids)),
         "n_labels": int(labels[...].max()) if size <= 8192 else None,
+        "largest_spill": _largest_spill(labels[...], centres) if size <= 8192 else None,
     }
+
+
+def _largest_spill(labels: np.ndarray, centres) -> float:
+    """Over the disks: the largest share of a disk's label (the one most of it has) that
+    lies outside the disk."""
+    r = CHUNK // 4
+    sizes = np.bincount(labels.ravel())
+    worst = 0.0
+    for cy, cx in centres:
+        yy, xx = np.mgrid[cy - r : cy + r + 1, cx - r : cx + r + 1]
+        disc = (yy - cy) ** 2 + (xx - cx) ** 2 <= r * r
+        inside = labels[cy - r : cy + r + 1, cx - r : cx + r + 1][disc]
+        ids, counts = np.unique(inside, return_counts=True)
+        worst = max(worst, 1 - counts.max() / sizes[ids[counts.argmax()]])
+    return round(float(worst), 4)
 
 
 class Sampler:

@@ -55,7 +55,7 @@ def overflowing_steps(monkeypatch):
     """Optimisation steps that overflow, as a learning rate of 1e30 would (far above the
     largest that SegmentParams accepts): every run in the test diverges after its first
     step or so."""
-    from napari_inceptseg.engine import optim
+    from napari_inceptseg.engine.modeling import optim
 
     class Overflowing(optim.MomentumSGD):
         def __init__(self, params, lr: float, momentum: float = 0.9):

@@ -539,7 +539,7 @@ def test_output_files_get_the_users_umask_mode(tmp_path, inputs):
 def test_save_model_to_a_place_that_cannot_be_written_fails_before_training(
     tmp_path, inputs, capsys, monkeypatch, where
 ):
-    from napari_inceptseg.engine import loop
+    from napari_inceptseg.engine.workflow import segment as loop
 
     a, _, _ = inputs
     (tmp_path / "afile").write_text("mine")

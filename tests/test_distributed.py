@@ -42,7 +42,7 @@ def _mtimes(folder) -> dict[str, int]:
     the run finished and removed it)."""
     out = {}
     try:
-        for path in folder.glob("*.npz"):
+        for path in folder.glob("*.response"):
             out[path.name] = path.stat().st_mtime_ns
     except FileNotFoundError:
         pass
@@ -98,32 +98,41 @@ def test_an_ome_zarr_becomes_an_ome_zarr_label_image_without_seams(tmp_path, clu
     ]
 
 
-def test_the_distributed_labels_agree_with_the_in_memory_labels(tmp_path, cluster):
-    """On a 2048 x 2048 image: the same kind of result, not the same pixels. The whole-image
-    run trains on a 1-megapixel copy (the in-memory run on 40,000 pixels, its BatchNorm
-    statistics from the whole image) and forms regions block by block, so the two agree
-    closely but not exactly."""
+def test_the_distributed_labels_are_the_in_memory_labels_of_the_same_pixels(tmp_path, cluster):
+    """A 2048 x 2048 mosaic of four photos in 512-pixel blocks: the same training copy,
+    BatchNorm's statistics over the whole plane, and the regions made by the same steps
+    on the same analysis grid (4.2 megapixels: analysed at 2000 x 2000, as in memory),
+    so the labels are those of a run in memory but for sums added in another order."""
+    from skimage import data
+    from skimage.transform import resize
+
     from napari_inceptseg.distributed import segment_zarr
 
-    image, truth = disks(2048, 512, seed=1)
+    tiles = [
+        (resize(f(), (1024, 1024), anti_aliasing=True) * 255).round().astype(np.uint8)
+        for f in (data.astronaut, data.chelsea, data.coffee, data.rocket)
+    ]
+    image = np.concatenate([np.concatenate(tiles[:2], 1), np.concatenate(tiles[2:], 1)], 0)
     src = write_ome_zarr(tmp_path / "big.ome.zarr", np.moveaxis(image, -1, 0), "cyx", (3, 512, 512))
     out = segment_zarr(src, tmp_path / "big-out.ome.zarr", scheduler=cluster, block=512, seed=0)
     apart = np.asarray(zarr.open_array(str(out / "0"))[:])
     together = segment(image, seed=0, device="cpu").labels
-    assert score(apart, together)["covering"] > 0.9 and score(together, apart)["covering"] > 0.9
-    assert one_label_per_disk(apart, truth) and one_label_per_disk(together, truth)
+    assert score(apart, together)["covering"] > 0.97 and score(together, apart)["covering"] > 0.97
 
 
 def test_any_axes_order_its_metadata_declares(tmp_path, cluster):
     from napari_inceptseg.distributed import segment_zarr
 
-    image, truth = disks(256, 64)
+    image, truth = disks(512, 128)
     tczyx = np.stack([np.moveaxis(image, -1, 0)] * 2, axis=1)[None]  # t=1, c=3, z=2
-    src = write_ome_zarr(tmp_path / "5d.ome.zarr", tczyx, "tczyx", (1, 3, 1, 64, 64))
-    out = segment_zarr(src, tmp_path / "5d-out.ome.zarr", scheduler=cluster, block=64, seed=0)
+    src = write_ome_zarr(tmp_path / "5d.ome.zarr", tczyx, "tczyx", (1, 3, 1, 128, 128))
+    out = segment_zarr(src, tmp_path / "5d-out.ome.zarr", scheduler=cluster, block=128, seed=0)
     labels = np.asarray(zarr.open_array(str(out / "0"))[:])
-    assert labels.shape == (1, 2, 256, 256)
+    assert labels.shape == (1, 2, 512, 512)
     assert one_label_per_disk(labels[0, 0], truth) and one_label_per_disk(labels[0, 1], truth)
+    # each plane is the plane segmented in memory (the photo's colours read as RGB)
+    together = segment(image, seed=0, device="cpu").labels
+    assert score(labels[0, 0], together)["covering"] > 0.99
     assert not set(np.unique(labels[0, 0])) & set(np.unique(labels[0, 1]))  # each plane its own ids
 
 
@@ -195,7 +204,7 @@ def test_a_rerun_after_a_kill_skips_what_is_done(tmp_path, spawn):
     proc = spawn(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     blocks = RunFolder(out).state / "blocks"  # the run is written beside its output
     deadline = time.monotonic() + PROCESS_DEADLINE
-    while len(list(blocks.glob("*.npz"))) < 8:
+    while len(list(blocks.glob("*.response"))) < 8:
         assert time.monotonic() < deadline and proc.poll() is None, "the run did not get going"
         time.sleep(0.1)
     import os
@@ -404,3 +413,50 @@ def test_a_script_without_the_main_guard_is_told_what_to_do(tmp_path):
     done = run_command([sys.executable, str(script)], cwd=tmp_path)
     assert done.returncode != 0
     assert 'if __name__ == "__main__":' in done.stderr.strip().splitlines()[-1]
+
+
+def test_a_whole_image_run_trains_on_the_in_memory_copy_to_the_bit(tmp_path):
+    """The training copy is read a group of rows at a time, never whole, and is still the
+    copy a run in memory makes (``interpolate(mode="area")`` of the network's input)."""
+    import torch
+
+    from napari_inceptseg.distributed.ngff import open_image
+    from napari_inceptseg.distributed.training import training_copy
+    from napari_inceptseg.engine.machine.plan import training_size
+    from napari_inceptseg.image import prepare, to_colour_space
+    from napari_inceptseg.presets import preset_params
+
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 256, (700, 530, 3), dtype=np.uint8)
+    src = write_ome_zarr(tmp_path / "in.ome.zarr", np.moveaxis(image, -1, 0), "cyx", (3, 128, 128))
+    params = preset_params("default", seed=0)
+    data, ranges = prepare(image)
+    net_in = torch.from_numpy(to_colour_space(data, params.color_space, True))[None]
+    size = training_size(image.shape[:2], params.train_pixels)
+    expected = torch.nn.functional.interpolate(net_in, size=size, mode="area")[0].numpy()
+    copy = training_copy(open_image(src), (), ranges, params)
+    assert copy.shape == expected.shape and (copy == expected).all()
+
+
+def test_a_block_averages_its_pixels_down_as_the_in_memory_analysis_copy():
+    """A plane of more than ANALYSIS_PIXELS is analysed on a smaller grid; a block's
+    window of it, averaged from the plane's pixels under it, is that window of the copy a
+    run in memory makes, and labels come back up by the same nearest neighbour."""
+    import torch
+
+    from napari_inceptseg.distributed.grid import Grid
+    from napari_inceptseg.engine.workflow.final_pass import _upscale_nearest
+
+    grid = Grid.of((2300, 1900))
+    assert grid.analysis[0] * grid.analysis[1] <= 4_000_000 < 2300 * 1900
+    plane = np.random.default_rng(1).random((2, 2300, 1900), dtype=np.float32)
+    whole = torch.nn.functional.interpolate(
+        torch.from_numpy(plane)[None], grid.analysis, mode="area"
+    )
+    y, x = (100, 431), (1200, grid.analysis[1])
+    (y0, y1), (x0, x1) = grid.span(0, *y), grid.span(1, *x)
+    window = grid.pooled(plane[:, y0:y1, x0:x1], y, x)
+    np.testing.assert_allclose(window, whole[0, :, slice(*y), slice(*x)].numpy(), rtol=1e-5)
+    labels = np.arange(grid.analysis[0] * grid.analysis[1]).reshape(grid.analysis)
+    up = labels[np.ix_(grid.nearest(0, 0, 2300), grid.nearest(1, 0, 1900))]
+    assert (up == _upscale_nearest(labels, (2300, 1900))).all()  # as a run in memory

@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from napari_inceptseg.dock_model import ALL, SegmentDockModel, default_values
-from napari_inceptseg.dock_settings import settings_path
+from napari_inceptseg.dock.model import ALL, SegmentDockModel, default_values
+from napari_inceptseg.dock.settings import settings_path
 from napari_inceptseg.params import SegmentParams
 from napari_inceptseg.presets import preset_params
 

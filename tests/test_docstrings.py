@@ -20,9 +20,9 @@ MODULES = sorted(
     }
     | {
         "napari_inceptseg.distributed.run",
-        "napari_inceptseg.dock_model",
-        "napari_inceptseg.hierarchy",
-        "napari_inceptseg.object_metrics",
+        "napari_inceptseg.dock.model",
+        "napari_inceptseg.regions.hierarchy",
+        "napari_inceptseg.scoring.objects",
         "napari_inceptseg.params",
         "napari_inceptseg.presets",
     }

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from napari_inceptseg import score, segment
-from napari_inceptseg.hierarchy import cost_to_level
-from napari_inceptseg.merging import build_hierarchy
+from napari_inceptseg.regions.hierarchy import cost_to_level
+from napari_inceptseg.regions.method import build_hierarchy
 from napari_inceptseg.sample_data import synthetic_regions
 
 LEVELS = np.linspace(0, 1, 21)
@@ -96,7 +96,7 @@ def test_the_hierarchy_holds_the_true_regions_of_the_synthetic_sample(synthetic)
 
 
 def test_stacks_and_volumes_have_hierarchies():
-    from napari_inceptseg.engine.stack import segment_stack
+    from napari_inceptseg.engine.workflow.stack import segment_stack
 
     planes = np.stack([synthetic_regions((40, 48), n_regions=3, seed=k)[0] for k in range(3)])
     stack = segment_stack(planes, rgb=True, seed=0, device="cpu")

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from napari_inceptseg import SegmentParams, prepare_image, score, segment
-from napari_inceptseg.image import normalize_channels, prepare
+from napari_inceptseg.image import apply_ranges, channel_ranges, prepare
 
 FAST = dict(arch="vanilla", n_channels=16, max_iter=3, min_labels=1, seed=0, device="cpu")
 
@@ -109,7 +109,8 @@ def test_constant_image_gives_one_label():
 
 
 def test_normalize_constant_channel_is_zero():
-    out = normalize_channels(np.full((2, 5, 5), 3.0))
+    data = np.full((2, 5, 5), 3.0)
+    out = apply_ranges(data, channel_ranges(data))
     assert np.all(out == 0)
 
 

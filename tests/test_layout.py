@@ -121,3 +121,52 @@ def test_no_module_or_function_outgrows_its_page():
                     continue
                 length = _code_lines(node)
                 assert length <= 60, f"{name}.{node.name} has {length} lines of code"
+
+
+#: signatures a library sets: ``torch.autograd.Function.forward`` takes the tensors as
+#: positional arguments, and higra calls a merge callback with six
+LIBRARY_SIGNATURES = {
+    ("napari_inceptseg.engine.modeling.loss", "forward"),
+    ("napari_inceptseg.regions.hierarchy", "__call__"),
+}
+
+
+def test_no_function_takes_more_than_five_positional_parameters():
+    """Bundles are passed, not their fields; the rest are named at the call."""
+    for name, path in _modules().items():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                continue
+            args = [a.arg for a in node.args.posonlyargs + node.args.args]
+            args = [a for a in args if a not in ("self", "cls")]
+            if (name, node.name) not in LIBRARY_SIGNATURES:
+                assert len(args) <= 5, f"{name}.{node.name} takes {len(args)} positional"
+
+
+def test_the_package_root_keeps_the_public_face():
+    """At most eight modules at the root; everything else lives in a room named for it."""
+    root = sorted(p.name for p in PACKAGE.glob("*.py"))
+    assert len(root) <= 8, root
+
+
+def test_own_modules_are_imported_inside_functions_only_where_that_keeps_imports_quick():
+    """torch's modules (engine/modeling) wait for a run; the docks and the command wait to
+    import the engine until they use it; the optional Dask package waits for its use."""
+    lazy_sources = ("napari_inceptseg._widgets", "napari_inceptseg.cli")
+    modules = _modules()
+    for name, path in modules.items():
+        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+        for fn in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                continue
+            for node in ast.walk(fn):
+                if not (isinstance(node, ast.ImportFrom) and node.level):
+                    continue
+                base = package.split(".")[: len(package.split(".")) - node.level + 1]
+                target = ".".join(base + ([node.module] if node.module else []))
+                allowed = (
+                    name.startswith(lazy_sources)
+                    or target.startswith("napari_inceptseg.engine.modeling")
+                    or name == "napari_inceptseg.distributed"
+                )
+                assert allowed, f"{name} imports {target} inside {fn.name}"

@@ -227,7 +227,7 @@ def test_kim_splits_clusters_into_connected_regions():
 
 
 def test_blank_prediction_scores_one_over_the_number_of_segments():
-    from napari_inceptseg.metrics import region_scores
+    from napari_inceptseg.scoring.metrics import region_scores
 
     gt = np.repeat(np.repeat(np.arange(1, 6), 6)[None, :], 20, 0)  # 20 x 30, five vertical bands
     blank = np.zeros_like(gt)
@@ -242,7 +242,7 @@ def test_blank_prediction_scores_one_over_the_number_of_segments():
 def test_rand_index_and_voi_by_hand():
     from sklearn.metrics import rand_score
 
-    from napari_inceptseg.metrics import region_scores
+    from napari_inceptseg.scoring.metrics import region_scores
 
     gt = np.repeat(np.repeat(np.array([[1, 2], [3, 3]]), 8, 0), 8, 1)  # 16 x 16: 64, 64, 128 px
     pred = np.repeat(np.repeat(np.array([[1, 1], [2, 3]]), 8, 0), 8, 1)  # 128, 64, 64 px
@@ -266,7 +266,7 @@ def test_region_scores_leave_out_ignored_pixels():
 
 
 def test_instance_scores_by_hand():
-    from napari_inceptseg.object_metrics import instance_scores
+    from napari_inceptseg.scoring.objects import instance_scores
 
     gt = np.zeros((4, 6), int)
     gt[0:2, 0:2] = 1  # nucleus 1, 4 px
@@ -294,7 +294,7 @@ def test_instance_scores_by_hand():
 
 
 def test_instance_scores_are_undefined_without_any_object():
-    from napari_inceptseg.object_metrics import instance_scores
+    from napari_inceptseg.scoring.objects import instance_scores
 
     pred = np.zeros((6, 6), int)
     pred[1:3, 1:3] = 1

@@ -8,7 +8,7 @@ import pytest
 from napari_inceptseg import segment
 from napari_inceptseg.cli.parser import build_parser
 from napari_inceptseg.cli.parser import params_from_args as _params_from_args
-from napari_inceptseg.recipe import as_command, as_python
+from napari_inceptseg.dock.recipe import as_command, as_python
 
 
 def test_python_recipe_replays_the_run(small_rgb):

@@ -5,10 +5,11 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage as ndi
 
-from napari_inceptseg import regions as R
 from napari_inceptseg import run_to_end
-from napari_inceptseg.merging import RegionStats, sized_ward
-from napari_inceptseg.region_graph import RegionGraph
+from napari_inceptseg.regions import method as R
+from napari_inceptseg.regions import pixels as P
+from napari_inceptseg.regions.graph import Borders, RegionStats
+from napari_inceptseg.regions.merges import RegionGraph, merged_roots, sized_ward
 
 
 def _strip(*values, width=4):
@@ -20,7 +21,7 @@ def _merged(labels, mode, threshold, feats=None, edges=None, n_keep=0):
     """``labels`` (ids 1..R) after the finishing step's greedy merge of their numbers."""
     feats = np.zeros((1, *labels.shape)) if feats is None else feats
     stats = RegionStats.of_labels(labels, feats, response_edges=edges)
-    return stats.merged(mode, threshold, n_keep)[labels - 1] + 1
+    return merged_roots(stats, mode, threshold, n_keep)[labels - 1] + 1
 
 
 def test_merge_adjacent_most_alike_first_until_the_threshold():
@@ -65,7 +66,7 @@ def test_small_pieces_join_the_nearest_large_region():
     labels[:, 5:] = 2
     labels[2, 2] = 3  # one stray pixel inside region 1
     labels[7, 8] = 4  # and one inside region 2
-    out = R.absorb_small(labels, 4)
+    out = P.absorb_small(labels, 4)
     assert out[2, 2] == 1 and out[7, 8] == 2 and set(np.unique(out)) == {1, 2}
 
 
@@ -75,7 +76,7 @@ def test_superpixel_vote_removes_noise_inside_flat_regions():
     image[:, :, 30:] = 1.0
     truth = np.where(np.arange(60)[None, :] < 30, 1, 2).repeat(40, 0)
     noisy = np.where(rng.random(truth.shape) < 0.1, 3, truth)  # 10% wrong pixels
-    voted = R.superpixel_vote(noisy, image)
+    voted = P.superpixel_vote(noisy, image)
     assert (voted == truth).mean() > 0.99
 
 
@@ -88,7 +89,7 @@ def test_superpixel_vote_follows_the_images_edges_not_a_grid():
     disc = (yy - 60) ** 2 + (xx - 80) ** 2 < 35**2
     image = np.stack([np.where(disc, 0.8, 0.2)] * 3).astype(np.float32)
     clusters = np.where(disc, 5, rng.integers(0, 2, disc.shape))  # noise outside the disc
-    voted = R.superpixel_vote(clusters, image)
+    voted = P.superpixel_vote(clusters, image)
     outline = disc ^ ndi.binary_erosion(disc)
     borders = np.zeros(disc.shape, bool)
     borders[:, 1:] |= voted[:, 1:] != voted[:, :-1]
@@ -158,21 +159,14 @@ def test_sized_ward_with_equal_sizes_is_scipys_ward():
 def test_merging_into_a_region_with_thousands_of_neighbours_keeps_the_heap_small():
     """A background touching thousands of small regions (a whole-slide image's noise)
     re-weighs every border at each merge; stale heap entries must not pile up (they
-    took a 6144 x 6144 image's stitching to 3.6 GB)."""
+    took a 6144 x 6144 image's merges to 3.6 GB)."""
     n = 1000
     rng = np.random.default_rng(0)
     size = np.r_[10_000.0, np.full(n, 20.0)]
     features = np.r_[[np.zeros(4)], rng.normal(0, 0.05, (n, 4))]  # every leaf alike the hub
     leaves = np.arange(1, n + 1)
-    rg = RegionGraph(
-        "mean",
-        size,
-        np.zeros(n, int),
-        leaves,
-        np.ones(n),
-        np.ones(n),
-        sums=features * size[:, None],
-    )
+    borders = Borders(np.zeros(n, int), leaves, np.ones(n), np.ones(n), np.ones(n))
+    rg = RegionGraph("mean", RegionStats(size, features * size[:, None], borders), np.ones(n))
     rg.merge(0.65)
     assert rg.alive == 1 and (rg.roots() == rg.roots()[0]).all()
     assert len(rg.heap) <= 2 * n + 4096
@@ -186,28 +180,16 @@ def test_rims_along_an_edge_join_a_neighbour_and_narrow_objects_stay():
     labels = np.where(r < 15, 2, 1)
     labels[(r >= 15) & (r < 16)] = 3  # the rim
     labels[10:70, 100:103] = 4  # a 3-pixel line
-    out = R.absorb_thin(labels)
+    out = P.absorb_thin(labels)
     assert set(np.unique(out)) == {1, 2, 4}
     assert (out[labels == 4] == 4).all() and (out[labels == 2] == 2).all()
-
-
-def test_a_rim_straddling_an_edge_goes_to_both_sides_pixel_by_pixel():
-    """The cluster path's blocks: each pixel of a rim joins the wider region next to it
-    whose mean colour is closest to its own, so the edge stays where the image has it."""
-    yy, xx = np.mgrid[:60, :60]
-    disc = np.hypot(yy - 30, xx - 30) < 15
-    image = np.stack([np.where(disc, 0.9, 0.1)] * 3).astype(np.float32)
-    rim = disc ^ ndi.binary_erosion(disc) | ~disc & ndi.binary_dilation(disc)  # a pixel each side
-    labels = np.where(rim, 3, np.where(disc, 2, 1))
-    out = R.absorb_thin_pixels(labels, image)
-    np.testing.assert_array_equal(out, np.where(disc, 2, 1))
 
 
 def test_grouping_thousands_of_regions_merges_touching_alike_ones_first():
     """Above MAX_ALIKE_LABELS regions (a large image's fine cut), the grouping first
     merges the most alike touching regions, so its distance matrix stays small, and
     still finds the image's two kinds of region."""
-    from napari_inceptseg.merging import MAX_ALIKE_LABELS
+    from napari_inceptseg.regions.merges import MAX_ALIKE_LABELS
 
     side = 3 * 64  # 64 x 64 = 4096 regions of 3 x 3 pixels
     labels = (np.arange(side)[:, None] // 3) * 64 + np.arange(side)[None] // 3 + 1

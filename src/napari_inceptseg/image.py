@@ -102,7 +102,7 @@ def spatial_layout(shape, channel_axis: int | None = None, dims: int = 2):
 
 
 def channel_ranges(data: np.ndarray) -> np.ndarray:
-    """The ``(C, 2)`` intensity range [lo, hi] that :func:`normalize_channels` maps
+    """The ``(C, 2)`` intensity range [lo, hi] that :func:`apply_ranges` maps
     to [0, 1] per channel: 0..255 for uint8, 0..1 for bool, else the 1st and
     99.8th percentiles (min/max for sparse channels).
     """
@@ -152,16 +152,6 @@ def apply_ranges(data: np.ndarray, ranges: np.ndarray) -> np.ndarray:
                 k = _SHRINK
                 out[c] = ((x * k - lo * k) / (hi * k - lo * k)).astype(np.float32)
     return out
-
-
-def normalize_channels(data: np.ndarray) -> np.ndarray:
-    """Normalise a ``(C, H, W)`` array to float32.
-
-    uint8 is divided by 255 (as the reference implementation does). Every other
-    dtype is scaled per channel so that the 1st and 99.8th percentiles map to 0
-    and 1 (falling back to min/max for sparse channels; constant channels become 0).
-    """
-    return apply_ranges(data, channel_ranges(data))
 
 
 def prepare_image(image, channel_axis: int | None = None) -> np.ndarray:

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from napari_inceptseg import segment
-from napari_inceptseg.engine.batch import map_side_by_side, segment_batch
+from napari_inceptseg.engine.workflow.batch import map_side_by_side, segment_batch
 from napari_inceptseg.sample_data import synthetic_regions
 
 RUNS = {
@@ -52,7 +52,7 @@ def test_results_keep_their_order_and_errors_their_index():
 
 
 def test_bad_batch_sizes_and_bad_images_are_named_before_any_run(images, monkeypatch):
-    from napari_inceptseg.engine import loop
+    from napari_inceptseg.engine.workflow import batch as loop  # where batch finds segment
 
     for bad in (-1, 1.5, True, "2"):
         with pytest.raises(ValueError, match="batch must be a whole number >= 0"):
@@ -68,8 +68,8 @@ def test_bad_batch_sizes_and_bad_images_are_named_before_any_run(images, monkeyp
 
 def test_a_failed_run_keeps_the_others_results_with_each_error_by_index(images, monkeypatch):
     from napari_inceptseg import SegmentationError
-    from napari_inceptseg.engine import loop
-    from napari_inceptseg.engine.batch import BatchError
+    from napari_inceptseg.engine.workflow import batch as loop  # where batch finds segment
+    from napari_inceptseg.engine.workflow.batch import BatchError
 
     real = loop.segment
 
@@ -97,7 +97,7 @@ def test_an_interrupted_batch_stops_its_runs_at_their_next_step_and_keeps_what_f
     import threading
     import time
 
-    from napari_inceptseg.engine.results import RunInterrupted, run_to_end
+    from napari_inceptseg.engine.workflow.progress import RunInterrupted, run_to_end
 
     started, stopped = [], []
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from napari_inceptseg.engine import lean as _lean
-from napari_inceptseg.engine import lean_ops
-from napari_inceptseg.engine.loss import continuity_loss, similarity_loss
-from napari_inceptseg.engine.networks import build_model
+from napari_inceptseg.engine.modeling import lean as _lean
+from napari_inceptseg.engine.modeling import lean_ops
+from napari_inceptseg.engine.modeling.networks import build_model
+from reference_losses import continuity_loss, similarity_loss
 
 
 @pytest.mark.parametrize("n_conv", [1, 2, 3])

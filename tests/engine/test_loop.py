@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from napari_inceptseg import SegmentParams, score, segment, segment_iter
-from napari_inceptseg.engine.results import run_to_end
-from napari_inceptseg.engine.runtime import resolve_device
+from napari_inceptseg.engine.machine.runtime import resolve_device
+from napari_inceptseg.engine.workflow.progress import run_to_end
 from napari_inceptseg.labels import consecutive_labels
 
 
@@ -84,7 +84,7 @@ def test_same_seed_same_labels(small_rgb):
 
 
 def test_unseeded_run_records_its_seed_and_replays(small_rgb):
-    from napari_inceptseg.engine.inputs import drawn_seed
+    from napari_inceptseg.engine.workflow.inputs import drawn_seed
 
     a = segment(small_rgb, **_fast(seed=None))
     b = segment(small_rgb, **_fast(seed=a.seed))
@@ -99,7 +99,7 @@ def test_two_threads_with_their_own_seeds_get_their_own_labels(small_rgb, monkey
     import threading
     import time
 
-    from napari_inceptseg.engine import networks as _models
+    from napari_inceptseg.engine.modeling import networks as _models
 
     alone = {s: segment(small_rgb, **_fast(seed=s)) for s in (7, 8)}
     build = _models.build_model
@@ -314,7 +314,7 @@ def test_unknown_precision_is_a_clear_error():
 
 
 def test_a_diverging_run_stops_with_a_clear_error(overflowing_steps):
-    from napari_inceptseg.engine.results import SegmentationError
+    from napari_inceptseg.engine.workflow.progress import SegmentationError
 
     image = np.random.default_rng(0).integers(0, 255, (32, 40, 3), dtype=np.uint8)
     with pytest.raises(SegmentationError, match="diverged.*lower learning rate") as info:

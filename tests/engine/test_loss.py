@@ -8,7 +8,8 @@ import math
 import pytest
 import torch
 
-from napari_inceptseg.engine.loss import cluster_loss, continuity_loss, similarity_loss
+from napari_inceptseg.engine.modeling.loss import cluster_loss
+from reference_losses import continuity_loss, similarity_loss
 
 # channel 0        channel 1
 # [[0, 1],         [[1, 1.5],
@@ -75,7 +76,7 @@ def _reference_guided_loss(r, scr, w_sim, w_con, w_scr, axis_weights):
 
 @pytest.mark.parametrize("shape", [(1, 5, 7, 6), (1, 5, 4, 6, 3)])
 def test_fused_loss_with_scribbles_and_axis_weights_matches_autograd(shape):
-    from napari_inceptseg.engine.loss import cluster_loss
+    from napari_inceptseg.engine.modeling.loss import cluster_loss
 
     torch.manual_seed(0)
     r = torch.randn(*shape, dtype=torch.float64, requires_grad=True)
@@ -83,7 +84,7 @@ def test_fused_loss_with_scribbles_and_axis_weights_matches_autograd(shape):
     scr.view(-1)[:7] = 2
     scr.view(-1)[-5:] = 4
     weights = [0.25, 1.0, 1.0][-(len(shape) - 2) :]
-    loss, _, _, target = cluster_loss(r, 1.0, 2.0, weights, scr, 0.5)
+    loss, _, _, target = cluster_loss(r, 1.0, 2.0, weights, scribbles=scr, w_scr=0.5)
     loss.backward()
     ref_r = r.detach().clone().requires_grad_(True)
     ref = _reference_guided_loss(ref_r, scr, 1.0, 2.0, 0.5, weights)

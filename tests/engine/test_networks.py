@@ -7,7 +7,7 @@ import torch
 import torch.fx
 from torch import nn
 
-from napari_inceptseg.engine.networks import InceptionNet, VanillaNet, build_model
+from napari_inceptseg.engine.modeling.networks import InceptionNet, VanillaNet, build_model
 
 
 @pytest.mark.parametrize("arch", ["vanilla", "inception"])

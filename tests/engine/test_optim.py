@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from napari_inceptseg.engine.optim import MomentumSGD
+from napari_inceptseg.engine.modeling.optim import MomentumSGD
 
 
 def test_momentum_sgd_matches_torch_optim():

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from napari_inceptseg import SegmentationError, segment
-from napari_inceptseg.engine import plan as planning
+from napari_inceptseg.engine.machine import plan as planning
 from napari_inceptseg.params import SegmentParams
 from napari_inceptseg.presets import preset_params
 
@@ -126,7 +126,7 @@ image = np.repeat(np.repeat(blocks, -(-shape[0] // 8), 0), -(-shape[1] // 8), 1)
 image = image[:shape[0], :shape[1]]
 image = np.ascontiguousarray(image)
 from napari_inceptseg import segment
-from napari_inceptseg.engine.plan import plan_image
+from napari_inceptseg.engine.machine.plan import plan_image
 from napari_inceptseg.presets import preset_params
 params = preset_params(preset, device="cpu", seed=0, **kw)
 plan = plan_image(tuple(shape), 3, params, "cpu")

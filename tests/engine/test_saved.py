@@ -12,7 +12,7 @@ import pytest
 
 from helpers import run_command
 from napari_inceptseg import ModelFileError, apply_stack, load_model, score, segment
-from napari_inceptseg.engine.model_file import FORMAT
+from napari_inceptseg.engine.workflow.model_file import FORMAT
 from sample_images import moving_shapes
 
 

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from napari_inceptseg import score
-from napari_inceptseg.engine.results import run_to_end
-from napari_inceptseg.engine.stack import segment_stack_iter
+from napari_inceptseg.engine.workflow.progress import run_to_end
+from napari_inceptseg.engine.workflow.stack import segment_stack_iter
 from napari_inceptseg.image import plane_layout
 
 FAST = dict(arch="vanilla", n_channels=16, max_iter=4, min_labels=1, seed=0, device="cpu")

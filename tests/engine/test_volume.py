@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from napari_inceptseg import score, segment
-from napari_inceptseg.engine.stack import segment_stack
+from napari_inceptseg.engine.workflow.stack import segment_stack
 from sample_images import ellipsoids
 
 
@@ -38,9 +38,9 @@ def test_3d_beats_per_slice_in_z_consistency(volume_runs):
 
 @pytest.mark.parametrize("arch", ["vanilla", "inception"])
 def test_3d_networks_are_local_so_tiles_give_the_same_labels(arch):
-    from napari_inceptseg.engine.networks import build_model
-    from napari_inceptseg.engine.results import run_to_end
-    from napari_inceptseg.engine.tiles import predict_tiled
+    from napari_inceptseg.engine.machine.tiles import predict_tiled
+    from napari_inceptseg.engine.modeling.networks import build_model
+    from napari_inceptseg.engine.workflow.progress import run_to_end
 
     torch.manual_seed(0)
     net = build_model(arch, 1, 8, 1, dims=3)
@@ -53,7 +53,7 @@ def test_3d_networks_are_local_so_tiles_give_the_same_labels(arch):
     with torch.no_grad():
         whole = net(x).argmax(1)[0].int()
     tiled = run_to_end(
-        predict_tiled(net, x, (10, 24, 24), net.radius, "cpu", torch.contiguous_format)
+        predict_tiled(net, x, (10, 24, 24), net.radius, device="cpu", fmt=torch.contiguous_format)
     )
     assert (tiled == whole).float().mean() > 0.999
 

@@ -7,7 +7,7 @@ import pytest
 
 from helpers import GUI_DEADLINE_MS
 from napari_inceptseg import segment
-from napari_inceptseg._widgets.detail_model import DetailModel, detail_to_level
+from napari_inceptseg.dock.detail import DetailModel, detail_to_level
 from napari_inceptseg.sample_data import synthetic_regions
 
 
@@ -111,7 +111,7 @@ def test_the_slider_recuts_the_result_and_the_scores_follow(segmented, qtbot):
 
 @pytest.mark.gui
 def test_an_edited_result_is_kept_with_its_undo_and_the_cut_goes_to_a_new_layer(segmented):
-    from napari_inceptseg.recipe import as_python
+    from napari_inceptseg.dock.recipe import as_python
 
     viewer, widget, _, result = segmented
     before = np.array(result.data, copy=True)

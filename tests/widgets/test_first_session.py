@@ -97,7 +97,7 @@ def test_the_dock_opens_with_the_defaults_when_its_settings_cannot_be_read(
 ):
     from pathlib import Path
 
-    from napari_inceptseg import dock_settings as settings
+    from napari_inceptseg.dock import settings
 
     path = settings.settings_path()
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -132,7 +132,7 @@ def test_cancel_from_the_activity_dock_within_one_tile_of_the_final_pass(
 ):
     import time
 
-    from napari_inceptseg.engine import finish
+    from napari_inceptseg.engine.workflow import final_pass as finish
 
     record = finish.final_record
 
@@ -171,7 +171,7 @@ def test_cancel_from_the_activity_dock_within_one_tile_of_the_final_pass(
 def test_a_pyramid_segments_its_largest_level_that_fits(
     make_napari_viewer, qtbot, monkeypatch, synthetic
 ):
-    from napari_inceptseg.engine import plan as planning
+    from napari_inceptseg.engine.machine import plan as planning
 
     viewer = make_napari_viewer()
     big = np.kron(synthetic[0], np.ones((16, 16, 1), dtype=np.uint8))  # 2048 x 2560

@@ -1,7 +1,7 @@
 """The dock's "Detail" slider: the last result's region hierarchy, recut live (no
 retraining). An edited result layer is never overwritten: the new cut goes to a new
 layer, and the edited one keeps its labels and its undo history (edits are seen by the
-layer's own signals, see :mod:`.detail_model`)."""
+layer's own signals, see :mod:`napari_inceptseg.dock.detail`)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from collections.abc import Callable
 from magicgui.widgets import Container, FloatSlider, Label
 from napari.utils.notifications import show_info
 
-from .detail_model import DetailModel, detail_to_level
+from ..dock.detail import DetailModel, detail_to_level
 
 
 class DetailPanel(Container):

@@ -107,7 +107,7 @@ class NetworkPanel(Container):
 
     def load(self, _=None, path: str | None = None) -> None:
         """Load a network chosen in Qt's open dialog."""
-        from ..engine.saved import load_model
+        from ..engine.workflow.saved import load_model
 
         if path is None:
             from qtpy.QtWidgets import QFileDialog
@@ -137,7 +137,7 @@ class NetworkPanel(Container):
             )
             if not folder:
                 return
-        from ..engine.folders import apply_to_folder_iter, new_output_folder
+        from ..engine.workflow.folders import apply_to_folder_iter, new_output_folder
 
         out = new_output_folder(Path(folder))
         on = {

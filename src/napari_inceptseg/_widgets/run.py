@@ -19,8 +19,8 @@ import numpy as np
 from napari.layers import Image
 from napari.utils.notifications import show_error, show_info
 
-from ..engine.results import SegmentationError
-from ..engine.stack import ApplyProgress
+from ..engine.workflow.progress import SegmentationError
+from ..engine.workflow.stack import ApplyProgress
 from ..params import SegmentParams
 from .jobs import SIGNALS, Job
 from .source import RunSource

@@ -9,7 +9,7 @@ from napari.layers import Labels
 from napari.utils.notifications import show_info
 from qtpy.QtCore import QTimer
 
-from ..metrics import matched_labels, score
+from ..scoring.metrics import matched_labels, score
 from .layers import layer_choices
 
 if TYPE_CHECKING:  # pragma: no cover

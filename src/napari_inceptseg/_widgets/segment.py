@@ -1,6 +1,6 @@
 """The "Unsupervised segmentation" dock widget.
 
-A thin form over :func:`napari_inceptseg.engine.stack.segment_stack_iter`: it turns
+A thin form over :func:`napari_inceptseg.engine.workflow.stack.segment_stack_iter`: it turns
 its controls into :class:`SegmentParams` and a :class:`~.source.RunSource`, and hands
 the run to :class:`~.run.RunLifecycle` (the worker, the progress bar and the layer).
 torch is imported when the dock is built (the device list) and when a run starts.
@@ -19,7 +19,7 @@ from magicgui.widgets import Container
 from napari.layers import Image, Labels
 from napari.utils.notifications import show_error, show_info
 
-from ..dock_model import SegmentDockModel
+from ..dock.model import SegmentDockModel
 from ..params import SegmentParams
 from . import segment_controls
 from .controls import BASIC_PARAMS, _param_widgets, scrolling_body, wrapping_label
@@ -38,7 +38,7 @@ log = logging.getLogger(__name__)
 
 
 def _present_devices() -> list[str]:
-    from ..engine.runtime import available_devices  # imports torch: only at construction
+    from ..engine.machine.runtime import available_devices  # imports torch: only at construction
 
     return ["auto", *available_devices()]
 
@@ -266,7 +266,7 @@ class SegmentWidget(Container):
         except (ValueError, MemoryError) as exc:
             show_error(f"Cannot segment '{layer.name}': {exc}")
             return
-        from ..engine.stack import segment_stack_iter
+        from ..engine.workflow.stack import segment_stack_iter
 
         run = Run(
             image=layer,
@@ -301,7 +301,7 @@ class SegmentWidget(Container):
             layer,
             self._channel_axis.value,
             params,
-            self._state.device_name(params),
+            device=self._state.device_name(params),
             all_slices=self._state.all_slices,
             level=self._level.value,
         )
@@ -331,7 +331,7 @@ class SegmentWidget(Container):
         except (ValueError, MemoryError) as exc:
             show_error(f"Cannot apply the network to '{layer.name}': {exc}")
             return
-        from ..engine.stack import apply_stack_iter
+        from ..engine.workflow.stack import apply_stack_iter
 
         run = Run(
             image=layer,
@@ -366,7 +366,7 @@ class SegmentWidget(Container):
 
     def _image_file(self, meta) -> str:
         """The file the result's image layer was read from, or a placeholder."""
-        from ..recipe import image_argument
+        from ..dock.recipe import image_argument
 
         name = meta.get("image")
         image = next(

@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 from magicgui.widgets import CheckBox, ComboBox, PushButton, SpinBox
 
-from ..dock_model import ALL, CURRENT, DOCK_DEFAULTS, PREVIEW_RANGE, SEED_RANGE
+from ..dock.model import ALL, CURRENT, DOCK_DEFAULTS, PREVIEW_RANGE, SEED_RANGE
 from ..params import SegmentParams
 from ..presets import PRESETS
 from .controls import Section

@@ -40,7 +40,7 @@ def layer_layout(layer, channel_axis: int | None, dims: int, shape=None) -> Plan
 
 def plan_line(layer, layout: PlaneLayout, params: SegmentParams, device: str) -> str:
     """Which memory path the run takes and why (raises MemoryError if none fits)."""
-    from ..engine.plan import plan_image
+    from ..engine.machine.plan import plan_image
 
     return plan_image(
         layout.spatial_shape, layout.in_channels(layer.rgb), params, device
@@ -52,6 +52,7 @@ def run_source(
     layer,
     channel_axis,
     params: SegmentParams,
+    *,
     device: str,
     all_slices: bool,
     level: int | None = None,

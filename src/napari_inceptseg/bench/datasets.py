@@ -14,6 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..io import read_image
+
 DATASETS = ("bsds500", "voc", "cocostuff", "camvid", "dsb2018", "folder")
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp")
 
@@ -32,8 +34,6 @@ class Item:
 
     def load(self) -> tuple[np.ndarray, list[np.ndarray]]:
         """``(image, [ground truth, ...])``; raises ValueError when unreadable."""
-        from ..io import read_image
-
         image = read_image(self.image_path)
         gts = read_bsds_mat(self.gt_path) if self.kind == "mat" else [read_label_png(self.gt_path)]
         if self.kind == "instances" and image.ndim == 3 and image.shape[-1] == 4:

@@ -26,10 +26,14 @@ from typing import Any
 
 import numpy as np
 
-from ..metrics import region_scores, score
-from ..object_metrics import instance_scores
+from ..distributed.cluster import check_workers, cluster_client
+from ..engine.workflow.batch import auto_batch, map_side_by_side
+from ..engine.workflow.progress import SegmentationError, run_to_end
+from ..engine.workflow.segment import segment_iter
 from ..params import ARCHITECTURES, SegmentParams
 from ..presets import PRESETS, preset_params
+from ..scoring.metrics import region_scores, score
+from ..scoring.objects import instance_scores
 from .baselines import BASELINES, baseline_levels
 from .datasets import Item
 from .output import (
@@ -102,9 +106,6 @@ def evaluate_one(
     if scale != 1.0:
         work = _resize(image, (max(8, round(h * scale)), max(8, round(w * scale))), labels=False)
     if method in PRESETS or method in ARCHITECTURES:
-        from ..engine.loop import segment_iter
-        from ..engine.results import run_to_end
-
         params = method_params(method, {**overrides, "seed": seed})
         res = run_to_end(segment_iter(work, params=params))
         labels, n_iter, levels = res.labels, res.n_iter, res.hierarchy
@@ -122,7 +123,9 @@ def evaluate_one(
         "n_iter": n_iter,
         "n_clusters": int(np.unique(labels).size),
     }
-    row[LEVELS_KEY] = level_rows(item.name, method, labels, levels, gts, item.ignore_index)
+    row[LEVELS_KEY] = level_rows(
+        item.name, method, labels, levels, gts, ignore_index=item.ignore_index
+    )
     return {**row, **score_row(labels, gts, item.ignore_index, item.kind == "instances")}
 
 
@@ -186,8 +189,6 @@ def _safe_evaluate_one(
     """``(row, None)`` or ``((image, method), reason)``: bad images, and images a method
     refuses (too large for the memory, a diverged run), never stop a run.
     """
-    from ..engine.results import SegmentationError
-
     if threads:
         import torch
 
@@ -217,7 +218,6 @@ def _safe_evaluate_batch(
 
 
 def _side_by_side(pairs, params: dict[str, Any], scale: float, batch: int) -> Iterator[tuple]:
-    from ..engine.batch import map_side_by_side
 
     for _, answer, exc in map_side_by_side(
         partial(_safe_pair, params=params, scale=scale), pairs, batch, params.get("device", "auto")
@@ -227,7 +227,7 @@ def _side_by_side(pairs, params: dict[str, Any], scale: float, batch: int) -> It
         yield answer
 
 
-def _execute(todo, params, scale, client, workers, batch: int = 1) -> Iterator[tuple]:
+def _execute(todo, params, scale, *, client, workers, batch: int = 1) -> Iterator[tuple]:
     """Every pair's answer: here, or on the cluster of ``client`` (None: here)."""
     if client is None:
         yield from _side_by_side(todo, params, scale, batch)
@@ -249,11 +249,9 @@ def _execute(todo, params, scale, client, workers, batch: int = 1) -> Iterator[t
 def evaluation_batch(
     items: Sequence[Item], methods: Sequence[str], params: dict[str, Any], scale: float = 1.0
 ) -> int:
-    """``batch=0``: the engine's :func:`~napari_inceptseg.engine.batch.auto_batch` for the
+    """``batch=0``: the engine's :func:`~napari_inceptseg.engine.workflow.batch.auto_batch` for the
     first readable image and the most demanding method (1 for the baselines alone).
     """
-    from ..engine.batch import auto_batch
-
     nets = [m for m in methods if m in PRESETS or m in ARCHITECTURES]
     if not nets:
         return 1
@@ -320,8 +318,6 @@ def run_evaluation(
     ``batch`` images go side by side (per Dask worker with ``workers``/``scheduler``;
     0: as many as the device's memory holds, see :func:`evaluation_batch`).
     """
-    from ..distributed.cluster import check_workers, cluster_client
-
     params = _checked_request(methods, params, scale)
     check_workers(workers)
     out = Path(out)
@@ -336,9 +332,9 @@ def run_evaluation(
             items,
             methods,
             out,
-            lambda todo: _execute(todo, params, scale, client, workers, batch),
-            progress,
-            log,
+            lambda todo: _execute(todo, params, scale, client=client, workers=workers, batch=batch),
+            progress=progress,
+            log=log,
         )
     summary = write_summary(out, config, columns_of(items))
     return EvaluationReport(out, summary, n_before, n_new, n_skip)
@@ -350,7 +346,7 @@ def columns_of(items: Sequence[Item]) -> list[str]:
     return list(BASE_COLUMNS) + metric_columns(multi, any(i.kind == "instances" for i in items))
 
 
-def _run_pairs(items, methods, out: Path, execute, progress: bool, log) -> tuple[int, int, int]:
+def _run_pairs(items, methods, out: Path, execute, *, progress: bool, log) -> tuple[int, int, int]:
     """Answer every (image, method) pair not yet in ``out``: ``(before, new, skipped)``."""
     columns = columns_of(items)
     done = {(r["image"], r["method"]) for r in read_rows(out / "results.csv", columns)}

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from ..io import atomic_write, check_creatable
 from .region_benchmark import LEVEL_FILE_COLUMNS
 from .tables import RESULT_FILES, Appender
 
@@ -54,8 +55,6 @@ def record_answers(answers, out: Path, columns, bar, log) -> tuple[int, int]:
 
 def check_output_folder(out: Path) -> None:
     """Before any work: ``out`` is a folder (or can become one) that takes files."""
-    from ..io import check_creatable
-
     if out.is_symlink() and not out.is_dir():
         raise ValueError(f"out={out} is a broken symbolic link: choose another out=DIR")
     if out.exists() and not out.is_dir():
@@ -90,8 +89,6 @@ def prepare_output(out: Path, config: dict[str, Any], overwrite: bool) -> None:
     run's results, and replace (with ``overwrite``) only the result files of a run
     whose config.json says it was one of this program's.
     """
-    from ..io import atomic_write
-
     cfg = out / "config.json"
     links = [f for f in RESULT_FILES if (out / f).is_symlink()]
     if links:

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..labels import connected_regions, dense_ids
-from ..metrics import pair_iou
+from ..scoring.metrics import pair_iou
 
 #: the per-image, per-level numbers :func:`ods_ois` pools
 LEVEL_COLUMNS = ("cnt_r", "sum_r", "pri", "voi")
@@ -167,9 +167,7 @@ LEVEL_FILE_COLUMNS = ("image", "method", "level", "value", "n_regions", *LEVEL_C
 OWN_CUT = "cut"
 
 
-def _row(
-    image: str, method: str, level, value, n_regions: int, s: LevelScores
-) -> dict[str, object]:
+def _row(image: str, method: str, s: LevelScores, *, level, value, n_regions: int) -> dict:
     return {
         "image": image,
         "method": method,
@@ -189,6 +187,7 @@ def level_rows(
     labels: np.ndarray,
     levels,
     gts: Sequence[np.ndarray],
+    *,
     ignore_index: int | None = None,
 ) -> list[dict[str, object]]:
     """The rows of ``region_levels.csv`` for one image and method: its own labels (the
@@ -200,10 +199,10 @@ def level_rows(
         _row(
             image,
             method,
-            OWN_CUT,
-            -1,
-            int(np.unique(labels).size),
             partition_scores(labels, gts, ignore_index),
+            level=OWN_CUT,
+            value=-1,
+            n_regions=int(np.unique(labels).size),
         )
     ]
     if levels is None:
@@ -214,10 +213,10 @@ def level_rows(
                 _row(
                     image,
                     method,
-                    k,
-                    k,
-                    int(np.unique(part).size),
                     partition_scores(part, gts, ignore_index),
+                    level=k,
+                    value=k,
+                    n_regions=int(np.unique(part).size),
                 )
             )
         return rows
@@ -230,7 +229,7 @@ def level_rows(
             strict=False,
         )
     ):
-        rows.append(_row(image, method, k, v, int(lut.max()), s))
+        rows.append(_row(image, method, s, level=k, value=v, n_regions=int(lut.max())))
     return rows
 
 

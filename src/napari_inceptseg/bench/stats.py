@@ -26,13 +26,6 @@ class Difference:
     hi: float
     n: int
 
-    @property
-    def above_zero(self) -> bool:
-        """Whether the whole interval lies above 0 (``ours`` is better, for a score
-        where higher is better).
-        """
-        return self.lo > 0
-
 
 def _indices(n: int, n_boot: int, seed: int) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, n, size=(n_boot, n))

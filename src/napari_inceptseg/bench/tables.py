@@ -13,6 +13,9 @@ from typing import Any
 
 import numpy as np
 
+from ..io import atomic_write
+from .region_benchmark import LEVEL_FILE_COLUMNS, summarise_levels
+
 PROTOCOLS = ("standard", "paper")
 METRICS = ("miou", "accuracy", "accuracy_majority", "nmi", "homogeneity")
 #: region scores (connected regions of the prediction; see _metrics.region_scores);
@@ -30,7 +33,7 @@ BASE_COLUMNS = (
 )
 #: per row, summed over annotators, so that a summary can pool segments as Kim et al. do
 POOL_COLUMNS = ("kim_sum", "kim_segments")
-#: object scores against instance ground truth (object_metrics.instance_scores; DSB2018)
+#: object scores against instance ground truth (scoring.objects.instance_scores; DSB2018)
 INSTANCE_METRICS = ("f1", "precision", "recall", "matched_iou")
 RESULT_FILES = (
     "config.json",
@@ -111,7 +114,6 @@ def _column_change(found: Sequence[str], expected: Sequence[str]) -> str:
 
 def write_rows(path: Path, columns: Sequence[str], rows: Iterable[dict[str, Any]]) -> None:
     """Write ``rows`` to a new CSV table at ``path`` with these columns."""
-    from ..io import atomic_write
 
     def write(tmp) -> None:
         with open(tmp, "w", newline="") as fh:
@@ -171,7 +173,6 @@ def write_summary(out: Path, config: dict[str, Any], columns: Sequence[str]) -> 
         "methods": by_method,
         "region_benchmark": _region_benchmark(out, {(r["image"], r["method"]) for r in rows}),
     }
-    from ..io import atomic_write
 
     for name, text in (
         ("summary.json", json.dumps(summary, indent=2)),
@@ -185,8 +186,6 @@ def _region_benchmark(out: Path, done) -> dict[str, Any]:
     """The BSDS region benchmark of every method, from region_levels.csv (rows of pairs
     that a killed run left without their results row are left out: they are done again).
     """
-    from .region_benchmark import LEVEL_FILE_COLUMNS, summarise_levels
-
     rows = read_rows(out / "region_levels.csv", LEVEL_FILE_COLUMNS)
     return summarise_levels([r for r in rows if (r["image"], r["method"]) in done])
 

@@ -23,10 +23,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
     """``napari-inceptseg demo``: segment the bundled samples, open napari if it can."""
     from skimage.transform import resize
 
-    from ..engine.runtime import resolve_device
+    from ..engine.machine.runtime import resolve_device
     from ..io import colour_overlay, write_labels, write_png
-    from ..metrics import score
     from ..sample_data import natural_image, synthetic_regions
+    from ..scoring.metrics import score
 
     resolve_device(args.device)
     run_dir = Path(args.out) / time.strftime("run-%Y%m%d-%H%M%S")

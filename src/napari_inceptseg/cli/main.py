@@ -21,7 +21,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     """``napari-inceptseg evaluate``: score methods on a data set with ground truth."""
     from ..bench.datasets import list_items
     from ..bench.evaluate import run_evaluation
-    from ..engine.runtime import resolve_device
+    from ..engine.machine.runtime import resolve_device
 
     options = overrides(args)
     resolve_device(options.get("device", "auto"))

@@ -98,7 +98,7 @@ def _recorded(target: Path, record: Path) -> bool:
 
 
 def _is_model_file(path: Path) -> bool:
-    from ..engine.model_file import FORMAT
+    from ..engine.workflow.model_file import FORMAT
 
     try:
         from safetensors import safe_open

@@ -58,8 +58,8 @@ class _Bar:
 
 def run_one(image, params, channel_axis, desc, quiet, **kw):
     """Segment one image with a progress bar (none when ``quiet``); returns the result."""
-    from ..engine.loop import segment_iter
-    from ..engine.results import RunInterrupted, run_to_end
+    from ..engine.workflow.progress import RunInterrupted, run_to_end
+    from ..engine.workflow.segment import segment_iter
 
     bar = _Bar(params.total_iter, desc, quiet)
     gen = segment_iter(image, channel_axis=channel_axis, params=params, **kw)
@@ -85,7 +85,7 @@ def is_zarr(path) -> bool:
 
 def cmd_segment(args: argparse.Namespace) -> int:
     """``napari-inceptseg segment``: images, folders or an OME-Zarr to label images."""
-    from ..engine.results import SegmentationError
+    from ..engine.workflow.progress import SegmentationError
 
     if any(is_zarr(name) for name in args.images):
         return cmd_segment_zarr(args)
@@ -118,7 +118,7 @@ def cmd_segment(args: argparse.Namespace) -> int:
 def cmd_segment_zarr(args: argparse.Namespace) -> int:
     """One OME-Zarr (or zarr) image into an OME-Zarr label image, on a Dask cluster."""
     from ..distributed.run import segment_zarr_iter
-    from ..engine.results import run_to_end
+    from ..engine.workflow.progress import run_to_end
     from .parser import overrides
 
     if len(args.images) != 1:
@@ -148,8 +148,8 @@ def cmd_segment_zarr(args: argparse.Namespace) -> int:
 
 def _segment_setup(args: argparse.Namespace):
     """Everything checked once, before the first image trains: (params, model, jobs)."""
-    from ..engine.runtime import resolve_device
-    from ..engine.saved import load_model
+    from ..engine.machine.runtime import resolve_device
+    from ..engine.workflow.saved import load_model
 
     params = params_from_args(args)
     resolve_device(params.device)  # fail once, before any image, if absent
@@ -196,7 +196,7 @@ class _Job:
 
 def _segment_file(job: _Job, counter: str, args, params, model) -> str:
     """Train on (or apply the network to) one file and write its outputs; the summary line."""
-    from ..engine.folders import apply_to_image
+    from ..engine.workflow.folders import apply_to_image
 
     for target in job.targets.values():
         check_target(target, job.targets["run"], args.overwrite)

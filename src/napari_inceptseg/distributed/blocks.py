@@ -1,11 +1,10 @@
-"""What a Dask worker does (torch is imported inside the functions): train on a small
-copy of the image, then, block by block with a halo, the network's response, its
-clusters voted over superpixels, and the block's connected regions with the numbers the
-whole-image merges need (sizes, response sums, borders inside the block, and the strips
-along the block's faces that stitching compares with the neighbours').
+"""What a Dask worker does to one block of the analysis grid (:mod:`.grid`; torch is
+imported inside the functions): the network's response over the block's window with a
+halo, then, once the plane's regions are made (:mod:`.planes`), the response summed over
+each region, and at the end the final labels, written and scaled up to the image.
 
-Each block writes its regions (block-local ids 1..n) to the output's scratch array and
-its numbers to a ``.npz`` beside it, so a rerun finds what is done.
+Every task leaves a marker (or its numbers) in the run's scratch, so a rerun skips what
+is done.
 """
 
 from __future__ import annotations
@@ -16,20 +15,14 @@ from pathlib import Path
 
 import numpy as np
 
-#: pixels of context a block reads beyond each face: more than the network's receptive
-#: radius, so that the kept centre's response does not see the block's edge (and the
-#: superpixels near a face see past it)
-HALO = 16
-#: the training copy has at most this many pixels (the default method trains on 40,000;
-#: the rest sets BatchNorm's statistics on a copy that a 2 GB worker holds)
-COPY_PIXELS = 1_000_000
-#: the face strips a block keeps: (name, index along Y, index along X) of its outer rows/cols
-FACES = {
-    "top": (0, slice(None)),
-    "bottom": (-1, slice(None)),
-    "left": (slice(None), 0),
-    "right": (slice(None), -1),
-}
+from ..engine.workflow.saved import load_model, network_inputs, respond
+from ..regions.graph import channel_edges, region_sums
+from .grid import Grid
+from .ngff import open_image, read_pixels
+
+#: pixels of context a block reads beyond each face (on the analysis grid): more than the
+#: network's receptive radius, so that the centre's response is the whole image's
+HALO = 32
 
 
 @dataclass(frozen=True)
@@ -81,7 +74,6 @@ def read_window(
             if axis == "c"
             else next(lead)
         )
-    from .ngff import read_pixels
 
     window = read_pixels(image, image.levels[0], tuple(sel))
     if "c" in image.axes and not image.rgb:
@@ -113,142 +105,106 @@ def refusing(task):
     return run
 
 
-@refusing
-def train_network(path: str, plane: tuple[int, ...], params: dict, out: str) -> str:
-    """Train the default method on a copy of one plane of at most :data:`COPY_PIXELS`
-    pixels (averaged down, chunk by chunk) and save the network to ``out``.
+def block_input(image, model, block: Block, grid):
+    """``(data, net_in, centre)`` of a block: the pixels under its window of the analysis
+    grid with a :data:`HALO`, normalised and as the network's input, each averaged down to
+    the grid (:class:`~.grid.Grid`), and where the block's centre lies in them.
     """
-    import dask.array as da
-
-    from ..engine.loop import segment
-    from .ngff import damaged, open_image
-
-    image = open_image(path)
-    h, w = (image.shape[image.axes.index(a)] for a in "yx")
-    factor = max(1, int(np.ceil(np.sqrt(h * w / COPY_PIXELS))))
-    lazy = da.from_zarr(image.levels[0])
-    sel = tuple(slice(None) if i is None else i for i in _leading(image.axes, plane))
-    plane_data = lazy[sel]
-    kept = [a for a in image.axes if a not in "tz"]
-    factors = {i: factor for i, a in enumerate(kept) if a in "yx"}
-    try:
-        copy = da.coarsen(np.mean, plane_data, factors, trim_excess=True).compute(
-            scheduler="synchronous"
-        )
-    except Exception as exc:  # noqa: BLE001 - a damaged chunk, named by ngff.damaged
-        raise damaged(image, image.levels[0], sel, exc) from None
-    if "c" in kept and not image.rgb:
-        copy = np.moveaxis(copy, kept.index("c"), -1)
-    channel_axis = -1 if ("c" in kept and not image.rgb) else None
-    if image.levels[0].dtype == np.uint8:
-        copy = np.round(copy).astype(np.uint8)
-    result = segment(copy, channel_axis=channel_axis, **params)
-    result.save_model(out, overwrite=True)
-    return out
-
-
-def _leading(axes: str, plane: tuple[int, ...]):
-    """The plane's index for each axis (None where the axis is not t or z)."""
-    lead = iter(plane)
-    return [next(lead) if a in "tz" else None for a in axes]
-
-
-@refusing
-def block_regions(
-    path: str, network: str, block: Block, scratch: str, stats_dir: str, params: dict
-) -> dict[str, np.ndarray]:
-    """One block's regions (written to ``scratch``) and numbers (written to ``stats_dir``
-    and returned); nothing is done twice when both are there already.
-    """
-    done = Path(stats_dir) / f"{block.index}.npz"
-    if done.exists():
-        return dict(np.load(done))
-    from .ngff import open_image
-
-    image = open_image(path)
-    stats, labels = _regions_of(image, network, block, params)
-    _write_scratch(scratch, block, labels)
-    tmp = done.with_suffix(".tmp.npz")
-    np.savez(tmp, **stats)
-    tmp.rename(done)
-    return stats
-
-
-def _regions_of(image, network: str, block: Block, params: dict):
-    """The block's regions (ids 1..n in its centre) and their numbers."""
-    from ..engine.saved import load_model, respond
-    from ..hierarchy import channel_edges
-    from ..labels import connected_regions, consecutive_labels, region_adjacency, region_sums
-    from ..regions import absorb_thin_pixels, superpixel_vote
-
-    h, w = (image.shape[image.axes.index(a)] for a in "yx")
-    y0, y1 = max(0, block.y[0] - HALO), min(h, block.y[1] + HALO)
-    x0, x1 = max(0, block.x[0] - HALO), min(w, block.x[1] + HALO)
-    window = read_window(image, block.plane, (y0, y1), (x0, x1))
-    model = load_model(network)
-    channel_axis = -1 if ("c" in image.axes and not image.rgb) else None
-    data, response = respond(
-        model, window, channel_axis=channel_axis, device=params.get("device", "cpu")
+    h, w = grid.analysis
+    y = (max(0, block.y[0] - HALO), min(h, block.y[1] + HALO))
+    x = (max(0, block.x[0] - HALO), min(w, block.x[1] + HALO))
+    pixels = read_window(image, block.plane, grid.span(0, *y), grid.span(1, *x))
+    data, net_in = network_inputs(model, pixels, channel_axis=image.channel_axis)
+    centre = (
+        slice(block.y[0] - y[0], block.y[1] - y[0]),
+        slice(block.x[0] - x[0], block.x[1] - x[0]),
     )
-    clusters = superpixel_vote(response.argmax(0), data)
-    inner = (slice(block.y[0] - y0, block.y[1] - y0), slice(block.x[0] - x0, block.x[1] - x0))
-    clusters = clusters[inner]
-    response, data = response[(slice(None), *inner)], data[(slice(None), *inner)]
-    pieces = connected_regions(clusters, connectivity=1)
-    kept = absorb_thin_pixels(pieces, data)
-    labels = consecutive_labels(kept)
-    # rim pixels: their new region's
-    clusters = _region_clusters(labels, clusters, kept == pieces)[labels]
-    n = int(labels.max())
-    resp_edges, img_edges = channel_edges(response), channel_edges(data)
-    a, b, length, resp_contrast, img_contrast = region_adjacency(labels, resp_edges, img_edges)
-    stats = {
-        "n": np.array(n),
-        "size": np.bincount(labels.ravel(), minlength=n + 1)[1:],
-        "sums": region_sums(labels, response, n + 1)[1:],
-        "a": a - 1,
-        "b": b - 1,
-        "length": length,
-        "resp_contrast": resp_contrast,
-        "img_contrast": img_contrast,
-    }
-    for face, index in FACES.items():
-        stats[f"{face}_ids"] = labels[index] - 1
-        stats[f"{face}_clusters"] = clusters[index]
-        stats[f"{face}_resp"] = resp_edges[index]
-        stats[f"{face}_img"] = img_edges[index]
-    return stats, labels
+    return grid.pooled(data, y, x), grid.pooled(net_in, y, x), centre
 
 
-def _region_clusters(labels: np.ndarray, clusters: np.ndarray, own: np.ndarray) -> np.ndarray:
-    """Each region's cluster (read from the pixels that kept their own region, ``own``),
-    so that regions meet across a block face by their clusters, rim pixels included.
+def _response(path: str, network: str, block: Block, device: str):
+    """``(data, response)`` over the block's centre: its pixels (normalised, on the
+    analysis grid) and the network's response to them, seen with the halo.
     """
-    out = np.zeros(int(labels.max()) + 1, dtype=clusters.dtype)
-    out[labels[own]] = clusters[own]
-    return out
+    image = open_image(path)
+    grid = Grid.of(image.shape[image.axes.index(a)] for a in "yx")
+    model = load_model(network)
+    data, net_in, centre = block_input(image, model, block, grid)
+    response = respond(model, net_in, device=device)
+    return data, response, centre
 
 
-def _write_scratch(scratch: str, block: Block, labels: np.ndarray) -> None:
-    import zarr
-
-    arr = zarr.open_array(scratch, mode="r+")
-    arr[(*block.plane, slice(*block.y), slice(*block.x))] = labels
-
-
-def write_block(scratch: str, output: str, block: Block, lut: np.ndarray, stats_dir: str) -> int:
-    """The block's final labels: its block-local ids through ``lut`` (its slice of the
-    global table, ``lut[0]`` unused), written to the output's finest level; a marker
-    beside its numbers says so, and a rerun skips it.
+@refusing
+def block_response(path: str, network: str, block: Block, state: str, device: str) -> int:
+    """The network's clusters and response edges over the block's centre, and its pixels
+    (normalised, on the analysis grid), written to the run's scratch (``state``).
     """
     import zarr
 
-    marker = Path(stats_dir) / f"{block.index}.written"
+    marker = Path(state) / "blocks" / f"{block.index}.response"
     if marker.exists():
         return block.index
-    out = zarr.open_array(output, mode="r+")
+    data, response, centre = _response(path, network, block, device)
+    edges = channel_edges(response)[centre]
     where = (*block.plane, slice(*block.y), slice(*block.x))
-    local = np.asarray(zarr.open_array(scratch, mode="r")[where])
-    out[where] = lut[local]
+    zarr.open_array(f"{state}/clusters", mode="r+")[where] = response.argmax(0)[centre]
+    zarr.open_array(f"{state}/response_edges", mode="r+")[where] = edges
+    pixels = (*block.plane, slice(None), slice(*block.y), slice(*block.x))
+    zarr.open_array(f"{state}/data", mode="r+")[pixels] = data[(slice(None), *centre)]
+    marker.touch()
+    return block.index
+
+
+@refusing
+def block_sums(path: str, network: str, block: Block, state: str, device: str) -> np.ndarray:
+    """The network's response summed over each region of the plane (its id's row; ids the
+    block does not hold have zeros), over the block's centre.
+    """
+    import zarr
+
+    done = Path(state) / "blocks" / f"{block.index}.sums.npy"
+    if done.exists():
+        return np.load(done)
+    _, response, centre = _response(path, network, block, device)
+    where = (*block.plane, slice(*block.y), slice(*block.x))
+    regions = np.asarray(zarr.open_array(f"{state}/regions", mode="r")[where])
+    sums = region_sums(regions, response[(slice(None), *centre)], int(regions.max()) + 1)
+    tmp = done.with_suffix(".tmp.npy")
+    np.save(tmp, sums)
+    tmp.rename(done)
+    return sums
+
+
+def relabel_block(state: str, block: Block, lut: np.ndarray) -> int:
+    """The block's final labels on the analysis grid: its plane's regions through
+    ``lut`` (the plane's table, ``lut[0]`` unused), written to the scratch's ``final``.
+    """
+    import zarr
+
+    marker = Path(state) / "blocks" / f"{block.index}.relabelled"
+    if marker.exists():
+        return block.index
+    where = (*block.plane, slice(*block.y), slice(*block.x))
+    regions = np.asarray(zarr.open_array(f"{state}/regions", mode="r")[where])
+    zarr.open_array(f"{state}/final", mode="r+")[where] = lut[regions]
+    marker.touch()
+    return block.index
+
+
+def write_block(state: str, output: str, block: Block, grid) -> int:
+    """One block of the output's finest level: the final labels of the analysis grid
+    scaled up to the plane by nearest neighbour (:class:`~.grid.Grid`).
+    """
+    import zarr
+
+    final = f"{state}/final"
+    marker = Path(state) / "blocks" / f"{block.index}.written"
+    if marker.exists():
+        return block.index
+    iy, ix = grid.nearest(0, *block.y), grid.nearest(1, *block.x)
+    where = (*block.plane, slice(iy[0], iy[-1] + 1), slice(ix[0], ix[-1] + 1))
+    labels = np.asarray(zarr.open_array(final, mode="r")[where])
+    up = labels[np.ix_(iy - iy[0], ix - ix[0])]
+    zarr.open_array(output, mode="r+")[(*block.plane, slice(*block.y), slice(*block.x))] = up
     marker.touch()
     return block.index

@@ -39,8 +39,14 @@ class ZarrImage:
 
     @property
     def channel_axis(self) -> int | None:
-        """The axis holding channels, or None."""
-        return self.axes.index("c") if "c" in self.axes else None
+        """The channel axis of a plane read with channels last (-1), or None: no channel
+        axis, or colour, which the method reads as RGB(A) (a plain array's last axis, or
+        3 or 4 channels of 8 bits, as a photo's are).
+        """
+        if "c" not in self.axes or self.rgb:
+            return None
+        colour = self.shape[self.axes.index("c")] in (3, 4) and self.levels[0].dtype == np.uint8
+        return None if colour else -1
 
     @property
     def label_axes(self) -> str:

@@ -23,7 +23,8 @@ from typing import Any
 
 import numpy as np
 
-from ..io import check_creatable
+from ..io import check_creatable, current_umask
+from .ngff import chunk_region, read_pixels
 
 #: the key of the output group's attributes that marks it as this program's
 MARKER = "napari-inceptseg"
@@ -138,8 +139,6 @@ def start(folder: RunFolder, request: dict[str, Any]) -> bool:
     # nothing or a partial folder with its record
     import tempfile
 
-    from ..io import current_umask
-
     folder.out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.out.name}.", dir=folder.out.parent))
     tmp.chmod(0o777 & ~current_umask())  # a folder of the user's, not mkdtemp's private one
@@ -152,7 +151,7 @@ def start(folder: RunFolder, request: dict[str, Any]) -> bool:
     return False
 
 
-def finish(folder: RunFolder, summary: dict[str, Any], overwrite: bool) -> Path:
+def publish(folder: RunFolder, summary: dict[str, Any], overwrite: bool) -> Path:
     """Mark the partial folder complete and put it in place of the output (an old
     output of this program's is removed only once the new one is there). Something
     else that took the output's place during the run is left alone: a ValueError says
@@ -191,8 +190,6 @@ def fingerprint(image) -> str:
     :data:`FINGERPRINT_CHUNKS` chunks spread over its finest level, and the sizes and
     times of its files; a resumed run whose input has changed starts afresh.
     """
-    from .ngff import chunk_region, read_pixels
-
     array = image.levels[0]
     digest = hashlib.sha256()
     meta = [image.axes, list(array.shape), str(array.dtype), list(array.chunks)]
