@@ -51,6 +51,9 @@ from .training import train_network
 
 #: how often Dask retries a block whose worker died
 RETRIES = 3
+#: the version of the run's steps and scratch, recorded with the request: a partial run
+#: left by other steps is started afresh, not resumed
+STEPS = 2
 
 
 @dataclass(frozen=True)
@@ -142,6 +145,7 @@ def segment_zarr_iter(
     _check_image(image)
     folder = check_output(output_path, [input_path], overwrite)
     request = {
+        "steps": STEPS,
         "input": str(Path(input_path).resolve()),
         "fingerprint": fingerprint(image),
         "block": int(block),
