@@ -59,7 +59,7 @@ STEPS = 2
 @dataclass(frozen=True)
 class ZarrProgress:
     """One step of a run: ``stage`` is training, calibrating, blocks, regions, sums,
-    writing or pyramid.
+    labels, writing or pyramid.
     """
 
     stage: str
@@ -109,8 +109,8 @@ def segment_zarr_iter(
     Yields
     ------
     ZarrProgress
-        ``stage`` (training, calibrating, blocks, regions, sums, writing, pyramid),
-        ``done``, ``total``.
+        ``stage`` (training, calibrating, blocks, regions, sums, labels, writing,
+        pyramid), ``done``, ``total``.
         Closing the generator cancels what is under way.
 
     Returns
@@ -236,7 +236,7 @@ def _run(client, image, folder, block: int, settings):
     sums = yield from _each(job, "sums", [task(b, state, params.device) for b in blocks])
     luts, n_labels = _tables(job, graphs, sums)
     relabel = [job.submit(B.relabel_block, state, b, luts[b.plane]) for b in blocks]
-    yield from _each(job, "writing", relabel)
+    yield from _each(job, "labels", relabel)
     level0 = str(folder.partial / "0")
     writes = [job.submit(B.write_block, state, level0, b, grid) for b in outputs]
     yield from _each(job, "writing", writes)
