@@ -33,6 +33,9 @@ AGAINST = (
     ("kim_pooled", "kim mIoU (pooled)"),
     ("standard_nmi", "NMI"),
     ("f1", "object F1 at IoU 0.5"),
+    ("map", "DSB mAP"),
+    ("f1_50", "DSB F1 at IoU .5"),
+    ("f1_avg", "DSB F1 averaged"),
 )
 
 

@@ -60,23 +60,22 @@ class SegmentParams:
     regions : bool
         Turn the clusters into connected regions and their hierarchy (the default
         method); False: the clusters as they are (the papers).
-    merge_threshold : float
-        With regions: adjacent regions whose responses differ less are merged.
-    level : float
-        With regions: where the hierarchy is cut, 0 (finest) to 1 (one region).
+    merge_threshold, level : float
+        With regions: adjacent regions whose responses differ less are merged; where the
+        hierarchy is cut, 0 (finest) to 1 (one region).
+    objects : bool
+        Objects on a background (label 0) instead of regions, e.g. nuclei.
     n_clusters : int
         At most this many labels, grouped by response after the run; 0: no limit.
     coarse_scale, coarse_iter, refine_iter : float, int, int
         Coarse-to-fine: steps on a copy downscaled by ``coarse_scale``, then at full
         resolution; ``coarse_scale=1`` turns it off.
-    tile_size : int
-        Train and predict on tiles of at most this side; 0: tiles only when needed.
-    memory_gb : float
-        Memory a run may use; 0: what is free on the device.
-    init : {'default', 'xavier'}
-        Weight initialisation.
-    precision : {'float32', 'bfloat16'}
-        Arithmetic of the network (bfloat16: mixed precision on CUDA and CPUs).
+    tile_size, memory_gb : int, float
+        Tiles of at most this side (0: only when needed); the memory a run may use (0:
+        what is free on the device).
+    init, precision : str
+        Weight initialisation (``'default'``, ``'xavier'``); the network's arithmetic
+        (``'float32'``, or ``'bfloat16'``: mixed precision on CUDA and CPUs).
     device : str
         ``'auto'`` (CUDA, then MPS, then CPU), ``'cuda'``, ``'cuda:N'``, ``'mps'`` or ``'cpu'``.
     seed : int, optional
@@ -205,6 +204,12 @@ class SegmentParams:
         minimum=0.0,
         maximum=1.0,
     )
+    objects: bool = _f(
+        False,
+        "Objects on a background (e.g. nuclei) instead of regions: 0 is the background, "
+        "1..N one per object, found from the image's contrast and split where they touch "
+        "(no network is trained).",
+    )
     n_clusters: int = _f(
         0,
         "At most this many labels: after the run, labels are grouped by how alike the "
@@ -271,7 +276,7 @@ class SegmentParams:
     )
 
     def __post_init__(self) -> None:
-        for name in (*_CHOICES, "regions"):
+        for name in (*_CHOICES, *_SWITCHES):
             check_field(name, getattr(self, name))
         for f in dataclasses.fields(self):
             if f.metadata.get("minimum") is not None:
@@ -285,11 +290,9 @@ class SegmentParams:
             object.__setattr__(self, "seed", seed)
         if self.min_labels >= self.n_channels:
             raise ValueError(
-                f"min_labels ({self.min_labels}) must be below n_channels "
-                f"({self.n_channels}): a run stops "
-                f"once it has at most min_labels clusters, and {self.n_channels} channels "
-                "never give more, "
-                "so it would stop after its first step; lower min_labels or raise n_channels"
+                f"min_labels ({self.min_labels}) must be below n_channels ({self.n_channels}): "
+                "a run stops once it has at most min_labels clusters, so it would stop after "
+                "its first step; lower min_labels or raise n_channels"
             )
         device_name(self.device)
 
@@ -322,13 +325,12 @@ _CHOICES = {
     "init": INITS,
     "color_space": COLOUR_SPACES,
 }
+_SWITCHES = ("regions", "objects")
 _DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
 
 
 def device_name(device) -> str:
-    """``device`` as the engine spells it (stripped, lower case), or a ValueError that
-    lists the choices (whether the device is present is checked when a run starts).
-    """
+    """``device`` stripped and in lower case; a ValueError lists the choices otherwise."""
     name = device.strip().lower() if isinstance(device, str) else ""
     if not _DEVICE.fullmatch(name):
         raise ValueError(f"unknown device {device!r}: use 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'")
@@ -338,8 +340,7 @@ def device_name(device) -> str:
 def check_field(name: str, value: Any) -> Any:
     """One setting's value checked on its own (its type, range or choices), as
     :class:`SegmentParams` keeps it; a ValueError that names the setting otherwise.
-    Settings checked together (``min_labels`` below ``n_channels``) are checked when a
-    :class:`SegmentParams` is made.
+    Settings that depend on each other are checked when a :class:`SegmentParams` is made.
 
     Examples
     --------
@@ -351,9 +352,9 @@ def check_field(name: str, value: Any) -> Any:
             what = "architecture" if name == "arch" else name
             raise ValueError(f"unknown {what} {value!r}: choose one of {', '.join(_CHOICES[name])}")
         return value
-    if name == "regions":
+    if name in _SWITCHES:
         if not isinstance(value, bool):
-            raise ValueError(f"regions must be True or False, got {value!r}")
+            raise ValueError(f"{name} must be True or False, got {value!r}")
         return value
     f = next((f for f in dataclasses.fields(SegmentParams) if f.name == name), None)
     if f is None:

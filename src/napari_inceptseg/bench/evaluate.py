@@ -33,7 +33,7 @@ from ..engine.workflow.segment import segment_iter
 from ..params import ARCHITECTURES, SegmentParams
 from ..presets import PRESETS, preset_params
 from ..scoring.metrics import region_scores, score
-from ..scoring.objects import instance_scores
+from ..scoring.objects import dsb_scores, instance_scores
 from .baselines import BASELINES, baseline_levels
 from .datasets import Item
 from .output import (
@@ -57,14 +57,18 @@ from .tables import (
     write_summary,
 )
 
-#: presets, the papers' networks by name (aliases of their presets), and the baselines
-METHODS = tuple(PRESETS) + ARCHITECTURES + BASELINES
+#: the default method with ``objects=True``
+OBJECTS = "objects"
+#: presets, the papers' networks by name (aliases of their presets), objects and the baselines
+METHODS = (*PRESETS, *ARCHITECTURES, OBJECTS, *BASELINES)
 
 
 def method_params(method: str, overrides: dict[str, Any]) -> SegmentParams:
     """The settings a network method runs with: its preset (``vanilla`` and
     ``inception`` are the paper presets) with the user's ``overrides`` on top.
     """
+    if method == OBJECTS:
+        return preset_params("default", **{**overrides, "objects": True})
     preset = f"paper-{method}" if method in ARCHITECTURES else method
     return preset_params(preset, **overrides)
 
@@ -105,7 +109,7 @@ def evaluate_one(
     work = image
     if scale != 1.0:
         work = _resize(image, (max(8, round(h * scale)), max(8, round(w * scale))), labels=False)
-    if method in PRESETS or method in ARCHITECTURES:
+    if method in PRESETS or method in ARCHITECTURES or method == OBJECTS:
         params = method_params(method, {**overrides, "seed": seed})
         res = run_to_end(segment_iter(work, params=params))
         labels, n_iter, levels = res.labels, res.n_iter, res.hierarchy
@@ -167,9 +171,8 @@ def score_row(
     for c in POOL_COLUMNS:
         row[c] = float(sum(s[c] for s in regions))
     if instances:
-        row.update(
-            {k: v for k, v in instance_scores(labels, gts[0]).items() if k in INSTANCE_METRICS}
-        )
+        scores = {**instance_scores(labels, gts[0]), **dsb_scores(labels, gts[0])}
+        row.update({k: v for k, v in scores.items() if k in INSTANCE_METRICS})
     return row
 
 

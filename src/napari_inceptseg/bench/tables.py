@@ -34,7 +34,9 @@ BASE_COLUMNS = (
 #: per row, summed over annotators, so that a summary can pool segments as Kim et al. do
 POOL_COLUMNS = ("kim_sum", "kim_segments")
 #: object scores against instance ground truth (scoring.objects.instance_scores; DSB2018)
-INSTANCE_METRICS = ("f1", "precision", "recall", "matched_iou")
+#: object scores: F1, precision, recall and matched IoU of instance_scores, then the
+#: DSB2018 metric of dsb_scores (mAP over IoU .5:.95, F1 at .5, F1 averaged)
+INSTANCE_METRICS = ("f1", "precision", "recall", "matched_iou", "map", "f1_50", "f1_avg")
 RESULT_FILES = (
     "config.json",
     "results.csv",
@@ -218,6 +220,9 @@ _LABELS = {
     "precision": "precision",
     "recall": "recall",
     "matched_iou": "matched IoU",
+    "map": "DSB mAP",
+    "f1_50": "DSB F1 @ .5",
+    "f1_avg": "DSB F1 avg",
 }
 
 
@@ -300,7 +305,9 @@ def summary_markdown(summary: dict[str, Any]) -> str:
     if any("f1" in m for m in summary["methods"].values()):
         lines += _table(
             summary,
-            "objects (connected pieces matched one to one at IoU >= 0.5)",
+            "objects: F1 to matched IoU of connected pieces (those mostly on the background "
+            "ignored), matched at IoU >= 0.5; DSB: label 0 (or the border's label) the "
+            "background, matched at IoU > .50 .. .95",
             INSTANCE_METRICS,
             "",
             per_image,

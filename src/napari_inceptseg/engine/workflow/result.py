@@ -22,7 +22,8 @@ class SegmentationResult:
     ----------
     labels : numpy.ndarray
         int32 labels numbered 1..K at the image's spatial shape: regions (the
-        default method) or clusters (the papers' presets).
+        default method) or clusters (the papers' presets); with ``objects``, 0 is the
+        background and 1..N the objects.
     hierarchy : RegionHierarchy or None
         The region hierarchy when ``regions``: ``labels`` is its cut at ``level``
         (unless ``n_clusters`` grouped them further); any other level is one
@@ -126,7 +127,7 @@ class SegmentationResult:
             "seconds": round(self.seconds, 3),
             "stop_reason": self.stop_reason,
             "plan": self.plan,
-            "labels": "regions" if self.regions else "clusters",
+            "labels": _kind(self),
             **(
                 {"level": self.params.level, "n_regions_finest": self.hierarchy.n_base}
                 if self.hierarchy is not None
@@ -135,3 +136,10 @@ class SegmentationResult:
             **({"scribble_ids": list(self.scribble_ids)} if self.scribble_ids else {}),
             **({"spacing": list(self.spacing)} if self.spacing else {}),
         }
+
+
+def _kind(result: SegmentationResult) -> str:
+    """What a result's labels are: objects, regions or clusters."""
+    if result.params.objects:
+        return "objects"
+    return "regions" if result.regions else "clusters"

@@ -19,6 +19,7 @@ import numpy as np
 
 from ...image import axis_weights, is_constant
 from ...labels import channels_present, make_label_map
+from ...objects.find import find_objects
 from ...params import SegmentParams
 from ...presets import preset_params, resolve_params
 from ...regions.hierarchy import single_region
@@ -130,6 +131,8 @@ def segment_iter(
         init_model=init_model,
         init_state=init_state,
     )
+    if run.params.objects:
+        return _objects(run, scribbles is not None or init_model is not None)
     if is_constant(run.data):  # nothing to cluster: every pixel is the same cluster
         whole = np.ones(run.spatial, dtype=np.int32)
         return run.result(
@@ -161,6 +164,17 @@ def segment_iter(
             raise
         raise out_of_memory(run) from None
     return _result(run, net, plan, final, trained)
+
+
+def _objects(run: RunInputs, guided: bool) -> SegmentationResult:
+    """Objects on a background from the image's contrast (no network): labels 0..N."""
+    if guided:
+        raise ValueError(
+            "objects=True finds objects from the image's contrast and uses no scribbles or "
+            "saved network: leave them out, or set objects=False"
+        )
+    labels = find_objects(run.data, run.spacing)
+    return run.result(labels=labels, n_iter=0, stop_reason="objects", regions=False)
 
 
 def _train(run: RunInputs, net: Network, plan):
