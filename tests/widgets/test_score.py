@@ -144,3 +144,24 @@ def test_every_score_is_readable_at_the_default_dock_width(make_napari_viewer, q
         assert table.verticalHeaderItem(row).toolTip()
     # the column is on screen, not scrolled off
     assert table.viewport().width() >= table.columnWidth(0)
+
+
+def test_object_counts_beside_the_truth(make_napari_viewer):
+    truth = np.zeros((20, 30), np.int32)
+    truth[2:8, 2:8] = 1
+    truth[10:18, 4:12] = 2
+    truth[10:18, 18:26] = 3
+    pred = truth * 5
+    pred[10:18, 18:26] = 0  # one object missed
+    viewer = make_napari_viewer()
+    viewer.add_labels(pred, name="objects")
+    viewer.add_labels(truth, name="ground truth")
+    _, widget = viewer.window.add_plugin_dock_widget(
+        "napari-inceptseg", "Score against ground truth"
+    )
+    table = widget._table.native
+    rows = {
+        table.verticalHeaderItem(r).text(): table.item(r, 0).text() for r in range(table.rowCount())
+    }
+    assert rows["objects"] == "2" and rows["true objects"] == "3"
+    assert rows["F1 @ .5"] == f"{2 * 2 / (2 + 3):.3f}"

@@ -426,3 +426,27 @@ def test_nuclei_sample_opens_with_its_ground_truth(make_napari_viewer):
     assert len(np.unique(gt.data)) == 37  # 36 nuclei and the background
     # the nuclei are the bright objects of a fluorescence image
     assert image.data[gt.data > 0].mean() > 3 * image.data[gt.data == 0].mean()
+
+
+def test_objects_choice_adds_measured_objects(make_napari_viewer, tmp_path):
+    from napari_inceptseg.sample_data import nuclei_image
+
+    viewer = make_napari_viewer()
+    image, truth = nuclei_image()
+    layer = viewer.add_image(image, name="nuclei")
+    _, widget = viewer.window.add_plugin_dock_widget(
+        "napari-inceptseg", "Unsupervised segmentation"
+    )
+    widget._image.value = layer
+    widget._params["objects"].value = True
+    widget._runs.inline = True
+    widget.run()
+    out = viewer.layers[-1]
+    n_true = len(np.unique(truth)) - 1
+    assert out.name == "nuclei objects" and out.data.min() == 0
+    assert abs(int(out.data.max()) - n_true) <= 0.15 * n_true
+    assert len(out.features) == out.data.max() and out.features["area"].min() > 0
+    assert "intensity_mean" in out.features and widget._status.value.startswith("nuclei objects:")
+    viewer.layers.selection.active = out
+    saved = widget._objects.save_measurements(tmp_path / "nuclei.csv")
+    assert len(saved.read_text().splitlines()) == out.data.max() + 1

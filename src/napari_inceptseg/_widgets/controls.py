@@ -11,7 +11,7 @@ from magicgui.widgets import CheckBox, ComboBox, Container, FloatSpinBox, Label,
 from ..params import SegmentParams
 
 #: the engine parameters the dock shows up front; every other one is under "Advanced"
-BASIC_PARAMS = ("n_clusters",)
+BASIC_PARAMS = ("objects", "n_clusters")
 
 #: widget label of each numeric engine parameter (its range is SegmentParams')
 _NUMERIC = {
@@ -40,7 +40,7 @@ _CHOICE_LABELS = {
     "precision": "precision",
     "color_space": "colour space",
 }
-_BOOL_LABELS = {"regions": "connected regions"}
+_BOOL_LABELS = {"regions": "connected regions", "objects": "objects on a background (nuclei)"}
 
 
 def _param_widgets() -> dict:

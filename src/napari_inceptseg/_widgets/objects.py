@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import partial
+from pathlib import Path
 
 import numpy as np
 from magicgui.widgets import CheckBox, Container, PushButton
@@ -36,9 +37,18 @@ class ObjectsPanel(Container):
                 "numbered 1..N in a new Labels layer (the selected one is left as it is)."
             ),
         )
-        super().__init__(widgets=[self.separate, self.split_btn], labels=False)
+        self.save_btn = PushButton(
+            text="Save measurements (CSV)...",
+            tooltip=(
+                "The selected Labels layer's objects, one row each (area, mean intensity, "
+                "centroid, bounding box, solidity, eccentricity): its features, or measured "
+                "from its labels when it has none."
+            ),
+        )
+        super().__init__(widgets=[self.separate, self.split_btn, self.save_btn], labels=False)
         self.margins = (0, 0, 0, 0)
         self.split_btn.changed.connect(self.split)
+        self.save_btn.changed.connect(self._ask_and_save)
 
     #: split in the calling thread (tests, scripts); otherwise in a worker thread with
     #: a progress line per step and a cancel button in the activity dock
@@ -95,3 +105,33 @@ class ObjectsPanel(Container):
         )
         self._status(f"{layer.name}: {int(objects.max())} objects")
         return out
+
+    def save_measurements(self, path) -> Path | None:
+        """Write the selected Labels layer's objects to ``path`` as CSV (replacing a file
+        there: the save dialog has asked); the path, or None when nothing was selected.
+        """
+        from ..objects.features import object_features, write_features_csv
+
+        layer = self._viewer.layers.selection.active
+        if not isinstance(layer, Labels) or layer.multiscale:
+            show_info("Select a Labels layer of objects to save its measurements.")
+            return None
+        features = {c: layer.features[c].to_numpy() for c in layer.features.columns}
+        if not features:
+            features = object_features(np.asarray(layer.data))
+        try:
+            out = write_features_csv(features, path, overwrite=True)
+        except (OSError, ValueError) as exc:
+            show_error(f"Cannot save the measurements of '{layer.name}': {exc}")
+            return None
+        self._status(f"{layer.name}: {len(next(iter(features.values())))} objects -> {out}")
+        return out
+
+    def _ask_and_save(self, _=None) -> None:
+        from qtpy.QtWidgets import QFileDialog
+
+        layer = self._viewer.layers.selection.active
+        name = f"{getattr(layer, 'name', 'objects')}.csv"
+        path, _ = QFileDialog.getSaveFileName(None, "Save measurements", name, "CSV (*.csv)")
+        if path:
+            self.save_measurements(path)

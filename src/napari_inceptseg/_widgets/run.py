@@ -157,6 +157,9 @@ class RunLifecycle:
             if last.model is not None:
                 self._trained(last.trained_model(), f"trained on '{run.image.name}'")
             kind = "regions" if all(r.regions for r in result.results) else "clusters"
+            if run.params.objects:
+                kind = "objects"
+                layer.features = _measure(result.labels, run.image)
             msg = (
                 f"{run.name}: {result.n_labels} {kind} after {result.n_iter} iterations "
                 f"in {result.seconds:.1f} s on {result.results[0].device}; {result.results[0].plan}"
@@ -192,3 +195,14 @@ class RunLifecycle:
 
     def _on_finished(self, run: Run) -> None:
         self._ended(run)
+
+
+def _measure(labels, image) -> dict:
+    """The objects' measurements for the layer's ``features``: with the image's intensity
+    where the image layer holds the labels' shape (plus colour channels), else without.
+    """
+    from ..objects.features import object_features
+
+    data = np.asarray(image.data) if not image.multiscale else None
+    fits = data is not None and data.shape[: labels.ndim] == labels.shape
+    return object_features(labels, data if fits else None)

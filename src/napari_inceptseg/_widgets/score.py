@@ -10,6 +10,7 @@ from napari.utils.notifications import show_info
 from qtpy.QtCore import QTimer
 
 from ..scoring.metrics import matched_labels, score
+from ..scoring.objects import dsb_scores
 from .layers import layer_choices
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -48,7 +49,22 @@ _MEANING = {
     "clusters": "labels in the prediction",
     "regions": "connected regions of the prediction",
     "classes": "labels in the ground truth",
+    "objects": "predicted objects: labels other than 0 (or the border's label, and its pieces)",
+    "true objects": "objects of the ground truth: its labels other than 0",
+    "DSB mAP": "mean over IoU .50-.95 of TP / (TP + FP + FN): the DSB2018 score",
+    "F1 @ .5": "F1 of objects matched at IoU above 0.5",
 }
+
+
+def _object_rows(pred, gt, ignore: int | None) -> list:
+    """The object rows, when the ground truth has a background (0) and nothing is ignored:
+    the objects counted on both sides, and the DSB2018 scores.
+    """
+    if ignore is not None or not (gt == 0).any():
+        return []
+    d = dsb_scores(pred, gt)
+    rows = [("objects", d["n_predicted"]), ("true objects", d["n_objects"])]
+    return rows + [("DSB mAP", d["map"]), ("F1 @ .5", d["f1_50"])]
 
 
 def parse_ignore(text: str) -> int | None:
@@ -196,9 +212,10 @@ class ScoreWidget(Container):
         except ValueError as exc:
             self._show_message(str(exc))
             return None
-        rows = [(name, s[key]) for name, key in _ROWS] + [
-            (f"IoU class {c}", v) for c, v in s["per_class_iou"].items()
-        ]
+        rows = [(name, s[key]) for name, key in _ROWS] + _object_rows(
+            pred.data, gt.data, parse_ignore(self._ignore.value)
+        )
+        rows += [(f"IoU class {c}", v) for c, v in s["per_class_iou"].items()]
         self._table.value = {
             "data": [[f"{v:.3f}" if isinstance(v, float) else str(v)] for _, v in rows],
             "index": [name for name, _ in rows],

@@ -61,7 +61,7 @@ def run_one(image, params, channel_axis, desc, quiet, **kw):
     from ..engine.workflow.progress import RunInterrupted, run_to_end
     from ..engine.workflow.segment import segment_iter
 
-    bar = _Bar(params.total_iter, desc, quiet)
+    bar = _Bar(0 if params.objects else params.total_iter, desc, quiet)
     gen = segment_iter(image, channel_axis=channel_axis, params=params, **kw)
     try:
         return run_to_end(gen, bar)
@@ -155,6 +155,11 @@ def _segment_setup(args: argparse.Namespace):
     resolve_device(params.device)  # fail once, before any image, if absent
     if args.warm_start and not args.model:
         raise ValueError("--warm-start needs --model FILE")
+    if params.objects and (args.model or args.save_model or args.scribbles):
+        raise ValueError(
+            "--objects trains no network and takes no scribbles: leave out --model, "
+            "--save-model and --scribbles, or leave out --objects"
+        )
     if args.model and args.save_model and not args.warm_start:
         raise ValueError(
             "--save-model with --model saves nothing new: add --warm-start to train from the model"
@@ -239,12 +244,20 @@ def _segment_file(job: _Job, counter: str, args, params, model) -> str:
         if "model" in job.targets:
             result.save_model(job.targets["model"], overwrite=args.overwrite)
             info["saved_model"] = str(job.targets["model"])
-        summary = (
-            f"{result.n_labels} {'regions' if result.regions else 'clusters'} after "
-            f"{result.n_iter} iterations ({result.seconds:.1f} s, {result.device}; {result.plan})"
-        )
+        summary = _summary(result)
     _write_outputs(job, labels, info, args)
     return f"{job.src}: {summary} -> {job.targets['labels']}"
+
+
+def _summary(result) -> str:
+    """One line on a finished image: how many labels of which kind, and how it ran."""
+    kind = result.metadata()["labels"]
+    if kind == "objects":
+        return f"{result.n_labels} objects ({result.seconds:.1f} s)"
+    return (
+        f"{result.n_labels} {kind} after "
+        f"{result.n_iter} iterations ({result.seconds:.1f} s, {result.device}; {result.plan})"
+    )
 
 
 def _read(path: Path) -> np.ndarray:

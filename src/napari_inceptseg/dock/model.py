@@ -226,7 +226,9 @@ class SegmentDockModel:
 
     @staticmethod
     def result_name(image_name: str, params: SegmentParams, guided: bool) -> str:
-        """The name of a run's Labels layer: regions with the default method, else clusters."""
+        """The name of a run's Labels layer: objects, regions (the default method) or clusters."""
+        if params.objects:
+            return f"{image_name} objects"
         return f"{image_name} {'regions' if params.regions and not guided else 'clusters'}"
 
     @staticmethod

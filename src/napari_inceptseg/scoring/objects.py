@@ -90,7 +90,8 @@ def dsb_scores(pred, gt) -> dict[str, float]:
     every threshold t of :data:`DSB_THRESHOLDS` a true object is matched when a
     predicted object has IoU > t with it. Returns ``map`` (the mean over t of
     TP / (TP + FP + FN), the challenge's score), ``f1_50`` (F1 at t = 0.5), ``f1_avg``
-    (F1 averaged over t; Caicedo et al., Nature Methods 2019) and ``n_predicted``.
+    (F1 averaged over t; Caicedo et al., Nature Methods 2019), ``n_predicted`` and
+    ``n_objects`` (the true objects).
     NaN scores, with a ``RuntimeWarning``, when ``gt`` has no object.
 
     Examples
@@ -117,7 +118,8 @@ def dsb_scores(pred, gt) -> dict[str, float]:
     n_pred, n_gt = int(p_keep.sum()), int(g_keep.sum())
     if n_gt == 0:
         warnings.warn("the ground truth has no object: DSB scores are NaN", RuntimeWarning, 2)
-        return {"map": math.nan, "f1_50": math.nan, "f1_avg": math.nan, "n_predicted": n_pred}
+        nan = {"map": math.nan, "f1_50": math.nan, "f1_avg": math.nan}
+        return {**nan, "n_predicted": n_pred, "n_objects": 0}
     rows, cols = linear_sum_assignment(-iou) if iou.size else ([], [])
     matched = iou[rows, cols]
     tp = np.array([(matched > t).sum() for t in DSB_THRESHOLDS], dtype=np.float64)
@@ -128,4 +130,5 @@ def dsb_scores(pred, gt) -> dict[str, float]:
         "f1_50": float(f1[0]),
         "f1_avg": float(f1.mean()),
         "n_predicted": n_pred,
+        "n_objects": n_gt,
     }

@@ -195,7 +195,8 @@ def segment_stack_iter(
         res = yield from relay(gen, wrap=partial(StackProgress, k, len(planes), idx))
         results.append(res)
         scribble_ids.update(res.scribble_ids)
-        raw[layout.labels_index(idx)] = res.channel_ids + 1
+        if res.channel_ids is not None:  # (objects have no network channels)
+            raw[layout.labels_index(idx)] = res.channel_ids + 1
         if warm_start and res.model is not None:
             state = {n: t.detach().clone() for n, t in res.model.state_dict().items()}
     labels = _stack_labels(
@@ -227,7 +228,7 @@ def _stack_labels(
     method), or one numbering of the clusters for the whole stack (scribble ids kept,
     the rest 1..K over the planes done; ``raw`` is channel id + 1, 0 = not done).
     """
-    if results and all(r.regions for r in results):
+    if results and all(r.regions or r.params.objects for r in results):
         return _stack_regions(layout, planes, results)
     present = np.flatnonzero(np.bincount(raw.ravel(), minlength=n_channels + 1)[1:])
     lut = np.concatenate([[0], make_label_map(present, n_channels, sorted(scribble_ids))])
@@ -246,13 +247,14 @@ def _stack_hierarchy(layout: PlaneLayout, planes, results):
 
 
 def _stack_regions(layout: PlaneLayout, planes, results) -> np.ndarray:
-    """Each plane's regions, numbered after those of the planes before it: regions
-    are made per plane, so the same id never names unrelated regions.
+    """Each plane's regions (or objects), numbered after those of the planes before it:
+    they are made per plane, so the same id never names unrelated ones. The objects'
+    background stays 0.
     """
     out = np.zeros(layout.labels_shape, dtype=np.int32)
     offset = 0
     for idx, res in zip(planes, results, strict=False):
-        out[layout.labels_index(idx)] = res.labels + offset
+        out[layout.labels_index(idx)] = np.where(res.labels > 0, res.labels + offset, 0)
         offset += int(res.labels.max())
     return out
 
