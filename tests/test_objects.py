@@ -9,6 +9,7 @@ import pytest
 from napari_inceptseg import SegmentParams, segment, segment_stack
 from napari_inceptseg.bench.baselines import run_baseline
 from napari_inceptseg.bench.datasets import list_items
+from napari_inceptseg.bench.stats import paired_difference
 from napari_inceptseg.objects.features import object_features, write_features_csv
 from napari_inceptseg.sample_data import nuclei_image
 from napari_inceptseg.scoring.objects import dsb_scores
@@ -16,7 +17,7 @@ from napari_inceptseg.scoring.objects import dsb_scores
 
 @pytest.fixture(scope="module")
 def dsb_items(shared_data):
-    return [(item.load()) for item in list_items("dsb2018", shared_data / "dsb2018")]
+    return [item.load() for item in list_items("dsb2018", shared_data / "dsb2018")]
 
 
 def test_otsu_watershed_matches_the_notes_check_values(dsb_items):
@@ -33,10 +34,9 @@ def test_objects_beat_otsu_watershed_on_the_dev_nuclei(dsb_items):
         assert labels.min() == 0 and labels.dtype == np.int32
         ours.append(dsb_scores(labels, gts[0]))
         theirs.append(dsb_scores(run_baseline("otsu-watershed", image), gts[0]))
-    for key in ("map", "f1_avg"):
-        diff = np.array([o[key] - t[key] for o, t in zip(ours, theirs, strict=True)])
-        assert diff.mean() > 0.01, key  # measured +0.022 (mAP) and +0.023 (F1 avg)
-        assert (diff > 0).sum() > len(diff) / 2, key
+    for key in ("map", "f1_avg"):  # docs/benchmarks.md: +0.045 and +0.041, above zero
+        d = paired_difference([o[key] for o in ours], [t[key] for t in theirs])
+        assert d.diff > 0.03 and d.lo > 0, key
 
 
 def test_bundled_nuclei_sample_is_counted():

@@ -14,12 +14,15 @@ import numpy as np
 #: a distance maximum starts an object of its own when it stands at least this many
 #: pixels above the saddle to the next one (the h of the h-maxima)
 MIN_OBJECT_DEPTH = 2.0
+#: with a depth scaled to the objects, a maximum starts an object when it stands this
+#: fraction of the objects' typical radius above the saddle (at least 1 pixel)
+DEPTH_PER_RADIUS = 0.15
 #: the distance to the background is smoothed by this much (pixels) first, so that
 #: ragged pixel borders add no maxima of their own
 DISTANCE_SIGMA = 1.0
 #: an object's border lies where the smoothed intensity falls to this fraction of the
-#: way from the background's level to the object's median
-BORDER_FRACTION = 0.45
+#: way from the background's level to the object's median: its half maximum
+BORDER_FRACTION = 0.5
 #: how far below the threshold an object may grow: this fraction of the way from the
 #: background's level to the Otsu threshold
 GROW_FRACTION = 0.25
@@ -60,15 +63,18 @@ def object_intensity(data: np.ndarray) -> np.ndarray:
     return grey.reshape(data.shape[1:])
 
 
-def distance_split(mask: np.ndarray, spacing=None, min_depth: float = MIN_OBJECT_DEPTH):
+def distance_split(mask: np.ndarray, spacing=None, min_depth: float | None = MIN_OBJECT_DEPTH):
     """Touching round objects of a foreground ``mask`` cut apart: a watershed of the
     distance to the background, from its h-maxima.
 
     The distance (in pixels, or in ``spacing`` units per axis) is smoothed by
     :data:`DISTANCE_SIGMA`; a maximum starts an object when it stands at least
-    ``min_depth`` above the saddle to the next one. Pieces of the mask too thin to hold
-    such a maximum are left out (noise). Returns int32 labels, 0 the background and
-    1..N the objects. 2D or 3D.
+    ``min_depth`` above the saddle to the next one. ``min_depth=None`` scales it to the
+    objects: :data:`DEPTH_PER_RADIUS` times their typical radius (the median height of
+    the maxima at :data:`MIN_OBJECT_DEPTH`), at least 1, so that the same objects
+    imaged at twice the resolution are cut the same way. Pieces of the mask too thin to
+    hold such a maximum are left out (noise). Returns int32 labels, 0 the background
+    and 1..N the objects. 2D or 3D.
 
     Examples
     --------
@@ -88,7 +94,13 @@ def distance_split(mask: np.ndarray, spacing=None, min_depth: float = MIN_OBJECT
         return np.zeros(mask.shape, dtype=np.int32)
     dist = ndi.distance_transform_edt(mask, sampling=spacing)
     dist = ndi.gaussian_filter(dist, DISTANCE_SIGMA)
-    markers = label(h_maxima(dist, min_depth).astype(bool) & mask)
+    markers = label(h_maxima(dist, MIN_OBJECT_DEPTH).astype(bool) & mask)
+    if min_depth is None:
+        heights = ndi.maximum(dist, markers, np.arange(1, markers.max() + 1))
+        radius = float(np.median(heights)) if markers.max() else 0.0
+        markers = label(h_maxima(dist, max(1.0, DEPTH_PER_RADIUS * radius)).astype(bool) & mask)
+    elif min_depth != MIN_OBJECT_DEPTH:
+        markers = label(h_maxima(dist, min_depth).astype(bool) & mask)
     return watershed(-dist, markers, mask=mask).astype(np.int32)
 
 
@@ -121,7 +133,7 @@ def find_objects(data: np.ndarray, spacing=None) -> np.ndarray:
 
     ``data`` is the normalised image, ``(C, *spatial)``, 2D or 3D. Its contrast
     (:func:`object_intensity`) is thresholded with Otsu's method, touching objects are
-    split by :func:`distance_split`, and each object's border is refined by
+    split by :func:`distance_split` with a depth scaled to the objects, and each object's border is refined by
     :func:`refine_borders`. Objects are numbered in raster order.
 
     Examples
@@ -143,7 +155,7 @@ def find_objects(data: np.ndarray, spacing=None) -> np.ndarray:
     if np.ptp(grey) == 0:
         return np.zeros(grey.shape, dtype=np.int32)
     threshold = threshold_otsu(grey)
-    seeds = distance_split(grey > threshold, spacing)
+    seeds = distance_split(grey > threshold, spacing, min_depth=None)
     below = grey[grey <= threshold]
     background = float(np.median(below)) if below.size else 0.0
     smooth = ndi.gaussian_filter(grey, 1.0)
