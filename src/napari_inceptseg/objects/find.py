@@ -133,8 +133,9 @@ def find_objects(data: np.ndarray, spacing=None) -> np.ndarray:
 
     ``data`` is the normalised image, ``(C, *spatial)``, 2D or 3D. Its contrast
     (:func:`object_intensity`) is thresholded with Otsu's method, touching objects are
-    split by :func:`distance_split` with a depth scaled to the objects, and each object's border is refined by
-    :func:`refine_borders`. Objects are numbered in raster order.
+    split by :func:`distance_split` with a depth scaled to the objects, and each
+    object's border is refined by :func:`refine_borders`. Objects are numbered in
+    raster order.
 
     Examples
     --------
