@@ -558,3 +558,20 @@ def test_save_model_to_a_place_that_cannot_be_written_fails_before_training(
     assert len(err) == 1 and "--save-model file" in err[0] and "Traceback" not in err[0]
     assert not list((tmp_path / "out").glob("*"))
     assert (tmp_path / "afile").read_text() == "mine"
+
+
+def test_objects_write_their_measurements(tmp_path, capsys):
+    from napari_inceptseg.sample_data import nuclei_image
+    from napari_inceptseg.scoring.objects import dsb_scores
+
+    image, truth = nuclei_image()
+    src = tmp_path / "nuclei.png"
+    iio.imwrite(src, image)
+    out = tmp_path / "out"
+    assert main(["segment", str(src), "-o", str(out), "--objects"]) == 0
+    assert " objects (" in capsys.readouterr().out
+    labels = iio.imread(out / "nuclei_labels.png").astype(np.int64)
+    assert labels.min() == 0 and dsb_scores(labels, truth)["f1_50"] > 0.8
+    rows = (out / "nuclei_objects.csv").read_text().splitlines()
+    assert rows[0].startswith("label,area,intensity_mean") and len(rows) == labels.max() + 1
+    assert main(["segment", str(src), "-o", str(out), "--objects", "--save-model", "m.st"]) == 2

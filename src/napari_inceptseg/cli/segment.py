@@ -194,6 +194,8 @@ class _Job:
             "overlay": out / f"{self.src.stem}_overlay.png",
             "run": out / f"{self.src.stem}_run.json",
         }
+        if getattr(args, "objects", None):  # each object's measurements
+            self.targets["objects"] = out / f"{self.src.stem}_objects.csv"
         save_to = per_image(args.save_model, self.src, len(args.images), "--save-model")
         if save_to is not None:
             self.targets["model"] = save_to
@@ -267,7 +269,8 @@ def _read(path: Path) -> np.ndarray:
 
 
 def _write_outputs(job: _Job, labels: np.ndarray, info: dict, args) -> None:
-    """Labels, overlay and run record of one image (run.json last: it marks them complete)."""
+    """Labels, overlay, the objects' measurements (with ``--objects``) and run record of one
+    image (run.json last: it marks them complete)."""
     from ..io import write_json, write_labels, write_png
 
     job.writing = True
@@ -281,6 +284,11 @@ def _write_outputs(job: _Job, labels: np.ndarray, info: dict, args) -> None:
         colour_overlay(job.image, labels, args.channel_axis),
         overwrite=args.overwrite,
     )
+    if "objects" in job.targets:
+        from ..objects.features import object_features, write_features_csv
+
+        table = object_features(labels, job.image, args.channel_axis)
+        write_features_csv(table, job.targets["objects"], overwrite=args.overwrite)
     write_json(job.targets["run"], info, overwrite=args.overwrite)
 
 
