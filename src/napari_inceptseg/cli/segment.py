@@ -270,7 +270,8 @@ def _read(path: Path) -> np.ndarray:
 
 def _write_outputs(job: _Job, labels: np.ndarray, info: dict, args) -> None:
     """Labels, overlay, the objects' measurements (with ``--objects``) and run record of one
-    image (run.json last: it marks them complete)."""
+    image (run.json last: it marks them complete).
+    """
     from ..io import write_json, write_labels, write_png
 
     job.writing = True
