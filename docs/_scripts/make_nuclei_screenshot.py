@@ -20,7 +20,7 @@ def main() -> int:
     import napari
     from qtpy.QtWidgets import QApplication
 
-    from napari_inceptseg.scoring.metrics import instance_scores
+    from napari_inceptseg.scoring.objects import instance_scores
 
     viewer = napari.Viewer(show=True)
     viewer.window.resize(1366, 768)

@@ -446,7 +446,7 @@ def test_objects_choice_adds_measured_objects(make_napari_viewer, tmp_path):
     assert out.name == "nuclei objects" and out.data.min() == 0
     assert abs(int(out.data.max()) - n_true) <= 0.15 * n_true
     assert len(out.features) == out.data.max() and out.features["area"].min() > 0
-    assert "intensity_mean" in out.features and widget._status.value.startswith("nuclei objects:")
+    assert "intensity_mean" in out.features and widget._status.value.startswith("nuclei objects: ")
     viewer.layers.selection.active = out
     saved = widget._objects.save_measurements(tmp_path / "nuclei.csv")
     assert len(saved.read_text().splitlines()) == out.data.max() + 1

@@ -157,13 +157,13 @@ class RunLifecycle:
             if last.model is not None:
                 self._trained(last.trained_model(), f"trained on '{run.image.name}'")
             kind = "regions" if all(r.regions for r in result.results) else "clusters"
-            if run.params.objects:
-                kind = "objects"
-                layer.features = _measure(result.labels, run.image)
             msg = (
                 f"{run.name}: {result.n_labels} {kind} after {result.n_iter} iterations "
                 f"in {result.seconds:.1f} s on {result.results[0].device}; {result.results[0].plan}"
             )
+            if run.params.objects:
+                layer.features = _measure(result.labels, run.image)
+                msg = f"{run.name}: {result.n_labels} objects in {result.seconds:.1f} s"
         self._status(msg)
         show_info(msg)
 

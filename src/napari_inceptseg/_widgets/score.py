@@ -58,7 +58,8 @@ _MEANING = {
 
 def _object_rows(pred, gt, ignore: int | None) -> list:
     """The object rows, when the ground truth has a background (0) and nothing is ignored:
-    the objects counted on both sides, and the DSB2018 scores.
+    the objects counted on both sides, and the DSB2018 scores (shown first when the
+    prediction has a background too: objects on a background).
     """
     if ignore is not None or not (gt == 0).any():
         return []
@@ -212,9 +213,9 @@ class ScoreWidget(Container):
         except ValueError as exc:
             self._show_message(str(exc))
             return None
-        rows = [(name, s[key]) for name, key in _ROWS] + _object_rows(
-            pred.data, gt.data, parse_ignore(self._ignore.value)
-        )
+        objects = _object_rows(pred.data, gt.data, parse_ignore(self._ignore.value))
+        rows = [(name, s[key]) for name, key in _ROWS]
+        rows = objects + rows if (pred.data == 0).any() else rows + objects  # objects first
         rows += [(f"IoU class {c}", v) for c, v in s["per_class_iou"].items()]
         self._table.value = {
             "data": [[f"{v:.3f}" if isinstance(v, float) else str(v)] for _, v in rows],
