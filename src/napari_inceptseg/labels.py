@@ -1,5 +1,5 @@
 """Label maps (numpy, scipy and scikit-image; no torch): renumbering, connected
-components, scribble ids, and objects from clusters.
+components and scribble ids.
 
 **Scribbles** (user strokes that guide the clustering) have the image's spatial
 shape; 0 is unlabelled and ids 1..S are strokes. Scribble id ``s`` trains network
@@ -8,7 +8,8 @@ cluster and different ids as different clusters; :func:`make_label_map` then giv
 that channel the id ``s`` back, so the output's colours match the strokes.
 
 The default method's regions (superpixel vote, merging, grouping) are in
-:mod:`napari_inceptseg.regions`.
+:mod:`napari_inceptseg.regions`; objects (from an image, or from clusters) in
+:mod:`napari_inceptseg.objects`.
 """
 
 from __future__ import annotations
@@ -117,75 +118,3 @@ def make_label_map(
 def channels_present(raw: np.ndarray, n_channels: int) -> np.ndarray:
     """The response channels that are some pixel's argmax."""
     return np.flatnonzero(np.bincount(raw.ravel(), minlength=n_channels))
-
-
-#: a distance maximum starts an object of its own when it stands at least this many
-#: pixels above the saddle to the next one (the h of the h-maxima; see split_objects)
-MIN_OBJECT_DEPTH = 2.0
-#: the distance to the background is smoothed by this much (pixels) first, so that
-#: ragged pixel borders add no maxima of their own
-DISTANCE_SIGMA = 1.0
-
-
-def split_objects(
-    labels, clusters=None, *, separate_touching: bool = True, min_depth: float = MIN_OBJECT_DEPTH
-) -> np.ndarray:
-    """Objects (e.g. nuclei) from a segmentation: every connected piece of the chosen
-    ``clusters`` becomes one object, numbered 1..N, and 0 is everything else.
-
-    ``clusters`` defaults to every cluster but the largest (taken as the background).
-    With ``separate_touching``, touching round objects are cut apart by a watershed of
-    the distance to the background (scikit-image), started from its h-maxima: a piece
-    is cut only where its distance (smoothed by :data:`DISTANCE_SIGMA`, so that ragged
-    borders add nothing) has two maxima that each stand at least ``min_depth`` pixels
-    above the neck between them. A convex or flat-topped shape (a rectangle, a band, a
-    square in one slice of a stack) has a single maximum, or one connected ridge, and
-    stays whole. 2D or 3D. :func:`split_objects_iter` does the same step by step.
-    """
-    steps = split_objects_iter(
-        labels, clusters, separate_touching=separate_touching, min_depth=min_depth
-    )
-    while True:
-        try:
-            next(steps)
-        except StopIteration as done:
-            return done.value
-
-
-#: the steps of :func:`split_objects_iter`
-OBJECT_STEPS = ("pieces", "distance to the background", "markers", "watershed")
-
-
-def split_objects_iter(
-    labels, clusters=None, *, separate_touching: bool = True, min_depth: float = MIN_OBJECT_DEPTH
-):
-    """:func:`split_objects` as a generator: yields the name of each of
-    :data:`OBJECT_STEPS` before it starts (a caller can show it, or stop there) and
-    returns the objects.
-    """
-    from scipy import ndimage as ndi
-    from skimage.measure import label
-    from skimage.morphology import h_maxima
-    from skimage.segmentation import watershed
-
-    yield OBJECT_STEPS[0]
-    labels = np.asarray(labels)
-    if clusters is None:
-        ids, counts = np.unique(labels, return_counts=True)
-        clusters = ids[ids != ids[np.argmax(counts)]]
-    mask = np.isin(labels, np.asarray(clusters))
-    pieces = label(mask, connectivity=1)
-    if not separate_touching or pieces.max() == 0:
-        return pieces.astype(np.int32)
-    yield OBJECT_STEPS[1]
-    dist = ndi.gaussian_filter(ndi.distance_transform_edt(mask), DISTANCE_SIGMA)
-    yield OBJECT_STEPS[2]
-    markers = label(h_maxima(dist, min_depth).astype(bool) & mask, connectivity=mask.ndim)
-    ids, first = np.unique(pieces.ravel(), return_index=True)  # one pixel of every piece
-    unmarked = ~np.isin(ids, pieces[markers > 0]) & (ids > 0)
-    # a piece with no maximum that deep (a thin one) stays whole: one marker at its first pixel
-    markers.ravel()[first[unmarked]] = markers.max() + 1 + np.arange(int(unmarked.sum()))
-    yield OBJECT_STEPS[3]
-    objects = watershed(-dist, markers, mask=mask)
-    out = consecutive_labels(objects)  # (background, if any, becomes 1)
-    return (out - 1 if (objects == 0).any() else out).astype(np.int32)

@@ -57,7 +57,7 @@ class ObjectsPanel(Container):
     def split(self, _=None) -> Labels | None:
         """Split the selected Labels layer into ``'<name> objects'`` (a new layer); with
         :attr:`inline` the layer is returned, otherwise the split runs in the background."""
-        from ..labels import OBJECT_STEPS, split_objects_iter
+        from ..objects.split import OBJECT_STEPS, split_objects_iter
 
         layer = self._viewer.layers.selection.active
         if not isinstance(layer, Labels) or layer.multiscale:
