@@ -146,3 +146,14 @@ def test_split_objects_ignores_ragged_borders():
         objects = split_objects(ragged.astype(np.int32), clusters=[1])
         sizes = np.bincount(objects.ravel())[1:]
         assert (sizes >= 20).sum() == 1, (k, sorted(sizes)[-3:])  # (specks bitten off stay specks)
+
+
+def test_a_stacks_objects_are_measured_plane_by_plane():
+    image = nuclei_image()[0]
+    stack = np.stack([image, image[::-1]])
+    labels = segment_stack(stack, objects=True).labels
+    table = object_features(labels, stack, planes=True)
+    assert len(table["label"]) == labels.max() and set(table["plane-0"]) == {0, 1}
+    assert np.isfinite(table["solidity"]).all() and "eccentricity" in table
+    flat = object_features(labels, stack)  # as one volume: flat objects have no solidity
+    assert np.isnan(flat["solidity"]).all() and len(flat["label"]) == labels.max()

@@ -288,7 +288,8 @@ def _write_outputs(job: _Job, labels: np.ndarray, info: dict, args) -> None:
     if "objects" in job.targets:
         from ..objects.features import object_features, write_features_csv
 
-        table = object_features(labels, job.image, args.channel_axis)
+        planes = getattr(args, "dims", None) != "3d"  # a stack's objects, plane by plane
+        table = object_features(labels, job.image, args.channel_axis, planes=planes)
         write_features_csv(table, job.targets["objects"], overwrite=args.overwrite)
     write_json(job.targets["run"], info, overwrite=args.overwrite)
 
