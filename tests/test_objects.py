@@ -157,3 +157,12 @@ def test_a_stacks_objects_are_measured_plane_by_plane():
     assert np.isfinite(table["solidity"]).all() and "eccentricity" in table
     flat = object_features(labels, stack)  # as one volume: flat objects have no solidity
     assert np.isnan(flat["solidity"]).all() and len(flat["label"]) == labels.max()
+
+
+def test_whole_image_runs_refuse_objects(tmp_path):
+    from napari_inceptseg.distributed.run import segment_zarr_iter
+
+    run = segment_zarr_iter(tmp_path / "in.ome.zarr", tmp_path / "out.ome.zarr", objects=True)
+    with pytest.raises(ValueError, match="objects off"):
+        next(run)
+    assert not (tmp_path / "out.ome.zarr").exists()

@@ -136,8 +136,11 @@ def segment_zarr_iter(
     ...     print(p.stage, p.done, p.total)
     """
     settings = preset_params(preset, **params)
-    if not settings.regions:
-        raise ValueError("whole-image runs make regions (the default method): leave regions on")
+    if not settings.regions or settings.objects:
+        raise ValueError(
+            "whole-image runs make regions (the default method): leave regions on and "
+            "objects off, or segment the image's planes in memory for objects"
+        )
     if as_whole(block) is None or block < 64:
         raise ValueError(f"block must be a whole number of pixels >= 64, got {block!r}")
     check_workers(workers)
