@@ -72,3 +72,16 @@ def source_level(layer, fits: Callable[[tuple[int, ...]], None]) -> int:
         f"not even the smallest level of this pyramid ({tuple(layer.data[-1].shape)}) fits "
         f"in memory ({last}): add a smaller level, or crop the image"
     )
+
+
+def measure(labels, image, planes: bool) -> dict:
+    """Objects' measurements for a Labels layer's ``features``: with the intensity of the
+    Image layer ``image`` where it holds the labels' shape (plus colour channels), else
+    without; plane by plane for a stack segmented in 2D.
+    """
+    from ..objects.features import object_features
+
+    labels = np.asarray(labels)
+    data = None if image is None or image.multiscale else np.asarray(image.data)
+    fits = data is not None and data.shape[: labels.ndim] == labels.shape
+    return object_features(labels, data if fits else None, planes=planes)

@@ -9,10 +9,11 @@ from pathlib import Path
 
 import numpy as np
 from magicgui.widgets import CheckBox, Container, PushButton
-from napari.layers import Labels
+from napari.layers import Image, Labels
 from napari.utils.notifications import show_error, show_info
 
 from .jobs import Job
+from .layers import measure
 
 
 class ObjectsPanel(Container):
@@ -107,18 +108,22 @@ class ObjectsPanel(Container):
         return out
 
     def save_measurements(self, path) -> Path | None:
-        """Write the selected Labels layer's objects to ``path`` as CSV (replacing a file
-        there: the save dialog has asked); the path, or None when nothing was selected.
+        """Measure the selected Labels layer's objects as they are now (after any edit),
+        keep the table as its ``features`` and write it to ``path`` as CSV (replacing a
+        file there: the save dialog has asked); the path, or None when nothing was done.
+        The intensity is that of the image the layer was made from, when it is open.
         """
-        from ..objects.features import object_features, write_features_csv
+        from ..objects.features import write_features_csv
 
         layer = self._viewer.layers.selection.active
         if not isinstance(layer, Labels) or layer.multiscale:
             show_info("Select a Labels layer of objects to save its measurements.")
             return None
-        features = {c: layer.features[c].to_numpy() for c in layer.features.columns}
-        if not features:
-            features = object_features(np.asarray(layer.data))
+        meta = layer.metadata.get("inceptseg", {})
+        source = self._source_image(meta.get("image"))
+        planes = meta.get("params", {}).get("dims") == "2d"
+        features = measure(layer.data, source, planes and np.ndim(layer.data) > 2)
+        layer.features = features
         try:
             out = write_features_csv(features, path, overwrite=True)
         except (OSError, ValueError) as exc:
@@ -126,6 +131,11 @@ class ObjectsPanel(Container):
             return None
         self._status(f"{layer.name}: {len(next(iter(features.values())))} objects -> {out}")
         return out
+
+    def _source_image(self, name):
+        """The open Image layer of that name, if there is one."""
+        found = [lay for lay in self._viewer.layers if lay.name == name]
+        return found[0] if found and isinstance(found[0], Image) else None
 
     def _ask_and_save(self, _=None) -> None:
         from qtpy.QtWidgets import QFileDialog

@@ -23,6 +23,7 @@ from ..engine.workflow.progress import SegmentationError
 from ..engine.workflow.stack import ApplyProgress
 from ..params import SegmentParams
 from .jobs import SIGNALS, Job
+from .layers import measure
 from .source import RunSource
 
 log = logging.getLogger(__name__)
@@ -162,7 +163,7 @@ class RunLifecycle:
                 f"in {result.seconds:.1f} s on {result.results[0].device}; {result.results[0].plan}"
             )
             if run.params.objects:
-                layer.features = _measure(result.labels, run.image, run.params.dims == "2d")
+                layer.features = measure(result.labels, run.image, run.params.dims == "2d")
                 msg = f"{run.name}: {result.n_labels} objects in {result.seconds:.1f} s"
         self._status(msg)
         show_info(msg)
@@ -195,15 +196,3 @@ class RunLifecycle:
 
     def _on_finished(self, run: Run) -> None:
         self._ended(run)
-
-
-def _measure(labels, image, planes: bool) -> dict:
-    """The objects' measurements for the layer's ``features``: with the image's intensity
-    where the image layer holds the labels' shape (plus colour channels), else without;
-    plane by plane for a stack segmented in 2D.
-    """
-    from ..objects.features import object_features
-
-    data = np.asarray(image.data) if not image.multiscale else None
-    fits = data is not None and data.shape[: labels.ndim] == labels.shape
-    return object_features(labels, data if fits else None, planes=planes)

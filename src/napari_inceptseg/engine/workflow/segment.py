@@ -315,7 +315,8 @@ def segment(
     Returns
     -------
     SegmentationResult
-        ``.labels`` (int32, numbered 1..K, the image's spatial shape), the region
+        ``.labels`` (int32, numbered 1..K, the image's spatial shape; with
+        ``objects=True`` 0 is the background and 1..N the objects), the region
         ``.hierarchy`` (default method), the trained network and the run's record.
 
     Raises
