@@ -212,13 +212,20 @@ def test_demo_headless(tmp_path, capsys):
     )
     out = capsys.readouterr().out
     assert "pixel accuracy, one-to-one" in out and "Outputs written to" in out
+    assert "nuclei (objects=True): " in out and " for 36 nuclei" in out
     (run_dir,) = tmp_path.iterdir()
     assert {p.name for p in run_dir.iterdir()} == {
         "synthetic_labels.png",
         "synthetic_overlay.png",
         "astronaut_labels.png",
         "astronaut_overlay.png",
+        "nuclei_objects.png",
+        "nuclei_overlay.png",
+        "nuclei_objects.csv",
     }
+    objects = iio.imread(run_dir / "nuclei_objects.png")
+    rows = (run_dir / "nuclei_objects.csv").read_text().splitlines()
+    assert len(rows) == len(np.unique(objects))  # a header and one row per object
 
 
 def test_save_model_then_apply_it_without_training(tmp_path, inputs, small_rgb):
