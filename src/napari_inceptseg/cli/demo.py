@@ -88,7 +88,7 @@ def _nuclei(run_dir: Path) -> None:
     s = dsb_scores(res.labels, truth)
     print(
         f"\nnuclei (objects=True): {s['n_predicted']} objects for {s['n_objects']} nuclei in "
-        f"{res.seconds:.1f} s; DSB2018 mAP {s['map']:.3f}, F1 at IoU 0.5 {s['f1_50']:.3f}"
+        f"{res.seconds:.2f} s; DSB2018 mAP {s['map']:.3f}, F1 at IoU 0.5 {s['f1_50']:.3f}"
     )
 
 
