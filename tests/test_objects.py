@@ -166,3 +166,17 @@ def test_whole_image_runs_refuse_objects(tmp_path):
     with pytest.raises(ValueError, match="objects off"):
         next(run)
     assert not (tmp_path / "out.ome.zarr").exists()
+
+
+def test_a_volumes_objects_are_found_in_3d():
+    zz, yy, xx = np.mgrid[:24, :48, :48]
+    volume = np.zeros((24, 48, 48), np.uint8)
+    for cz, cy, cx in ((12, 14, 14), (12, 14, 34), (12, 34, 24)):  # three balls
+        volume[(zz - cz) ** 2 + (yy - cy) ** 2 + (xx - cx) ** 2 < 49] = 180
+    result = segment(volume, objects=True, dims="3d")
+    labels = result.labels
+    assert labels.shape == volume.shape and labels.max() == 3 and labels[0, 0, 0] == 0
+    centres = [labels[12, 14, 14], labels[12, 14, 34], labels[12, 34, 24]]
+    assert sorted(centres) == [1, 2, 3]  # each ball one object, across its slices
+    table = object_features(labels, volume)
+    assert "eccentricity" not in table and (table["area"] > 900).all()  # about 4/3 pi 7^3
