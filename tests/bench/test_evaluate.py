@@ -533,3 +533,30 @@ def test_images_without_ground_truth_are_said_and_counted(folder):
     done = run_command([*cmd, "kmeans3", "-o", str(folder / "out2"), "-q"])
     assert done.returncode == 0
     assert "napari-inceptseg: warning: 1 of 5 images" in done.stderr.splitlines()[0]
+
+
+def test_an_interruption_while_a_row_is_written_stops_the_runs_under_way(folder):
+    """Ctrl+C or SIGTERM may land while an answer is being recorded, outside the runs'
+    own generator: the runs are closed at once (their threads stopped), not left to run
+    on until the interpreter exits and waits for them."""
+    items = list_items("folder", images=folder / "img", labels=folder / "lab")
+    closed = []
+
+    def execute(todo):
+        try:
+            for item, method in todo:
+                yield (item.name, method), "unreadable"  # recorded through log()
+        finally:
+            closed.append(True)
+
+    def log(_line):
+        raise KeyboardInterrupt  # the signal, while the consumer writes a skipped pair
+
+    out = folder / "out"
+    ev.prepare_output(out, {"dataset": "folder"}, False)
+    try:
+        ev._run_pairs(items, ["kmeans3"], out, execute, progress=False, log=log)
+    except KeyboardInterrupt:  # checked here, while the traceback keeps the frames alive
+        assert closed == [True]
+    else:
+        raise AssertionError("the interruption was swallowed")

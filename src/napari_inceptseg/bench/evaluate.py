@@ -221,13 +221,18 @@ def _safe_evaluate_batch(
 
 
 def _side_by_side(pairs, params: dict[str, Any], scale: float, batch: int) -> Iterator[tuple]:
-
-    for _, answer, exc in map_side_by_side(
+    """The pairs' answers, ``batch`` side by side. Closed early (an interruption
+    anywhere in the caller), it stops the runs under way at once: they are not left to
+    run on and hold the process open at exit.
+    """
+    runs = map_side_by_side(
         partial(_safe_pair, params=params, scale=scale), pairs, batch, params.get("device", "auto")
-    ):
-        if exc is not None:
-            raise exc
-        yield answer
+    )
+    with contextlib.closing(runs):
+        for _, answer, exc in runs:
+            if exc is not None:
+                raise exc
+            yield answer
 
 
 def _execute(todo, params, scale, *, client, workers, batch: int = 1) -> Iterator[tuple]:
@@ -370,8 +375,11 @@ def _run_pairs(items, methods, out: Path, execute, *, progress: bool, log) -> tu
         disable=not progress,
         dynamic_ncols=True,
     )
+    # closed whatever happens here (Ctrl+C or SIGTERM while a row is written): the runs
+    # under way stop now, not when the interpreter exits and waits for their threads
     try:
-        n_new, n_skip = record_answers(execute(todo), out, columns, bar, log)
+        with contextlib.closing(execute(todo)) as answers:
+            n_new, n_skip = record_answers(answers, out, columns, bar, log)
     finally:
         bar.close()
     return n_before, n_new, n_skip

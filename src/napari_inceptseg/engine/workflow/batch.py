@@ -195,10 +195,12 @@ def segment_batch(
 
     results: list[SegmentationResult | None] = [None] * len(images)
     errors: dict[int, BaseException] = {}
-    for k, res, exc in map_side_by_side(one, range(len(images)), int(batch), settings.device):
-        results[k] = res
-        if exc is not None:
-            errors[k] = exc
+    runs = map_side_by_side(one, range(len(images)), int(batch), settings.device)
+    with contextlib.closing(runs):  # an interruption here stops the runs under way too
+        for k, res, exc in runs:
+            results[k] = res
+            if exc is not None:
+                errors[k] = exc
     if errors:
         raise BatchError(results, errors)
     return results
