@@ -134,3 +134,36 @@ def test_an_interrupted_batch_stops_its_runs_at_their_next_step_and_keeps_what_f
     assert time.monotonic() - t0 < 30  # (the runs would never end by themselves)
     assert got == [(0, 0, None)] and sorted(stopped) == [1, 2]
     assert not [t for t in threading.enumerate() if t.name.startswith("inceptseg-batch")]
+
+
+def test_an_interrupted_command_stops_runs_whose_generator_was_left_open():
+    """A run under way in a generator nobody closed (an interruption that landed outside
+    it) stops once the command calls stop_runs_under_way, so the process can exit."""
+    import threading
+    import time
+
+    from napari_inceptseg.engine.workflow.batch import stop_runs_under_way
+    from napari_inceptseg.engine.workflow.progress import RunInterrupted, run_to_end
+
+    started, stopped = threading.Event(), threading.Event()
+
+    def endless(k):
+        started.set()
+        try:
+            while True:
+                time.sleep(0.01)
+                yield k
+        except KeyboardInterrupt:
+            stopped.set()
+            raise RunInterrupted() from None
+
+    def fn(k):
+        return k if k == 0 else run_to_end(endless(k))
+
+    runs = map_side_by_side(fn, range(2), batch=2, device="cpu")
+    assert next(runs) == (0, 0, None)  # run 1 is under way; the generator is left open
+    assert started.wait(30)
+    stop_runs_under_way()
+    assert stopped.wait(30)  # (it would never end by itself)
+    runs.close()
+    assert not [t for t in threading.enumerate() if t.name.startswith("inceptseg-batch")]

@@ -126,6 +126,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"napari-inceptseg: error: {as_flags(str(exc))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
+        from ..engine.workflow.batch import stop_runs_under_way
+
+        stop_runs_under_way()  # none may run on and keep the process from exiting
         print("interrupted", file=sys.stderr)
         return 130
     finally:

@@ -75,6 +75,19 @@ def own_stream(device: str):
     stream.synchronize()
 
 
+#: the stop events of the side-by-side runs under way in this process
+_UNDER_WAY: set[threading.Event] = set()
+
+
+def stop_runs_under_way() -> None:
+    """Stop every side-by-side run of this process at its next iteration, whatever
+    generator was left open: the last thing an interrupted command does, so that no
+    worker thread runs on and holds the process open at exit.
+    """
+    for event in list(_UNDER_WAY):
+        event.set()
+
+
 def map_side_by_side(
     fn: Callable[[Any], Any], items: Iterable[Any], batch: int, device: str = "auto"
 ) -> Iterator[tuple[int, Any, BaseException | None]]:
@@ -96,6 +109,7 @@ def map_side_by_side(
                 yield k, None, exc
         return
     stop, finished = threading.Event(), queue.SimpleQueue()
+    _UNDER_WAY.add(stop)
 
     def call(k, item):  # every outcome goes to ``finished``, errors included
         try:
@@ -133,6 +147,7 @@ def map_side_by_side(
             raise
         finally:
             stop.set()
+            _UNDER_WAY.discard(stop)
 
 
 def _finished_before(finished) -> Iterator[tuple[int, Any, None]]:
