@@ -164,7 +164,7 @@ class RunLifecycle:
             )
             if run.params.objects:
                 layer.features = measure(result.labels, run.image, run.params.dims == "2d")
-                msg = f"{run.name}: {result.n_labels} objects in {result.seconds:.1f} s"
+                msg = f"{run.name}: {result.n_labels} objects in {result.seconds:.2f} s"
         self._status(msg)
         show_info(msg)
 

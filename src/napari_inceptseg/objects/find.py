@@ -113,13 +113,12 @@ def distance_split(mask: np.ndarray, spacing=None, min_depth: float | None = MIN
     if not mask.any():
         return np.zeros(mask.shape, dtype=np.int32)
     dist = smoothed_distance(mask, spacing)
-    markers = label(h_maxima(dist, MIN_OBJECT_DEPTH).astype(bool) & mask)
-    if min_depth is None:
-        heights = ndi.maximum(dist, markers, np.arange(1, markers.max() + 1))
-        radius = float(np.median(heights)) if markers.max() else 0.0
-        markers = label(h_maxima(dist, max(1.0, DEPTH_PER_RADIUS * radius)).astype(bool) & mask)
-    elif min_depth != MIN_OBJECT_DEPTH:
-        markers = label(h_maxima(dist, min_depth).astype(bool) & mask)
+    if min_depth is None:  # the typical radius: the median height of the 2-px maxima
+        peaks = label(h_maxima(dist, MIN_OBJECT_DEPTH).astype(bool) & mask)
+        heights = ndi.maximum(dist, peaks, np.arange(1, peaks.max() + 1))
+        radius = float(np.median(heights)) if peaks.max() else 0.0
+        min_depth = max(1.0, DEPTH_PER_RADIUS * radius)
+    markers = label(h_maxima(dist, min_depth).astype(bool) & mask)
     return watershed(-dist, markers, mask=mask).astype(np.int32)
 
 
